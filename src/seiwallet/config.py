@@ -1,0 +1,193 @@
+"""Settings and network profiles: one place that says which chain, database and files we use.
+
+Settings come from ``SEIWALLET_*`` environment variables, then from the TOML file named by
+``SEIWALLET_CONFIG`` (if any), then from the profile's defaults. A wrong value is reported once,
+naming the environment variable to fix, as a :class:`~seiwallet.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from seiwallet.errors import ConfigError
+
+ProfileName = Literal["local", "sei-testnet", "sei-mainnet"]
+
+ENV_PREFIX = "SEIWALLET_"
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    """What we know about a network before talking to it."""
+
+    name: str
+    display_name: str
+    chain_id: int
+    default_rpc_url: str | None
+    #: Blocks on top of a block (itself included) before we act on it. Sei is instantly final.
+    confirmations: int
+    #: ``{tx}`` is replaced by the transaction hash; ``None`` where there is no explorer.
+    explorer_tx_url: str | None
+    #: Token addresses known for the network (symbol → address); settings may add or override.
+    tokens: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: True for the chain we start ourselves (anvil); its contracts come from a local manifest.
+    is_local: bool = False
+
+    def explorer_link(self, tx_hash: str) -> str | None:
+        """A link to the transaction on the network's explorer, if it has one."""
+        return self.explorer_tx_url.format(tx=tx_hash) if self.explorer_tx_url else None
+
+
+#: Chain id of the local chain: ours, so a wallet never confuses it with a public network.
+LOCAL_CHAIN_ID = 713_715
+
+PROFILES: Mapping[str, NetworkProfile] = MappingProxyType(
+    {
+        "local": NetworkProfile(
+            name="local",
+            display_name="Local Sei-like chain (anvil)",
+            chain_id=LOCAL_CHAIN_ID,
+            default_rpc_url="http://127.0.0.1:8545",
+            confirmations=1,
+            explorer_tx_url=None,
+            is_local=True,
+        ),
+        "sei-testnet": NetworkProfile(
+            name="sei-testnet",
+            display_name="Sei atlantic-2 (testnet)",
+            chain_id=1328,
+            default_rpc_url="https://evm-rpc-testnet.sei-apis.com",
+            confirmations=1,
+            explorer_tx_url="https://seitrace.com/tx/{tx}?chain=atlantic-2",
+        ),
+        "sei-mainnet": NetworkProfile(
+            name="sei-mainnet",
+            display_name="Sei pacific-1 (mainnet)",
+            chain_id=1329,
+            default_rpc_url="https://evm-rpc.sei-apis.com",
+            confirmations=1,
+            explorer_tx_url="https://seitrace.com/tx/{tx}?chain=pacific-1",
+            # Circle's native USDC on Sei (FiatToken v2.2 behind a proxy).
+            tokens=MappingProxyType({"USDC": "0xe15fC38F6D8c56aF07bbCBe3BAf5708A2Bf42392"}),
+        ),
+    }
+)
+
+
+class LocalChainSettings(BaseSettings):
+    """How ``seiwallet chain`` runs anvil: Sei-like by default (0.4 s blocks, 10 M gas, Prague)."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}LOCAL_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8545, ge=1, le=65535)
+    block_time: float = Field(default=0.4, gt=0, le=60)
+    gas_limit: int = Field(default=10_000_000, ge=1_000_000)
+    hardfork: str = "prague"
+    #: Keep only recent state in memory (anvil grows to gigabytes after ~100 k transfers).
+    prune_history: bool = True
+
+
+class Settings(BaseSettings):
+    """Everything a seiwallet process is configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    profile: ProfileName = "local"
+    #: JSON-RPC endpoint; defaults to the profile's.
+    rpc_url: str | None = None
+    #: SQLAlchemy URL; defaults to a SQLite file in ``data_dir``.
+    database_url: str | None = None
+    #: Where local state lives: the SQLite file, the chain's state and deployment manifests.
+    data_dir: Path = Path(".seiwallet")
+    #: Token addresses by symbol, added to (or overriding) the profile's.
+    tokens: dict[str, str] = Field(default_factory=dict)
+    #: Override the profile's confirmation depth (e.g. for a chain without instant finality).
+    confirmations: int | None = Field(default=None, ge=1, le=1000)
+    #: Private keys (hex) of the accounts that pay gas for users. Local: anvil's dev accounts.
+    sponsor_keys: list[SecretStr] = Field(default_factory=list)
+    rpc_timeout: float = Field(default=10.0, gt=0, le=300)
+    local_chain: LocalChainSettings = Field(default_factory=LocalChainSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(f"{ENV_PREFIX}CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL of a JSON-RPC endpoint")
+        return value
+
+    @property
+    def network(self) -> NetworkProfile:
+        """The network profile these settings select."""
+        return PROFILES[self.profile]
+
+    @property
+    def effective_rpc_url(self) -> str:
+        """The JSON-RPC endpoint to use: the configured one, else the profile's default."""
+        url = self.rpc_url or self.network.default_rpc_url
+        if url is None:  # pragma: no cover - every profile ships a default today
+            raise ConfigError(f"{ENV_PREFIX}RPC_URL", "no RPC URL configured for this profile")
+        return url
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database to use: the configured one, else a SQLite file in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / f'{self.profile}.sqlite3').resolve()}"
+
+    @property
+    def effective_confirmations(self) -> int:
+        return self.confirmations or self.network.confirmations
+
+    @property
+    def deployment_manifest_path(self) -> Path:
+        """The manifest ``seiwallet chain`` writes and every other process reads."""
+        return self.data_dir / "deployments" / f"{self.profile}.json"
+
+    def token_addresses(self) -> dict[str, str]:
+        """Configured token addresses by symbol (profile defaults, then settings)."""
+        return {**self.network.tokens, **self.tokens}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning pydantic's report into one :class:`ConfigError` naming the setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = "__".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(f"{ENV_PREFIX}{location.upper()}", first["msg"]) from None
