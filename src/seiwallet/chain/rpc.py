@@ -1,0 +1,329 @@
+"""An async Ethereum JSON-RPC client: batching, timeouts, typed errors, transport retries only.
+
+Only transport failures (connection refused, timeouts, 5xx, 429) are retried: a JSON-RPC error
+is an answer and is raised as a typed error at once, because retrying e.g. a rejected
+transaction would only hide the reason. Sending a raw transaction twice is harmless (the node
+answers "already known" or "nonce too low"), so retries are safe for every method we use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import httpx
+
+from seiwallet.chain.errors import ChainIdMismatch, RpcError, RpcUnavailable, error_from_rpc
+
+BlockId = int | str
+"""A block number, or a tag: ``"latest"``, ``"pending"``, ``"safe"``, ``"finalized"``."""
+
+
+def to_hex(value: int) -> str:
+    """Encode a quantity as JSON-RPC wants it (``0x``-prefixed, no leading zeros)."""
+    return hex(value)
+
+
+def from_hex(value: str | None) -> int:
+    """Decode a JSON-RPC quantity (``None`` decodes as 0, as nodes omit zero fields)."""
+    return int(value, 16) if value else 0
+
+
+def _block_param(block: BlockId) -> str:
+    return to_hex(block) if isinstance(block, int) else block
+
+
+@dataclass(frozen=True)
+class Call:
+    """One JSON-RPC call, for :meth:`RpcClient.batch`."""
+
+    method: str
+    params: Sequence[Any] = ()
+
+
+@dataclass(frozen=True)
+class Log:
+    """An event log as the node returns it, with quantities decoded."""
+
+    address: str
+    topics: tuple[str, ...]
+    data: str
+    block_number: int
+    block_hash: str
+    transaction_hash: str
+    log_index: int
+    removed: bool
+
+    @classmethod
+    def from_rpc(cls, raw: Mapping[str, Any]) -> Log:
+        return cls(
+            address=str(raw["address"]),
+            topics=tuple(str(t) for t in raw["topics"]),
+            data=str(raw["data"]),
+            block_number=from_hex(raw["blockNumber"]),
+            block_hash=str(raw["blockHash"]),
+            transaction_hash=str(raw["transactionHash"]),
+            log_index=from_hex(raw["logIndex"]),
+            removed=bool(raw.get("removed", False)),
+        )
+
+
+@dataclass(frozen=True)
+class BlockHeader:
+    """The parts of a block the follower needs to detect reorganisations."""
+
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+    gas_used: int
+    gas_limit: int
+    base_fee_per_gas: int
+    transaction_count: int
+
+    @classmethod
+    def from_rpc(cls, raw: Mapping[str, Any]) -> BlockHeader:
+        return cls(
+            number=from_hex(raw["number"]),
+            hash=str(raw["hash"]),
+            parent_hash=str(raw["parentHash"]),
+            timestamp=from_hex(raw["timestamp"]),
+            gas_used=from_hex(raw["gasUsed"]),
+            gas_limit=from_hex(raw["gasLimit"]),
+            base_fee_per_gas=from_hex(raw.get("baseFeePerGas")),
+            transaction_count=len(raw.get("transactions", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A transaction receipt with the fields we act on."""
+
+    transaction_hash: str
+    block_number: int
+    block_hash: str
+    status: int
+    gas_used: int
+    effective_gas_price: int
+    logs: tuple[Log, ...]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == 1
+
+    @classmethod
+    def from_rpc(cls, raw: Mapping[str, Any]) -> Receipt:
+        return cls(
+            transaction_hash=str(raw["transactionHash"]),
+            block_number=from_hex(raw["blockNumber"]),
+            block_hash=str(raw["blockHash"]),
+            status=from_hex(raw.get("status")),
+            gas_used=from_hex(raw["gasUsed"]),
+            effective_gas_price=from_hex(raw.get("effectiveGasPrice")),
+            logs=tuple(Log.from_rpc(log) for log in raw.get("logs", ())),
+        )
+
+
+class RpcClient:
+    """Async JSON-RPC over HTTP(S) for one endpoint.
+
+    ``transport`` is the seam for tests (``httpx.MockTransport``). One client keeps one
+    connection pool; share it within a process and close it with ``aclose()``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.1,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 32,
+    ) -> None:
+        self.url = url
+        self._retries = retries
+        self._backoff = backoff
+        self._ids = itertools.count(1)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"content-type": "application/json"},
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- the wire ---------------------------------------------------------------------------
+    async def _post(self, payload: Any) -> Any:
+        """POST a request body, retrying transport failures with exponential back-off."""
+        last_reason = "no attempt made"
+        for attempt in range(self._retries + 1):
+            if attempt:
+                await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+            try:
+                response = await self._http.post(self.url, json=payload)
+            except httpx.TimeoutException:
+                last_reason = "timed out"
+                continue
+            except httpx.TransportError as exc:
+                last_reason = _transport_reason(exc)
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                last_reason = f"HTTP {response.status_code}"
+                continue
+            if response.status_code >= 400:
+                # A 4xx other than 429 will not improve by retrying (bad URL path, auth...).
+                raise RpcUnavailable(self.url, f"HTTP {response.status_code}")
+            try:
+                return response.json()
+            except ValueError:
+                raise RpcUnavailable(self.url, "the answer is not JSON") from None
+        raise RpcUnavailable(self.url, last_reason)
+
+    async def request(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """Call one method; return its ``result`` or raise the typed error for its ``error``."""
+        body = await self._post(
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        )
+        if not isinstance(body, dict):
+            raise RpcUnavailable(self.url, "the answer is not a JSON-RPC response")
+        if "error" in body and body["error"] is not None:
+            raise error_from_rpc(body["error"])
+        return body.get("result")
+
+    async def batch(self, calls: Sequence[Call]) -> list[Any | RpcError]:
+        """Send calls in one HTTP request; each slot holds its result or its typed error."""
+        if not calls:
+            return []
+        ids = [next(self._ids) for _ in calls]
+        body = await self._post(
+            [
+                {"jsonrpc": "2.0", "id": ident, "method": call.method, "params": list(call.params)}
+                for ident, call in zip(ids, calls, strict=True)
+            ]
+        )
+        if isinstance(body, dict) and "error" in body:  # the whole batch was refused
+            raise error_from_rpc(body["error"])
+        if not isinstance(body, list):
+            raise RpcUnavailable(self.url, "the answer to a batch is not a JSON array")
+        by_id = {item.get("id"): item for item in body if isinstance(item, dict)}
+        results: list[Any | RpcError] = []
+        for ident in ids:
+            item = by_id.get(ident)
+            if item is None:
+                results.append(RpcError("the node did not answer this call of the batch"))
+            elif item.get("error") is not None:
+                results.append(error_from_rpc(item["error"]))
+            else:
+                results.append(item.get("result"))
+        return results
+
+    # -- typed helpers ----------------------------------------------------------------------
+    async def chain_id(self) -> int:
+        return from_hex(await self.request("eth_chainId"))
+
+    async def block_number(self) -> int:
+        return from_hex(await self.request("eth_blockNumber"))
+
+    async def get_block(self, block: BlockId = "latest") -> BlockHeader | None:
+        raw = await self.request("eth_getBlockByNumber", [_block_param(block), False])
+        return BlockHeader.from_rpc(raw) if raw else None
+
+    async def get_blocks(self, numbers: Sequence[int]) -> list[BlockHeader | None]:
+        """Fetch many block headers in one round trip."""
+        answers = await self.batch(
+            [Call("eth_getBlockByNumber", [to_hex(n), False]) for n in numbers]
+        )
+        blocks: list[BlockHeader | None] = []
+        for answer in answers:
+            if isinstance(answer, RpcError):
+                raise answer
+            blocks.append(BlockHeader.from_rpc(answer) if answer else None)
+        return blocks
+
+    async def get_logs(
+        self,
+        *,
+        from_block: int,
+        to_block: int,
+        addresses: Sequence[str] = (),
+        topics: Sequence[Sequence[str] | str | None] = (),
+        block_hash: str | None = None,
+    ) -> list[Log]:
+        """Logs in a block range (or in one block by hash, which pins the fork)."""
+        query: dict[str, Any] = {}
+        if block_hash is not None:
+            query["blockHash"] = block_hash
+        else:
+            query["fromBlock"] = to_hex(from_block)
+            query["toBlock"] = to_hex(to_block)
+        if addresses:
+            query["address"] = list(addresses)
+        if topics:
+            query["topics"] = [list(t) if isinstance(t, list | tuple) else t for t in topics]
+        return [Log.from_rpc(raw) for raw in await self.request("eth_getLogs", [query])]
+
+    async def get_balance(self, address: str, block: BlockId = "latest") -> int:
+        return from_hex(await self.request("eth_getBalance", [address, _block_param(block)]))
+
+    async def get_code(self, address: str, block: BlockId = "latest") -> bytes:
+        raw = await self.request("eth_getCode", [address, _block_param(block)])
+        return bytes.fromhex(str(raw)[2:])
+
+    async def get_transaction_count(self, address: str, block: BlockId = "pending") -> int:
+        return from_hex(
+            await self.request("eth_getTransactionCount", [address, _block_param(block)])
+        )
+
+    async def call(self, tx: Mapping[str, Any], block: BlockId = "latest") -> bytes:
+        """``eth_call``; a revert raises its typed error (blacklisted, paused, ...)."""
+        raw = await self.request("eth_call", [dict(tx), _block_param(block)])
+        return bytes.fromhex(str(raw)[2:])
+
+    async def estimate_gas(self, tx: Mapping[str, Any]) -> int:
+        return from_hex(await self.request("eth_estimateGas", [dict(tx)]))
+
+    async def gas_price(self) -> int:
+        return from_hex(await self.request("eth_gasPrice"))
+
+    async def max_priority_fee(self) -> int:
+        return from_hex(await self.request("eth_maxPriorityFeePerGas"))
+
+    async def send_raw_transaction(self, raw: bytes) -> str:
+        return str(await self.request("eth_sendRawTransaction", ["0x" + raw.hex()]))
+
+    async def get_receipt(self, tx_hash: str) -> Receipt | None:
+        raw = await self.request("eth_getTransactionReceipt", [tx_hash])
+        return Receipt.from_rpc(raw) if raw else None
+
+    async def get_transaction(self, tx_hash: str) -> dict[str, Any] | None:
+        raw = await self.request("eth_getTransactionByHash", [tx_hash])
+        return dict(raw) if raw else None
+
+    async def expect_chain_id(self, expected: int, *, profile: str) -> int:
+        """Check the endpoint serves the profile's chain; raise :class:`ChainIdMismatch`."""
+        actual = await self.chain_id()
+        if actual != expected:
+            raise ChainIdMismatch(self.url, expected, actual, profile)
+        return actual
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    """A short human reason for a transport failure, without the library's traceback."""
+    text = str(exc) or type(exc).__name__
+    if "Connection refused" in text or isinstance(exc, httpx.ConnectError):
+        return "connection refused" if "refused" in text.lower() else f"cannot connect: {text}"
+    return text
