@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from eth_abi import decode as abi_decode
-from eth_utils import keccak
+from eth_abi.abi import decode as abi_decode
+from eth_utils.crypto import keccak
 
 from seiwallet.errors import SeiwalletError
 
@@ -297,7 +297,7 @@ def decode_revert_data(data: Any) -> str | None:
             return str(abi_decode(["string"], body)[0])
         if selector == _PANIC_SELECTOR:
             return f"Panic(0x{abi_decode(['uint256'], body)[0]:02x})"
-    except Exception:  # noqa: BLE001 - malformed revert data from a node is not our bug
+    except Exception:
         return None
     return _CUSTOM_ERRORS.get(selector, f"custom error 0x{selector.hex()}")
 

@@ -1,0 +1,302 @@
+"""The chain follower: applies our contracts' events to the database exactly once, in order.
+
+Each poll reads the blocks after the stored checkpoint (up to the head minus the network's
+confirmations), checks they extend the blocks already applied, and applies their events,
+the recent block hashes and the new checkpoint in **one** database transaction. Hence:
+
+* a crash or restart resumes from the checkpoint: no event is missed, none applied twice;
+* a reorganisation is found by a parent-hash mismatch; the follower walks back through the
+  recent hashes it kept to the fork point, removes the events of the abandoned blocks (and
+  lets handlers undo their effects) and reads the new branch;
+* two followers of one chain cannot both apply a range: the checkpoint row is locked and
+  re-checked before writing (``SELECT … FOR UPDATE`` on PostgreSQL), the loser backs off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from seiwallet.chain.errors import ChainError
+from seiwallet.chain.events import DecodedEvent, EventDecoder
+from seiwallet.chain.models import ChainEvent, FollowerCursor, SeenBlock
+from seiwallet.chain.rpc import BlockHeader, Log, RpcClient
+
+log = logging.getLogger(__name__)
+
+
+class EventHandler(Protocol):
+    """A domain's reaction to chain events, run inside the follower's transaction."""
+
+    def apply(self, session: Session, event: ChainEvent) -> None:
+        """React to a newly applied event (e.g. mark an invoice paid)."""
+
+    def revert(self, session: Session, event: ChainEvent) -> None:
+        """Undo :meth:`apply` for an event whose block left the canonical chain."""
+
+
+class DeepReorg(ChainError):
+    """The chain reorganised deeper than the blocks the follower remembers."""
+
+    code = "chain.deep_reorg"
+
+    def __init__(self, chain_id: int, depth: int) -> None:
+        super().__init__(
+            f"chain {chain_id} reorganised more than {depth} blocks deep: the follower stopped; "
+            "raise SEIWALLET_CONFIRMATIONS for this network and resync it from an earlier block"
+        )
+
+
+class _RangeChanged(Exception):
+    """The chain changed while a range was being read; read it again."""
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll did."""
+
+    from_block: int
+    to_block: int
+    events: int
+    reorged_blocks: int
+    head: int
+
+    @property
+    def caught_up(self) -> bool:
+        return self.to_block >= self.head
+
+
+class Follower:
+    """Follows one chain for one purpose (``name``), from ``start_block``."""
+
+    def __init__(
+        self,
+        rpc: RpcClient,
+        sessions: sessionmaker[Session],
+        *,
+        chain_id: int,
+        decoder: EventDecoder,
+        name: str = "main",
+        start_block: int = 0,
+        confirmations: int = 1,
+        handlers: Sequence[EventHandler] = (),
+        max_range: int = 500,
+        remembered_blocks: int = 256,
+    ) -> None:
+        if confirmations < 1:
+            raise ValueError("confirmations counts the block itself: it is at least 1")
+        self._rpc = rpc
+        self._sessions = sessions
+        self.chain_id = chain_id
+        self.name = name
+        self._decoder = decoder
+        self._start_block = start_block
+        self._confirmations = confirmations
+        self._handlers = tuple(handlers)
+        self._max_range = max_range
+        self._remembered = remembered_blocks
+
+    # -- state -------------------------------------------------------------------------------
+    def checkpoint(self) -> tuple[int, str] | None:
+        """The last applied block (number, hash), or ``None`` before the first poll."""
+        with self._sessions() as session:
+            cursor = session.get(FollowerCursor, (self.chain_id, self.name))
+            return (cursor.block_number, cursor.block_hash) if cursor else None
+
+    # -- one step ----------------------------------------------------------------------------
+    async def poll(self) -> PollResult:
+        """Apply the next range of blocks (or undo a reorganisation); return what was done."""
+        head = await self._rpc.block_number()
+        target = head - (self._confirmations - 1)
+        checkpoint = self.checkpoint()
+        reorged = 0
+        if checkpoint is not None:
+            applied_number, applied_hash = checkpoint
+            canonical = await self._rpc.get_block(applied_number)
+            if canonical is None or canonical.hash != applied_hash:
+                reorged = await self._rewind(applied_number)
+                checkpoint = self.checkpoint()
+        first = checkpoint[0] + 1 if checkpoint else self._start_block
+        last = min(target, first + self._max_range - 1)
+        if last < first:
+            return PollResult(first, first - 1, 0, reorged, head)
+        try:
+            headers, logs = await self._read_range(first, last, checkpoint)
+        except _RangeChanged:
+            log.info("chain %s changed while reading %s-%s: retrying", self.chain_id, first, last)
+            return PollResult(first, first - 1, 0, reorged, head)
+        events = self._decoder.decode_all(logs)
+        applied = self._apply(checkpoint, headers, events)
+        return PollResult(first, last if applied else first - 1, len(events), reorged, head)
+
+    async def _read_range(
+        self, first: int, last: int, checkpoint: tuple[int, str] | None
+    ) -> tuple[list[BlockHeader], list[Log]]:
+        """Headers and logs of a range, checked to form one branch on top of the checkpoint."""
+        numbers = list(range(first, last + 1))
+        chunks = [numbers[i : i + 100] for i in range(0, len(numbers), 100)]
+        logs_task = asyncio.ensure_future(
+            self._rpc.get_logs(from_block=first, to_block=last, addresses=self._decoder.addresses)
+        )
+        header_chunks = await asyncio.gather(*(self._rpc.get_blocks(c) for c in chunks))
+        logs = await logs_task
+        headers: list[BlockHeader] = []
+        for chunk_headers in header_chunks:
+            for header in chunk_headers:
+                if header is None:
+                    raise _RangeChanged
+                headers.append(header)
+        parent = checkpoint[1] if checkpoint else None
+        for header in headers:
+            if parent is not None and header.parent_hash != parent:
+                raise _RangeChanged
+            parent = header.hash
+        hashes = {h.number: h.hash for h in headers}
+        if any(
+            entry.removed or hashes.get(entry.block_number) != entry.block_hash for entry in logs
+        ):
+            raise _RangeChanged
+        return headers, logs
+
+    def _apply(
+        self,
+        checkpoint: tuple[int, str] | None,
+        headers: list[BlockHeader],
+        events: list[DecodedEvent],
+    ) -> bool:
+        """Write a range's events, block hashes and the new checkpoint in one transaction."""
+        timestamps = {h.number: h.timestamp for h in headers}
+        with self._sessions.begin() as session:
+            cursor = session.scalars(
+                select(FollowerCursor)
+                .where(FollowerCursor.chain_id == self.chain_id, FollowerCursor.name == self.name)
+                .with_for_update()
+            ).one_or_none()
+            current = (cursor.block_number, cursor.block_hash) if cursor else None
+            if current != checkpoint:
+                log.info("follower %s/%s: another follower moved on", self.chain_id, self.name)
+                return False
+            for event in events:
+                row = ChainEvent(
+                    chain_id=self.chain_id,
+                    block_number=event.log.block_number,
+                    block_hash=event.log.block_hash,
+                    transaction_hash=event.log.transaction_hash,
+                    log_index=event.log.log_index,
+                    contract=event.contract,
+                    name=event.name,
+                    key=event.key,
+                    args=event.args,
+                    block_timestamp=timestamps[event.log.block_number],
+                )
+                session.add(row)
+                session.flush()
+                for handler in self._handlers:
+                    handler.apply(session, row)
+            keep_from = headers[-1].number - self._remembered + 1
+            for header in headers:
+                if header.number >= keep_from:
+                    session.add(
+                        SeenBlock(
+                            chain_id=self.chain_id,
+                            follower=self.name,
+                            number=header.number,
+                            hash=header.hash,
+                            parent_hash=header.parent_hash,
+                            timestamp=header.timestamp,
+                        )
+                    )
+            session.execute(
+                delete(SeenBlock).where(
+                    SeenBlock.chain_id == self.chain_id,
+                    SeenBlock.follower == self.name,
+                    SeenBlock.number < keep_from,
+                )
+            )
+            tip = headers[-1]
+            if cursor is None:
+                session.add(
+                    FollowerCursor(
+                        chain_id=self.chain_id,
+                        name=self.name,
+                        block_number=tip.number,
+                        block_hash=tip.hash,
+                    )
+                )
+            else:
+                cursor.block_number, cursor.block_hash = tip.number, tip.hash
+        return True
+
+    async def _rewind(self, applied_number: int) -> int:
+        """Find the fork point among the remembered blocks and undo what lies above it."""
+        with self._sessions() as session:
+            remembered = session.execute(
+                select(SeenBlock.number, SeenBlock.hash)
+                .where(SeenBlock.chain_id == self.chain_id, SeenBlock.follower == self.name)
+                .order_by(SeenBlock.number.desc())
+            ).all()
+        canonical = await self._rpc.get_blocks([number for number, _ in remembered])
+        fork: tuple[int, str] | None = None
+        for (number, stored_hash), header in zip(remembered, canonical, strict=True):
+            if header is not None and header.hash == stored_hash:
+                fork = (number, stored_hash)
+                break
+        if fork is None:
+            if remembered and remembered[-1][0] > self._start_block:
+                raise DeepReorg(self.chain_id, len(remembered))
+            fork_number, fork_hash = self._start_block - 1, None
+        else:
+            fork_number, fork_hash = fork
+        with self._sessions.begin() as session:
+            cursor = session.scalars(
+                select(FollowerCursor)
+                .where(FollowerCursor.chain_id == self.chain_id, FollowerCursor.name == self.name)
+                .with_for_update()
+            ).one()
+            if cursor.block_number != applied_number:
+                return 0  # another follower already handled it
+            orphaned = session.scalars(
+                select(ChainEvent)
+                .where(ChainEvent.chain_id == self.chain_id, ChainEvent.block_number > fork_number)
+                .order_by(ChainEvent.block_number.desc(), ChainEvent.log_index.desc())
+            ).all()
+            for row in orphaned:
+                for handler in reversed(self._handlers):
+                    handler.revert(session, row)
+                session.delete(row)
+            session.execute(
+                delete(SeenBlock).where(
+                    SeenBlock.chain_id == self.chain_id,
+                    SeenBlock.follower == self.name,
+                    SeenBlock.number > fork_number,
+                )
+            )
+            if fork_hash is None:
+                session.delete(cursor)
+            else:
+                cursor.block_number, cursor.block_hash = fork_number, fork_hash
+        depth = applied_number - fork_number
+        log.warning(
+            "chain %s reorganised: %d block(s) above %d undone, %d event(s) removed",
+            self.chain_id,
+            depth,
+            fork_number,
+            len(orphaned),
+        )
+        return depth
+
+    # -- the loop ----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, *, interval: float = 0.2) -> None:
+        """Poll until ``stop`` is set; sleep only when caught up."""
+        while not stop.is_set():
+            result = await self.poll()
+            if result.caught_up:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
