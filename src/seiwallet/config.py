@@ -3,20 +3,29 @@
 Settings come from ``SEIWALLET_*`` environment variables, then from the TOML file named by
 ``SEIWALLET_CONFIG`` (if any), then from the profile's defaults. A wrong value is reported once,
 naming the environment variable to fix, as a :class:`~seiwallet.errors.ConfigError`.
+
+Each setting's variable is ``SEIWALLET_`` and its name in capitals (``SEIWALLET_RPC_URL``). A
+setting of a nested group takes the group's name, two underscores and its own
+(``SEIWALLET_LOCAL_CHAIN__BLOCK_TIME=1``; ``[local_chain]`` in the TOML file); that is the only
+spelling, so the name an error gives is always the one to set. Lists and tables are JSON
+(``SEIWALLET_TOKENS='{"EURC": "0x…"}'``).
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -87,10 +96,12 @@ PROFILES: Mapping[str, NetworkProfile] = MappingProxyType(
 )
 
 
-class LocalChainSettings(BaseSettings):
+class LocalChainSettings(BaseModel):
     """How ``seiwallet chain`` runs anvil: Sei-like by default (0.4 s blocks, 10 M gas, Prague)."""
 
-    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}LOCAL_", extra="forbid")
+    # A plain model, not BaseSettings: as a BaseSettings it also read SEIWALLET_LOCAL_*, a second
+    # spelling whose errors were reported under names that do not exist (SEIWALLET_BLOCK_TIME).
+    model_config = ConfigDict(extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = Field(default=8545, ge=1, le=65535)
@@ -120,6 +131,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".seiwallet")
     #: Token addresses by symbol, added to (or overriding) the profile's.
     tokens: dict[str, str] = Field(default_factory=dict)
+    #: The PaymentRouter on public networks (the local chain's comes from its manifest).
+    router_address: str | None = None
+    #: First block the follower reads on a new database (default: the deployment block, or
+    #: the current head on a public network).
+    follower_start_block: int | None = Field(default=None, ge=0)
     #: Override the profile's confirmation depth (e.g. for a chain without instant finality).
     confirmations: int | None = Field(default=None, ge=1, le=1000)
     #: Private keys (hex) of the accounts that pay gas for users. Local: anvil's dev accounts.
@@ -136,10 +152,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         config_file = os.environ.get(f"{ENV_PREFIX}CONFIG")
         if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+            sources.append(_toml_source(settings_cls, Path(config_file)))
         return tuple(sources)
 
     @field_validator("rpc_url")
@@ -183,11 +199,68 @@ class Settings(BaseSettings):
         return {**self.network.tokens, **self.tokens}
 
 
+class _EnvSource(EnvSettingsSource):
+    """The environment, with a variable that is not the JSON its setting needs a ConfigError."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:
+            # The cause says where the JSON breaks; the value itself is not repeated, as it may
+            # hold sponsor keys.
+            raise ConfigError(
+                f"{ENV_PREFIX}{field_name.upper()}", f"must be JSON (a list or an object): {exc}"
+            ) from None
+
+
+def _toml_source(settings_cls: type[BaseSettings], path: Path) -> TomlConfigSettingsSource:
+    """The TOML file ``SEIWALLET_CONFIG`` names: it must exist, parse and name known settings."""
+    setting = f"{ENV_PREFIX}CONFIG"
+    # pydantic-settings skips a missing file silently; a typo in the path must not go unnoticed.
+    if not path.is_file():
+        raise ConfigError(setting, f"no such file: {path}")
+    try:
+        source = TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(setting, f"cannot read {path}: {exc}") from None
+    unknown = _unknown_key(source.toml_data, settings_cls)
+    if unknown:
+        key, model = unknown
+        known = ", ".join(model.model_fields)
+        raise ConfigError(setting, f"unknown setting {key!r} in {path} (known: {known})")
+    return source
+
+
+def _unknown_key(
+    data: Mapping[str, Any], model: type[BaseModel], prefix: str = ""
+) -> tuple[str, type[BaseModel]] | None:
+    """The first dotted key of ``data`` that no field of ``model`` (or a nested model) has."""
+    for key, value in data.items():
+        info = model.model_fields.get(key)
+        if info is None:
+            return f"{prefix}{key}", model
+        nested = info.annotation
+        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+            continue
+        if isinstance(value, Mapping) and (found := _unknown_key(value, nested, f"{prefix}{key}.")):
+            return found
+    return None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings, turning pydantic's report into one :class:`ConfigError` naming the setting."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        location = "__".join(str(part) for part in first["loc"]) or "settings"
-        raise ConfigError(f"{ENV_PREFIX}{location.upper()}", first["msg"]) from None
+        # A list item's index is no part of a variable's name (SEIWALLET_SPONSOR_KEYS, not …__0).
+        names: list[str] = []
+        for part in first["loc"]:
+            if not isinstance(part, str):
+                break
+            names.append(part)
+        location = "__".join(names) or "settings"
+        problem = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{ENV_PREFIX}{location.upper()}", problem) from None

@@ -67,10 +67,12 @@ class PollResult:
     events: int
     reorged_blocks: int
     head: int
+    #: The newest block with enough confirmations to be applied.
+    target: int
 
     @property
     def caught_up(self) -> bool:
-        return self.to_block >= self.head
+        return self.to_block >= self.target
 
 
 class Follower:
@@ -126,15 +128,17 @@ class Follower:
         first = checkpoint[0] + 1 if checkpoint else self._start_block
         last = min(target, first + self._max_range - 1)
         if last < first:
-            return PollResult(first, first - 1, 0, reorged, head)
+            return PollResult(first, first - 1, 0, reorged, head, target)
         try:
             headers, logs = await self._read_range(first, last, checkpoint)
         except _RangeChanged:
             log.info("chain %s changed while reading %s-%s: retrying", self.chain_id, first, last)
-            return PollResult(first, first - 1, 0, reorged, head)
+            return PollResult(first, first - 1, 0, reorged, head, target)
         events = self._decoder.decode_all(logs)
         applied = self._apply(checkpoint, headers, events)
-        return PollResult(first, last if applied else first - 1, len(events), reorged, head)
+        return PollResult(
+            first, last if applied else first - 1, len(events), reorged, head, target
+        )
 
     async def _read_range(
         self, first: int, last: int, checkpoint: tuple[int, str] | None
@@ -297,6 +301,8 @@ class Follower:
         """Poll until ``stop`` is set; sleep only when caught up."""
         while not stop.is_set():
             result = await self.poll()
-            if result.caught_up:
+            # Sleep when there is nothing new, and also when no progress was made (the chain
+            # changed under us, or another follower is ahead), so we never spin on the node.
+            if result.caught_up or result.to_block < result.from_block:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -1,0 +1,267 @@
+"""The payment router, mirrored in Python: its value types, nonces and calldata.
+
+The nonces here must equal the contract's ``paymentNonce`` / ``refundNonce`` views bit for bit
+(the integration tests compare them on a live chain): the payer's wallet signs an EIP-3009
+``ReceiveWithAuthorization`` whose nonce is :func:`payment_nonce`, and the router recomputes that
+hash from the calldata, so a relayer cannot change any term of the payment. The calldata encoders
+take their types from the compiled artifact's ABI, so Python and Solidity cannot drift apart
+silently.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import encode as abi_encode
+from eth_utils.address import is_address, to_checksum_address
+from eth_utils.crypto import keccak
+
+from seiwallet.chain.artifacts import ContractArtifact, event_topic, load_artifact
+from seiwallet.chain.tokens import Authorization3009
+from seiwallet.errors import InvalidInput
+
+#: Name of the router's artifact in the package.
+ROUTER_CONTRACT = "PaymentRouter"
+
+PAYMENT_TYPE = (
+    "seiwallet.PaymentRouter.Payment(bytes32 invoiceId,address merchant,address token,"
+    "uint256 amount,uint256 fee,address router,uint256 chainId)"
+)
+REFUND_TYPE = (
+    "seiwallet.PaymentRouter.Refund(bytes32 paymentId,address payer,bytes32 refundId,"
+    "uint256 amount,address router,uint256 chainId)"
+)
+PAYMENT_TYPEHASH = keccak(text=PAYMENT_TYPE)
+REFUND_TYPEHASH = keccak(text=REFUND_TYPE)
+
+_UINT256_MAX = 2**256 - 1
+
+
+def _require_bytes32(name: str, value: bytes) -> None:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise InvalidInput(f"{name} must be exactly 32 bytes")
+
+
+def _require_uint256(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _UINT256_MAX:
+        raise InvalidInput(f"{name} must be an integer from 0 to 2**256-1 (base units)")
+
+
+def _checksummed(name: str, value: str) -> str:
+    if not isinstance(value, str) or not is_address(value):
+        raise InvalidInput(f"{name} must be a 0x-prefixed 20-byte address, got {value!r}")
+    return str(to_checksum_address(value))
+
+
+@dataclass(frozen=True)
+class Payment:
+    """The terms a payer signs: ``amount_units`` of ``token``, ``fee_units`` of it to the platform.
+
+    The merchant receives ``amount_units - fee_units``. Every field is part of the nonce, so
+    none can be changed after the payer signed.
+    """
+
+    invoice_id: bytes
+    merchant: str
+    token: str
+    amount_units: int
+    fee_units: int
+
+    def __post_init__(self) -> None:
+        _require_bytes32("invoice_id", self.invoice_id)
+        object.__setattr__(self, "merchant", _checksummed("merchant", self.merchant))
+        object.__setattr__(self, "token", _checksummed("token", self.token))
+        _require_uint256("amount_units", self.amount_units)
+        _require_uint256("fee_units", self.fee_units)
+        # The router refuses these too; refusing them here saves a signature and a revert.
+        if self.amount_units == 0:
+            raise InvalidInput("a payment's amount must be positive")
+        if self.fee_units > self.amount_units:
+            raise InvalidInput("a payment's fee cannot exceed its amount")
+        if int(self.merchant, 16) == 0:
+            raise InvalidInput("a payment's merchant cannot be the zero address")
+
+    @property
+    def merchant_units(self) -> int:
+        """What the merchant receives: the amount minus the fee."""
+        return self.amount_units - self.fee_units
+
+    def as_abi(self) -> tuple[bytes, str, str, int, int]:
+        """The ``Payment`` struct as ABI values."""
+        return (self.invoice_id, self.merchant, self.token, self.amount_units, self.fee_units)
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """An EIP-3009 ``ReceiveWithAuthorization`` signature by ``from_address`` to the router.
+
+    ``signature`` is 65 bytes ``r‖s‖v`` for an externally owned account, or whatever the smart
+    account's ERC-1271 ``isValidSignature`` accepts.
+    """
+
+    from_address: str
+    valid_after: int
+    valid_before: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "from_address", _checksummed("from_address", self.from_address))
+        _require_uint256("valid_after", self.valid_after)
+        _require_uint256("valid_before", self.valid_before)
+        if not isinstance(self.signature, bytes) or not self.signature:
+            raise InvalidInput("an authorization needs a non-empty signature")
+
+    def as_abi(self) -> tuple[str, int, int, bytes]:
+        """The ``Authorization`` struct as ABI values."""
+        return (self.from_address, self.valid_after, self.valid_before, self.signature)
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A (partial) refund of a settled payment to the payer the router recorded for it.
+
+    The merchant pays it and signs it; the signed nonce names the payment's terms, the payer,
+    the refund id (one use each) and the amount.
+    """
+
+    payment: Payment
+    payer: str
+    refund_id: bytes
+    amount_units: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "payer", _checksummed("payer", self.payer))
+        _require_bytes32("refund_id", self.refund_id)
+        _require_uint256("amount_units", self.amount_units)
+        if self.amount_units == 0:
+            raise InvalidInput("a refund's amount must be positive")
+        if self.amount_units > self.payment.amount_units:
+            raise InvalidInput("a refund cannot exceed the amount paid")
+
+    def as_abi(self) -> tuple[tuple[bytes, str, str, int, int], str, bytes, int]:
+        """The ``Refund`` struct as ABI values."""
+        return (self.payment.as_abi(), self.payer, self.refund_id, self.amount_units)
+
+
+def payment_nonce(payment: Payment, *, router: str, chain_id: int) -> bytes:
+    """The EIP-3009 nonce a payer signs for ``payment``; also the router's id of the payment.
+
+    Binding the router and the chain id means a signature for one deployment or network is
+    worthless on any other.
+    """
+    return keccak(
+        abi_encode(
+            [
+                "bytes32",
+                "bytes32",
+                "address",
+                "address",
+                "uint256",
+                "uint256",
+                "address",
+                "uint256",
+            ],
+            [
+                PAYMENT_TYPEHASH,
+                *payment.as_abi(),
+                _checksummed("router", router),
+                chain_id,
+            ],
+        )
+    )
+
+
+def refund_nonce(refund: Refund, *, router: str, chain_id: int) -> bytes:
+    """The EIP-3009 nonce the merchant signs to authorize ``refund``."""
+    return keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "address", "bytes32", "uint256", "address", "uint256"],
+            [
+                REFUND_TYPEHASH,
+                payment_nonce(refund.payment, router=router, chain_id=chain_id),
+                refund.payer,
+                refund.refund_id,
+                refund.amount_units,
+                _checksummed("router", router),
+                chain_id,
+            ],
+        )
+    )
+
+
+def payment_authorization(
+    payment: Payment,
+    *,
+    payer: str,
+    router: str,
+    chain_id: int,
+    valid_after: int,
+    valid_before: int,
+) -> Authorization3009:
+    """The EIP-3009 terms the payer signs (as ``ReceiveWithAuthorization``) to make ``payment``."""
+    return Authorization3009(
+        from_address=_checksummed("payer", payer),
+        to=_checksummed("router", router),
+        value=payment.amount_units,
+        valid_after=valid_after,
+        valid_before=valid_before,
+        nonce=payment_nonce(payment, router=router, chain_id=chain_id),
+    )
+
+
+def refund_authorization(
+    refund: Refund, *, router: str, chain_id: int, valid_after: int, valid_before: int
+) -> Authorization3009:
+    """The EIP-3009 terms the merchant signs (as ``ReceiveWithAuthorization``) for ``refund``."""
+    return Authorization3009(
+        from_address=refund.payment.merchant,
+        to=_checksummed("router", router),
+        value=refund.amount_units,
+        valid_after=valid_after,
+        valid_before=valid_before,
+        nonce=refund_nonce(refund, router=router, chain_id=chain_id),
+    )
+
+
+# -- calldata --------------------------------------------------------------------------------
+
+
+def router_artifact() -> ContractArtifact:
+    """The compiled ``PaymentRouter`` shipped with the package."""
+    return load_artifact(ROUTER_CONTRACT)
+
+
+def _encode(function: str, *args: Any) -> bytes:
+    return router_artifact().encode_call(function, *args)
+
+
+def encode_pay(payment: Payment, authorization: Authorization) -> bytes:
+    """Calldata of ``pay(payment, authorization)``."""
+    return _encode("pay", payment.as_abi(), authorization.as_abi())
+
+
+def encode_pay_batch(items: Sequence[tuple[Payment, Authorization]]) -> bytes:
+    """Calldata of ``payBatch(payments, authorizations)`` for (payment, authorization) pairs."""
+    if not items:
+        raise InvalidInput("a batch needs at least one payment")
+    return _encode(
+        "payBatch",
+        [payment.as_abi() for payment, _ in items],
+        [auth.as_abi() for _, auth in items],
+    )
+
+
+def encode_refund(refund: Refund, authorization: Authorization) -> bytes:
+    """Calldata of ``refund(refund, authorization)``."""
+    return _encode("refund", refund.as_abi(), authorization.as_abi())
+
+
+@functools.cache
+def event_topics() -> Mapping[str, bytes]:
+    """The router's events by name → topic 0, for filtering logs."""
+    artifact = router_artifact()
+    names = [str(entry["name"]) for entry in artifact.abi if entry.get("type") == "event"]
+    return {name: event_topic(artifact, name) for name in names}

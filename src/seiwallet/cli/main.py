@@ -1,0 +1,227 @@
+"""The ``seiwallet`` command: run the platform's processes and look at their state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from seiwallet import __version__
+from seiwallet.chain.localnet import LocalChain
+from seiwallet.chain.sender import TransactionSender
+from seiwallet.cli.app import app, configure_logging, console, handles_errors, settings
+from seiwallet.cli.runtime import build_follower, open_chain, open_database, sponsor_accounts
+from seiwallet.cli.status import gather_status, render_status
+from seiwallet.config import Settings
+from seiwallet.db import describe_url, session_factory
+from seiwallet.db.migrations import current_revision, head_revision, upgrade
+
+log = logging.getLogger("seiwallet")
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")]
+
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+@handles_errors
+def version() -> None:
+    """Print seiwallet's version."""
+    console.print(f"seiwallet {__version__}")
+
+
+@app.command()
+@handles_errors
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show the chain, contracts, token domains, sponsors, database and follower."""
+    data = asyncio.run(gather_status(settings()))
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        render_status(console, data)
+
+
+@db_app.command("upgrade")
+@handles_errors
+def db_upgrade() -> None:
+    """Apply every pending migration to the configured database."""
+    config = settings()
+    engine = open_database(config, migrate=False)
+    try:
+        upgrade(engine)
+        console.print(f"{describe_url(engine.url)} is at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@db_app.command("current")
+@handles_errors
+def db_current() -> None:
+    """Show the database's migration revision and the code's."""
+    engine = open_database(settings(), migrate=False)
+    try:
+        console.print(f"database: {current_revision(engine) or 'none'}  code: {head_revision()}")
+    finally:
+        engine.dispose()
+
+
+@app.command()
+@handles_errors
+def chain(
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Discard the saved chain state and deploy anew.")
+    ] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run the local Sei-like chain (anvil) with USDC, EURC and the PaymentRouter deployed."""
+    configure_logging(verbose)
+    config = settings()
+    local = LocalChain(config)
+    if fresh:
+        local.discard_state()
+    with local:
+        _print_chain(local)
+        console.print("[dim]Ctrl-C stops the chain (its state is saved).[/]")
+        _wait_for_signal(lambda: not local.is_running())
+
+
+def _print_chain(local: LocalChain) -> None:
+    deployment = local.deployment
+    table = Table(title=f"Local chain — {local.report.detail}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("JSON-RPC", local.rpc_url)
+    table.add_row("chain id", str(deployment.chain_id))
+    table.add_row("PaymentRouter", deployment.router)
+    for symbol, token in deployment.tokens.items():
+        table.add_row(symbol, token.address)
+    table.add_row("manifest", str(local.settings.deployment_manifest_path))
+    console.print(table)
+
+
+@app.command()
+@handles_errors
+def worker(verbose: Verbose = False) -> None:
+    """Run the background worker: the chain follower and sponsor-transaction recovery."""
+    configure_logging(verbose)
+    asyncio.run(_run_worker(settings()))
+
+
+async def _run_worker(config: Settings) -> None:
+    engine = open_database(config)
+    sessions = session_factory(engine)
+    rpc = await open_chain(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        for account in sponsor_accounts(config):
+            sender = TransactionSender(
+                rpc, account, chain_id=config.network.chain_id, sessions=sessions
+            )
+            report = await sender.recover()
+            log.info("sponsor %s: %s", account.address, report)
+        follower = await build_follower(config, rpc, sessions)
+        log.info(
+            "following chain %s from block %s", config.network.chain_id, follower.checkpoint()
+        )
+        await follower.run(stop)
+    finally:
+        await rpc.aclose()
+        engine.dispose()
+
+
+@app.command()
+@handles_errors
+def up(verbose: Verbose = False) -> None:
+    """Run the whole local platform: chain, worker — and print what runs where."""
+    configure_logging(verbose)
+    config = settings()
+    engine = open_database(config)  # migrate once, before any worker starts
+    database = describe_url(engine.url)
+    engine.dispose()
+    with LocalChain(config) as local:
+        env = {**os.environ, "SEIWALLET_PROFILE": config.profile}
+        log_dir = config.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        children = {"worker": _spawn(["worker"], env, log_dir / "worker.log")}
+        try:
+            _print_chain(local)
+            running = Table(title="Running", show_header=True)
+            for column in ("process", "pid", "where", "log"):
+                running.add_column(column)
+            running.add_row("chain (anvil)", str(local.pid), local.rpc_url, str(local.log_path))
+            for name, (process, log_path) in children.items():
+                running.add_row(name, str(process.pid), database, str(log_path))
+            console.print(running)
+            console.print(
+                "Try [bold]seiwallet status[/] in another terminal. [dim]Ctrl-C stops everything.[/]"
+            )
+            _wait_for_signal(
+                lambda: not local.is_running()
+                or any(p.poll() is not None for p, _ in children.values())
+            )
+            for name, (process, log_path) in children.items():
+                if process.poll() not in (None, 0):
+                    console.print(f"[red]{name} exited with {process.returncode}[/]: see {log_path}")
+        finally:
+            for process, _ in children.values():
+                _stop(process)
+
+
+def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    handle = log_path.open("ab")
+    process = subprocess.Popen(  # noqa: S603 - our own entry point, fixed arguments
+        [sys.executable, "-m", "seiwallet", *args], env=env, stdout=handle, stderr=handle
+    )
+    handle.close()
+    return process, log_path
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_signal(finished: object) -> None:
+    """Block until Ctrl-C / SIGTERM, or until ``finished()`` is true (a child died)."""
+    stopping = False
+
+    def _on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        while not stopping:
+            if callable(finished) and finished():
+                return
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,135 @@
+"""Building a process's objects from settings: database, chain client, contracts, follower.
+
+Entry points call these and pass the results down; nothing here is a global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from seiwallet.addresses import parse_evm_address
+from seiwallet.chain.deploy import local_accounts
+from seiwallet.chain.errors import DeploymentMissing
+from seiwallet.chain.events import FIAT_TOKEN_EVENTS_ABI, EventDecoder
+from seiwallet.chain.follower import Follower
+from seiwallet.chain.localnet import load_deployment
+from seiwallet.chain.router import router_artifact
+from seiwallet.chain.rpc import RpcClient
+from seiwallet.config import ENV_PREFIX, Settings
+from seiwallet.db import check_connection, create_engine_for
+from seiwallet.db.migrations import upgrade
+from seiwallet.errors import ConfigError, InvalidInput
+
+
+def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
+    """Connect to the configured database (one-line error if unreachable) and migrate it."""
+    engine = create_engine_for(settings.effective_database_url)
+    check_connection(engine)
+    if migrate:
+        upgrade(engine)
+    return engine
+
+
+async def open_chain(settings: Settings) -> RpcClient:
+    """A JSON-RPC client of the profile's chain, its chain id checked against the profile."""
+    rpc = RpcClient(settings.effective_rpc_url, timeout=settings.rpc_timeout)
+    try:
+        await rpc.expect_chain_id(settings.network.chain_id, profile=settings.profile)
+    except BaseException:
+        await rpc.aclose()
+        raise
+    return rpc
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """Where our router and the stablecoins are on the profile's chain."""
+
+    router: str | None
+    tokens: Mapping[str, str]
+    #: The block the contracts appeared in, when known (the follower starts there).
+    deployed_at: int | None
+
+
+def contracts_for(settings: Settings) -> Contracts:
+    """The local chain's manifest, or the addresses configured for a public network."""
+    if settings.network.is_local:
+        deployment = load_deployment(settings)
+        tokens = {symbol: token.address for symbol, token in deployment.tokens.items()}
+        return Contracts(deployment.router, {**tokens, **settings.tokens}, deployment.block_number)
+    tokens = {}
+    for symbol, address in settings.token_addresses().items():
+        tokens[symbol] = _configured_address(f"{ENV_PREFIX}TOKENS", address)
+    router = (
+        _configured_address(f"{ENV_PREFIX}ROUTER_ADDRESS", settings.router_address)
+        if settings.router_address
+        else None
+    )
+    return Contracts(router, tokens, None)
+
+
+def _configured_address(setting: str, value: str) -> str:
+    try:
+        return parse_evm_address(value)
+    except InvalidInput as exc:
+        raise ConfigError(setting, str(exc)) from None
+
+
+def event_decoder(contracts: Contracts) -> EventDecoder:
+    """A decoder for the router's events and the FiatToken events of every configured token."""
+    abis: dict[str, list[dict[str, object]]] = {
+        address: FIAT_TOKEN_EVENTS_ABI for address in contracts.tokens.values()
+    }
+    if contracts.router:
+        abis[contracts.router] = [dict(entry) for entry in router_artifact().abi]
+    return EventDecoder(abis)
+
+
+async def build_follower(
+    settings: Settings, rpc: RpcClient, sessions: sessionmaker[Session]
+) -> Follower:
+    """The chain follower for the profile, starting where the contracts were deployed."""
+    contracts = contracts_for(settings)
+    if contracts.router is None and not contracts.tokens:
+        raise DeploymentMissing(
+            f"nothing to follow on {settings.profile}: set {ENV_PREFIX}ROUTER_ADDRESS "
+            f"and {ENV_PREFIX}TOKENS"
+        )
+    start = settings.follower_start_block
+    if start is None:
+        start = contracts.deployed_at if contracts.deployed_at is not None else await rpc.block_number()
+    return Follower(
+        rpc,
+        sessions,
+        chain_id=settings.network.chain_id,
+        decoder=event_decoder(contracts),
+        start_block=start,
+        confirmations=settings.effective_confirmations,
+    )
+
+
+def sponsor_accounts(settings: Settings) -> list[LocalAccount]:
+    """The accounts that pay gas: configured keys, or anvil's development accounts locally."""
+    if settings.sponsor_keys:
+        accounts = []
+        for index, key in enumerate(settings.sponsor_keys):
+            try:
+                accounts.append(Account.from_key(key.get_secret_value()))
+            except (ValueError, TypeError):
+                # Never echo the value: it is a private key.
+                raise ConfigError(
+                    f"{ENV_PREFIX}SPONSOR_KEYS",
+                    f"entry {index} is not a 32-byte hex private key",
+                ) from None
+        return accounts
+    if settings.network.is_local:
+        return list(local_accounts().sponsors)
+    raise ConfigError(
+        f"{ENV_PREFIX}SPONSOR_KEYS", f"profile {settings.profile!r} needs the gas sponsors' keys"
+    )
