@@ -172,8 +172,12 @@ class Settings(BaseSettings):
 
     @property
     def effective_rpc_url(self) -> str:
-        """The JSON-RPC endpoint to use: the configured one, else the profile's default."""
-        url = self.rpc_url or self.network.default_rpc_url
+        """The JSON-RPC endpoint: the configured one, else the local chain's, else the profile's."""
+        if self.rpc_url:
+            return self.rpc_url
+        if self.network.is_local:
+            return f"http://{self.local_chain.host}:{self.local_chain.port}"
+        url = self.network.default_rpc_url
         if url is None:  # pragma: no cover - every profile ships a default today
             raise ConfigError(f"{ENV_PREFIX}RPC_URL", "no RPC URL configured for this profile")
         return url

@@ -17,14 +17,25 @@ import typer
 from rich.table import Table
 
 from seiwallet import __version__
+from seiwallet.addresses import parse_evm_address
+from seiwallet.chain.deploy import local_accounts
 from seiwallet.chain.localnet import LocalChain
-from seiwallet.chain.sender import TransactionSender
+from seiwallet.chain.sender import TransactionSender, TxRequest
+from seiwallet.chain.tokens import balance_of, encode_call, is_blacklisted, read_token
 from seiwallet.cli.app import app, configure_logging, console, handles_errors, settings
-from seiwallet.cli.runtime import build_follower, open_chain, open_database, sponsor_accounts
+from seiwallet.cli.runtime import (
+    build_follower,
+    contracts_for,
+    open_chain,
+    open_database,
+    sponsor_accounts,
+)
 from seiwallet.cli.status import gather_status, render_status
 from seiwallet.config import Settings
 from seiwallet.db import describe_url, session_factory
 from seiwallet.db.migrations import current_revision, head_revision, upgrade
+from seiwallet.errors import InvalidInput
+from seiwallet.money import TokenAmount
 
 log = logging.getLogger("seiwallet")
 
@@ -112,6 +123,91 @@ def _print_chain(local: LocalChain) -> None:
     console.print(table)
 
 
+TokenOption = Annotated[str, typer.Option("--token", "-t", help="Token symbol, e.g. USDC or EURC.")]
+
+
+@app.command()
+@handles_errors
+def balance(
+    address: Annotated[str, typer.Argument(help="A 0x address.")],
+    token: TokenOption = "USDC",  # noqa: S107 - a token symbol, not a secret
+) -> None:
+    """Show an address's stablecoin balance (and whether the issuer has blacklisted it)."""
+    owner = parse_evm_address(address)
+    amount, blacklisted = asyncio.run(_balance(settings(), owner, token))
+    console.print(f"{owner}: [bold]{amount.format()} {amount.symbol}[/]")
+    if blacklisted:
+        console.print(
+            f"[red]{amount.symbol}'s issuer has blacklisted this address:[/] "
+            "it can neither send nor receive this token."
+        )
+
+
+async def _balance(config: Settings, owner: str, symbol: str) -> tuple[TokenAmount, bool]:
+    token_address = _token_address(config, symbol)
+    async with await open_chain(config) as rpc:
+        token = await read_token(rpc, token_address)
+        units = await balance_of(rpc, token.address, owner)
+        return TokenAmount.from_units(units, token.decimals, token.symbol), await is_blacklisted(
+            rpc, token.address, owner
+        )
+
+
+def _token_address(config: Settings, symbol: str) -> str:
+    tokens = {name.upper(): address for name, address in contracts_for(config).tokens.items()}
+    try:
+        return tokens[symbol.upper()]
+    except KeyError:
+        known = ", ".join(sorted(tokens)) or "none"
+        raise InvalidInput(
+            f"no token {symbol!r} on {config.profile} (known: {known}); "
+            "configure it with SEIWALLET_TOKENS"
+        ) from None
+
+
+@app.command()
+@handles_errors
+def faucet(
+    address: Annotated[str, typer.Argument(help="The 0x address to fund.")],
+    amount: Annotated[str, typer.Argument(help="How much, e.g. 25 or 12.50.")],
+    token: TokenOption = "USDC",  # noqa: S107 - a token symbol, not a secret
+) -> None:
+    """Mint test stablecoins to an address on the local chain (refused on Sei networks)."""
+    config = settings()
+    if not config.network.is_local:
+        raise InvalidInput(
+            f"the faucet mints test money and runs only on the local chain, not {config.profile}"
+        )
+    owner = parse_evm_address(address)
+    minted = asyncio.run(_faucet(config, owner, amount, token))
+    console.print(f"minted [bold]{minted.format()} {minted.symbol}[/] to {owner}")
+
+
+async def _faucet(config: Settings, owner: str, amount_text: str, symbol: str) -> TokenAmount:
+    token_address = _token_address(config, symbol)
+    engine = open_database(config)
+    try:
+        async with await open_chain(config) as rpc:
+            token = await read_token(rpc, token_address)
+            amount = TokenAmount.parse(amount_text, token.decimals, token.symbol)
+            minter = local_accounts().token_admin
+            sender = TransactionSender(
+                rpc, minter, chain_id=config.network.chain_id, sessions=session_factory(engine)
+            )
+            await sender.send_and_wait(
+                TxRequest(
+                    to=token.address,
+                    data=encode_call(
+                        "mint(address,uint256)", ["address", "uint256"], [owner, amount.units]
+                    ),
+                    purpose=f"faucet:{token.symbol}",
+                )
+            )
+            return amount
+    finally:
+        engine.dispose()
+
+
 @app.command()
 @handles_errors
 def worker(verbose: Verbose = False) -> None:
@@ -136,9 +232,7 @@ async def _run_worker(config: Settings) -> None:
             report = await sender.recover()
             log.info("sponsor %s: %s", account.address, report)
         follower = await build_follower(config, rpc, sessions)
-        log.info(
-            "following chain %s from block %s", config.network.chain_id, follower.checkpoint()
-        )
+        log.info("following chain %s from block %s", config.network.chain_id, follower.checkpoint())
         await follower.run(stop)
     finally:
         await rpc.aclose()
@@ -169,21 +263,28 @@ def up(verbose: Verbose = False) -> None:
                 running.add_row(name, str(process.pid), database, str(log_path))
             console.print(running)
             console.print(
-                "Try [bold]seiwallet status[/] in another terminal. [dim]Ctrl-C stops everything.[/]"
+                "Try [bold]seiwallet status[/] in another terminal. "
+                "[dim]Ctrl-C stops everything.[/]"
             )
             _wait_for_signal(
-                lambda: not local.is_running()
-                or any(p.poll() is not None for p, _ in children.values())
+                lambda: (
+                    not local.is_running()
+                    or any(p.poll() is not None for p, _ in children.values())
+                )
             )
             for name, (process, log_path) in children.items():
                 if process.poll() not in (None, 0):
-                    console.print(f"[red]{name} exited with {process.returncode}[/]: see {log_path}")
+                    console.print(
+                        f"[red]{name} exited with {process.returncode}[/]: see {log_path}"
+                    )
         finally:
             for process, _ in children.values():
                 _stop(process)
 
 
-def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def _spawn(
+    args: list[str], env: dict[str, str], log_path: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
     handle = log_path.open("ab")
     process = subprocess.Popen(  # noqa: S603 - our own entry point, fixed arguments
         [sys.executable, "-m", "seiwallet", *args], env=env, stdout=handle, stderr=handle

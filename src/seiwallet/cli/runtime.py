@@ -103,7 +103,9 @@ async def build_follower(
         )
     start = settings.follower_start_block
     if start is None:
-        start = contracts.deployed_at if contracts.deployed_at is not None else await rpc.block_number()
+        start = contracts.deployed_at
+    if start is None:
+        start = await rpc.block_number()
     return Follower(
         rpc,
         sessions,

@@ -46,12 +46,13 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
     network = settings.network
     engine = open_database(settings, migrate=False)
     try:
-        database = {
+        revision, head = current_revision(engine), head_revision()
+        database: dict[str, Any] = {
             "url": describe_url(engine.url),
-            "revision": current_revision(engine),
-            "head": head_revision(),
+            "revision": revision,
+            "head": head,
+            "up_to_date": revision == head,
         }
-        database["up_to_date"] = database["revision"] == database["head"]
         rpc = await open_chain(settings)
         try:
             head_block = await rpc.get_block("latest")
@@ -127,7 +128,8 @@ def render_status(console: Console, status: dict[str, Any]) -> None:
     router = status["router"]
     chain.add_row(
         "PaymentRouter",
-        f"{router['address']} " + ("[green]deployed[/]" if router["deployed"] else "[red]no code[/]")
+        f"{router['address']} "
+        + ("[green]deployed[/]" if router["deployed"] else "[red]no code[/]")
         if router["address"]
         else "[yellow]not configured[/]",
     )
@@ -139,22 +141,21 @@ def render_status(console: Console, status: dict[str, Any]) -> None:
     console.print(chain)
 
     tokens = Table(title="Stablecoins (EIP-712 domain read from the chain)", title_justify="left")
-    for column in ("symbol", "address", "decimals", "domain name", "version", "state"):
-        tokens.add_column(column)
+    tokens.add_column("token")
+    tokens.add_column("address", no_wrap=True, min_width=42)  # never cut an address
+    tokens.add_column("domain · decimals")
     for token in status["tokens"]:
         domain = token["eip712_domain"]
+        state = " [red]paused[/]" if token["paused"] else ""
         tokens.add_row(
-            token["symbol"],
+            f"{token['symbol']}{state}",
             token["address"],
-            str(token["decimals"]),
-            domain["name"],
-            domain["version"],
-            "[red]paused[/]" if token["paused"] else "[green]active[/]",
+            f"{domain['name']} v{domain['version']} · {token['decimals']}",
         )
     console.print(tokens)
 
     sponsors = Table(title="Gas sponsors", title_justify="left")
-    sponsors.add_column("address")
+    sponsors.add_column("address", no_wrap=True, min_width=42)
     sponsors.add_column("balance (SEI)", justify="right")
     for sponsor in status["sponsors"]:
         sei = Decimal(sponsor["balance_wei"]) / WEI_PER_SEI
@@ -169,4 +170,3 @@ def render_status(console: Console, status: dict[str, Any]) -> None:
     state = "[green]up to date[/]" if database["up_to_date"] else "[yellow]needs migrating[/]"
     db.add_row("migration", f"{database['revision'] or 'none'} (head {database['head']}) {state}")
     console.print(db)
-
