@@ -7,23 +7,22 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from eth_account import Account
+from tests.fixtures.chain import ChainKit
 from typer.testing import CliRunner
 
 from seiwallet.chain.deploy import blacklist, write_manifest
 from seiwallet.chain.localnet import LocalChain
 from seiwallet.cli.main import app
-from tests.fixtures.chain import ChainKit
 
 
 @pytest.fixture
 def cli_env(
     local_chain: LocalChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dict[str, str]]:
+) -> dict[str, str]:
     """Environment pointing the CLI at the session chain, with a fresh data dir and database."""
     for name in list(os.environ):
         if name.startswith("SEIWALLET_") and name not in ("SEIWALLET_TEST_POSTGRES_URL",):
@@ -36,7 +35,7 @@ def cli_env(
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    yield env
+    return env
 
 
 def run(*args: str) -> tuple[int, str, str]:

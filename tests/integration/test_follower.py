@@ -12,6 +12,7 @@ import pytest
 from eth_account import Account
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
+from tests.fixtures.chain import ChainKit
 from web3.types import RPCEndpoint
 
 from seiwallet.chain.follower import Follower, PollResult
@@ -21,7 +22,6 @@ from seiwallet.chain.router import Authorization, Payment, encode_pay, payment_a
 from seiwallet.chain.rpc import RpcClient
 from seiwallet.cli.runtime import Contracts, event_decoder
 from seiwallet.db import session_factory
-from tests.fixtures.chain import ChainKit
 
 pytestmark = pytest.mark.chain
 
@@ -98,7 +98,9 @@ class Scene:
             valid_before=now + 3600,
         )
         signature = kit.sign_receive(payer, terms)
-        authorization = Authorization(payer.address, terms.valid_after, terms.valid_before, signature)
+        authorization = Authorization(
+            payer.address, terms.valid_after, terms.valid_before, signature
+        )
         return invoice_id, encode_pay(payment, authorization)
 
 

@@ -10,6 +10,7 @@ import pytest
 from eth_account import Account
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
+from tests.fixtures.chain import ChainKit
 from web3.types import RPCEndpoint
 
 from seiwallet.chain.deploy import blacklist, pause
@@ -25,7 +26,6 @@ from seiwallet.chain.tokens import (
     read_token,
 )
 from seiwallet.db import session_factory
-from tests.fixtures.chain import ChainKit
 
 pytestmark = pytest.mark.chain
 
@@ -62,7 +62,9 @@ async def signed_transfer(
         valid_before=now + 3600,
         nonce=Account.create().key,  # 32 random bytes
     )
-    signed = Account.sign_typed_data(payer.key, full_message=authorization_typed_data(token.domain, terms))
+    signed = Account.sign_typed_data(
+        payer.key, full_message=authorization_typed_data(token.domain, terms)
+    )
     request = TxRequest(
         to=token.address,
         data=encode_transfer_with_authorization(terms, bytes(signed.signature)),

@@ -1,4 +1,4 @@
-"""The JSON-RPC client against a fake transport: batching, typed errors, retries of transport only."""
+"""The JSON-RPC client against a fake transport: batching, typed errors, transport-only retries."""
 
 from __future__ import annotations
 
