@@ -67,7 +67,7 @@ lint: venv ## ruff (lint + format), mypy --strict, import contracts
 test: deps lint ## lint, then every test on SQLite and PostgreSQL
 	$(BIN)/pytest
 
-demo: deps ## the whole platform on the local chain: seiwallet up
+demo: venv node ## the whole platform on the local chain: seiwallet up
 	$(BIN)/seiwallet up
 
 bench: deps ## every benchmark, quick mode
