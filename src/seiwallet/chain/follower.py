@@ -99,7 +99,7 @@ class Follower:
         self.chain_id = chain_id
         self.name = name
         self._decoder = decoder
-        self._start_block = start_block
+        self.start_block = start_block
         self._confirmations = confirmations
         self._handlers = tuple(handlers)
         self._max_range = max_range
@@ -125,7 +125,7 @@ class Follower:
             if canonical is None or canonical.hash != applied_hash:
                 reorged = await self._rewind(applied_number)
                 checkpoint = self.checkpoint()
-        first = checkpoint[0] + 1 if checkpoint else self._start_block
+        first = checkpoint[0] + 1 if checkpoint else self.start_block
         last = min(target, first + self._max_range - 1)
         if last < first:
             return PollResult(first, first - 1, 0, reorged, head, target)
@@ -136,9 +136,7 @@ class Follower:
             return PollResult(first, first - 1, 0, reorged, head, target)
         events = self._decoder.decode_all(logs)
         applied = self._apply(checkpoint, headers, events)
-        return PollResult(
-            first, last if applied else first - 1, len(events), reorged, head, target
-        )
+        return PollResult(first, last if applied else first - 1, len(events), reorged, head, target)
 
     async def _read_range(
         self, first: int, last: int, checkpoint: tuple[int, str] | None
@@ -253,9 +251,9 @@ class Follower:
                 fork = (number, stored_hash)
                 break
         if fork is None:
-            if remembered and remembered[-1][0] > self._start_block:
+            if remembered and remembered[-1][0] > self.start_block:
                 raise DeepReorg(self.chain_id, len(remembered))
-            fork_number, fork_hash = self._start_block - 1, None
+            fork_number, fork_hash = self.start_block - 1, None
         else:
             fork_number, fork_hash = fork
         with self._sessions.begin() as session:

@@ -244,6 +244,11 @@ def encode_transfer_with_authorization(authorization: Authorization3009, signatu
     )
 
 
+def encode_mint(to: str, amount_units: int) -> str:
+    """Calldata for FiatToken's ``mint(to, amount)``, sent by a configured minter (local chains)."""
+    return encode_call("mint(address,uint256)", ["address", "uint256"], [to, amount_units])
+
+
 async def balance_of(rpc: RpcClient, token: str, owner: str) -> int:
     """The owner's balance in base units."""
     raw = await rpc.call(

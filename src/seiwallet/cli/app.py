@@ -67,3 +67,5 @@ def configure_logging(verbose: bool) -> None:
     )
     # httpx logs every request at INFO: far too chatty for a follower polling 5 times a second.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic announces its context on every start; only real migrations are worth a line.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)

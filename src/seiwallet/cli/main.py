@@ -21,8 +21,9 @@ from seiwallet.addresses import parse_evm_address
 from seiwallet.chain.deploy import local_accounts
 from seiwallet.chain.localnet import LocalChain
 from seiwallet.chain.sender import TransactionSender, TxRequest
-from seiwallet.chain.tokens import balance_of, encode_call, is_blacklisted, read_token
+from seiwallet.chain.tokens import balance_of, encode_mint, is_blacklisted, read_token
 from seiwallet.cli.app import app, configure_logging, console, handles_errors, settings
+from seiwallet.cli.demo_data import DemoData, seed
 from seiwallet.cli.runtime import (
     build_follower,
     contracts_for,
@@ -197,9 +198,7 @@ async def _faucet(config: Settings, owner: str, amount_text: str, symbol: str) -
             await sender.send_and_wait(
                 TxRequest(
                     to=token.address,
-                    data=encode_call(
-                        "mint(address,uint256)", ["address", "uint256"], [owner, amount.units]
-                    ),
+                    data=encode_mint(owner, amount.units),
                     purpose=f"faucet:{token.symbol}",
                 )
             )
@@ -232,7 +231,12 @@ async def _run_worker(config: Settings) -> None:
             report = await sender.recover()
             log.info("sponsor %s: %s", account.address, report)
         follower = await build_follower(config, rpc, sessions)
-        log.info("following chain %s from block %s", config.network.chain_id, follower.checkpoint())
+        checkpoint = follower.checkpoint()
+        log.info(
+            "following chain %s %s",
+            config.network.chain_id,
+            f"after block {checkpoint[0]}" if checkpoint else f"from block {follower.start_block}",
+        )
         await follower.run(stop)
     finally:
         await rpc.aclose()
@@ -249,6 +253,7 @@ def up(verbose: Verbose = False) -> None:
     database = describe_url(engine.url)
     engine.dispose()
     with LocalChain(config) as local:
+        demo = asyncio.run(_seed_demo(config, local)) if local.report.deployed else None
         env = {**os.environ, "SEIWALLET_PROFILE": config.profile}
         log_dir = config.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -262,6 +267,13 @@ def up(verbose: Verbose = False) -> None:
             for name, (process, log_path) in children.items():
                 running.add_row(name, str(process.pid), database, str(log_path))
             console.print(running)
+            if demo is not None:
+                console.print(
+                    f"Demo data: customer {demo.customer} holds 1,000 USDC and 1,000 EURC and "
+                    f"paid {demo.paid.format()} {demo.paid.symbol} (fee {demo.fee.format()}) "
+                    f"to merchant {demo.merchant} through the PaymentRouter "
+                    f"(invoice {demo.invoice_id[:10]}…)."
+                )
             console.print(
                 "Try [bold]seiwallet status[/] in another terminal. "
                 "[dim]Ctrl-C stops everything.[/]"
@@ -280,6 +292,15 @@ def up(verbose: Verbose = False) -> None:
         finally:
             for process, _ in children.values():
                 _stop(process)
+
+
+async def _seed_demo(config: Settings, local: LocalChain) -> DemoData:
+    engine = open_database(config)
+    try:
+        async with await open_chain(config) as rpc:
+            return await seed(rpc, local.deployment, session_factory(engine))
+    finally:
+        engine.dispose()
 
 
 def _spawn(
