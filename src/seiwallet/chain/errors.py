@@ -214,6 +214,26 @@ RefundExceedsPayment = _reverted(
     "the refunds would exceed the amount paid for this invoice",
 )
 
+PayerMismatch = _reverted(
+    "PayerMismatch",
+    "router.payer_mismatch",
+    "PayerMismatch",
+    "a refund must be authorized by the merchant that was paid",
+    403,
+)
+ZeroAmount = _reverted(
+    "ZeroAmount",
+    "router.zero_amount",
+    "ZeroAmount",
+    "a payment or refund must move a positive amount",
+)
+BatchGasTooLow = _reverted(
+    "BatchGasTooLow",
+    "router.batch_gas_too_low",
+    "BatchGasTooLow",
+    "a payment in the batch ran out of gas: resend the batch with a higher gas limit",
+)
+
 #: Known revert reasons, most specific first; the first whose fragment occurs wins.
 KNOWN_REVERTS: tuple[type[ExecutionReverted], ...] = (
     AddressBlacklisted,
@@ -228,6 +248,9 @@ KNOWN_REVERTS: tuple[type[ExecutionReverted], ...] = (
     FeeExceedsAmount,
     UnknownPayment,
     RefundExceedsPayment,
+    PayerMismatch,
+    ZeroAmount,
+    BatchGasTooLow,
 )
 
 
@@ -267,6 +290,8 @@ CUSTOM_ERROR_SIGNATURES = (
     "InvoiceAlreadySettled(bytes32)",
     "FeeExceedsAmount()",
     "ZeroAddress()",
+    "ZeroAmount()",
+    "BatchGasTooLow()",
     "UnknownPayment(bytes32)",
     "RefundExceedsPayment(bytes32,uint256,uint256)",
     "OnlySelf()",

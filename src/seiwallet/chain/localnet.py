@@ -15,6 +15,7 @@ the state file is unreadable, or the chain it holds is not the one the manifest 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import enum
 import json
 import logging
@@ -24,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -60,6 +62,20 @@ SPONSOR_BALANCE_WEI = 10_000 * 10**18
 
 _ADDRESS_IN_USE = "Address already in use"
 _STATE_UNREADABLE = "failed to parse json file"
+
+#: Linux's prctl(PR_SET_PDEATHSIG), looked up before any fork: the child only calls it.
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In anvil's process before exec: get SIGTERM (and so save state) if we die unannounced.
+
+    Without it a killed test run or CLI leaves anvil holding the port. Linux ties this to the
+    thread that started anvil, so start the chain from a thread that lives as long as it.
+    """
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class LocalChainError(ChainError):
@@ -254,10 +270,10 @@ class LocalChain:
         self.chain_dir.mkdir(parents=True, exist_ok=True)
         try:
             report = self._start()
+            self._fund_sponsors()
         except BaseException:
             self.stop()
             raise
-        self._fund_sponsors()
         self._report = report
         self._discarded = False
         log.info("local chain at %s: %s", self.rpc_url, report.detail)
@@ -390,6 +406,8 @@ class LocalChain:
             stderr=subprocess.STDOUT,
             # Its own session: a Ctrl-C in the terminal reaches us, and we stop anvil cleanly.
             start_new_session=True,
+            # Only calls prctl, which is safe between fork and exec even with threads around.
+            preexec_fn=_die_with_parent if _prctl is not None else None,  # noqa: PLW1509
         )
         deadline = time.monotonic() + self._startup_timeout
         while True:
