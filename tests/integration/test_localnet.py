@@ -1,21 +1,24 @@
-"""LocalChain keeps its chain across restarts and recreates it, predictably and saying so, when not."""
+"""LocalChain keeps its chain across restarts, and recreates it predictably (saying so) when not."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from tests.fixtures.chain import free_port
 
 from seiwallet.chain.localnet import LocalChain, LocalChainError, StartMode, load_deployment
 from seiwallet.config import LocalChainSettings, Settings
-from tests.fixtures.chain import free_port
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
 
 def _settings(data_dir: Path, port: int) -> Settings:
     return Settings(
-        profile="local", data_dir=data_dir, sponsor_keys=[], local_chain=LocalChainSettings(port=port)
+        profile="local",
+        data_dir=data_dir,
+        sponsor_keys=[],
+        local_chain=LocalChainSettings(port=port),
     )
 
 
