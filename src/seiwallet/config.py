@@ -112,6 +112,45 @@ class LocalChainSettings(BaseModel):
     prune_history: bool = True
 
 
+class SignerSettings(BaseModel):
+    """How the isolated signer stores keys and how other processes reach it.
+
+    Paths left empty live in ``<data_dir>/signer/``. The API and worker need only ``socket`` (or
+    ``url``) and ``secret``; the master key and the signer's database are the signer's alone.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Unix socket the signer listens on (default ``<data_dir>/signer/signer.sock``).
+    socket: Path | None = None
+    #: Alternatively, ``http://127.0.0.1:PORT`` (loopback only); overrides ``socket``.
+    url: str | None = None
+    #: Shared secret every caller presents; default: a 0600 file ``<data_dir>/signer/secret``.
+    secret: SecretStr | None = None
+    #: The signer's own database (default: SQLite ``<data_dir>/signer/signer.sqlite3``).
+    database_url: str | None = None
+    #: PostgreSQL schema of the signer's tables in production.
+    database_schema: str | None = None
+    master_key: Literal["file", "pkcs11"] = "file"
+    #: ``file``: the master key file (default ``<data_dir>/signer/master.key``, created 0600).
+    master_key_file: Path | None = None
+    #: ``pkcs11``: the module, the token's label, its user PIN and the key's label.
+    pkcs11_library: str = "/usr/lib/softhsm/libsofthsm2.so"
+    pkcs11_token: str = "seiwallet"
+    pkcs11_pin: SecretStr | None = None
+    pkcs11_key_label: str = "seiwallet-master"
+    #: WebAuthn relying party: passkey approvals must come from this RP id and these origins.
+    rp_id: str = "localhost"
+    origins: list[str] = Field(default_factory=lambda: ["http://localhost:8000"])
+
+    @field_validator("url")
+    @classmethod
+    def _loopback(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://127.0.0.1:", "http://localhost:")):
+            raise ValueError("the signer listens on loopback only: http://127.0.0.1:PORT")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything a seiwallet process is configured with."""
 
@@ -142,6 +181,7 @@ class Settings(BaseSettings):
     sponsor_keys: list[SecretStr] = Field(default_factory=list)
     rpc_timeout: float = Field(default=10.0, gt=0, le=300)
     local_chain: LocalChainSettings = Field(default_factory=LocalChainSettings)
+    signer: SignerSettings = Field(default_factory=SignerSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -197,6 +237,25 @@ class Settings(BaseSettings):
     def deployment_manifest_path(self) -> Path:
         """The manifest ``seiwallet chain`` writes and every other process reads."""
         return self.data_dir / "deployments" / f"{self.profile}.json"
+
+    @property
+    def signer_dir(self) -> Path:
+        """Where the signer keeps its files by default (its database, master key, socket)."""
+        return self.data_dir / "signer"
+
+    @property
+    def signer_socket(self) -> Path:
+        return self.signer.socket or self.signer_dir / "signer.sock"
+
+    @property
+    def signer_database_url(self) -> str:
+        if self.signer.database_url:
+            return self.signer.database_url
+        return f"sqlite:///{(self.signer_dir / 'signer.sqlite3').resolve()}"
+
+    @property
+    def signer_master_key_file(self) -> Path:
+        return self.signer.master_key_file or self.signer_dir / "master.key"
 
     def token_addresses(self) -> dict[str, str]:
         """Configured token addresses by symbol (profile defaults, then settings)."""

@@ -1,0 +1,318 @@
+"""The signer's hash-chained audit log: every decision, linked so that no record changes unseen.
+
+Each record is a canonical JSON object holding its ``seq`` and time with the decision (signed or
+refused), the intent's digest, the approvals and the rule that decided. Its hash is
+``sha256(prev_hash ‖ canonical JSON)``; the first record's ``prev_hash`` is 32 zero bytes. So
+changing, removing or reordering any record breaks the chain at that record, and
+:func:`verify_chain` names the first broken ``seq``. Cutting records off the end is caught against
+the head (last ``seq`` and hash) that the store keeps beside the log.
+
+Appending is a serialization point: the next record needs the head. The store reads and updates
+the head inside the transaction that writes the records, holding a lock on the head row, and
+:func:`seal` links a whole batch to one head read, so a batch costs one read and one write of the
+head however many records it appends. This module is pure (no I/O): the store does the locking.
+
+What the chain cannot do alone: someone able to rewrite the database *and* recompute every later
+hash and the head goes unseen. Publishing the head elsewhere (a log, a ticket) anchors it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final, TypeAlias
+
+__all__ = [
+    "COLUMN_FIELDS",
+    "GENESIS",
+    "GENESIS_HASH",
+    "AuditDecision",
+    "AuditEntry",
+    "AuditHead",
+    "AuditRecord",
+    "JsonValue",
+    "VerifyResult",
+    "canonical_json",
+    "link_hash",
+    "seal",
+    "verify_chain",
+]
+
+JsonValue: TypeAlias = "str | int | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
+
+#: The ``prev_hash`` of the first record.
+GENESIS_HASH: Final = bytes(32)
+
+_HASH_BYTES: Final = 32
+
+#: The fields a record's hashed JSON holds besides ``details``, kept also as columns for queries.
+COLUMN_FIELDS: Final = (
+    "seq",
+    "at",
+    "wallet_id",
+    "kind",
+    "intent_digest",
+    "decision",
+    "rule",
+    "reason",
+    "approvals",
+)
+
+
+class AuditDecision(StrEnum):
+    """What the signer did with an intent: the only two outcomes an audit record states."""
+
+    SIGNED = "signed"
+    REFUSED = "refused"
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one encoding of a JSON value that is hashed: sorted keys, no spaces, ASCII only.
+
+    Floats are refused: they have more than one spelling, and no audit field needs one.
+    """
+    _refuse_floats(value)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def _refuse_floats(value: Any) -> None:
+    if isinstance(value, float):
+        raise TypeError("audit entries hold no floats: use integers (base units, seconds)")
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _refuse_floats(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_floats(item)
+
+
+def link_hash(prev_hash: bytes, entry_json: bytes) -> bytes:
+    """The hash of a record: ``sha256(prev_hash ‖ entry_json)``."""
+    return hashlib.sha256(prev_hash + entry_json).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A decision to record; the store gives it its ``seq`` and links it when it commits."""
+
+    kind: str
+    decision: AuditDecision
+    #: Unix time in seconds.
+    at: int
+    wallet_id: str | None = None
+    #: The intent's digest, hex; ``None`` when the request was too broken to have one.
+    intent_digest: str | None = None
+    #: The policy rule (``daily_limit``, ``quorum``…) or check (``approval``) that refused.
+    rule: str | None = None
+    #: Why, in words; never anything secret.
+    reason: str | None = None
+    #: The approvals presented (authenticator ids, or small objects describing each).
+    approvals: tuple[JsonValue, ...] = ()
+    #: Anything else worth keeping (token, amount in base units, recipient…), JSON only.
+    details: Mapping[str, JsonValue] = field(default_factory=dict)
+
+    def body(self, seq: int) -> dict[str, Any]:
+        """The JSON object hashed for this entry once it is record ``seq``."""
+        return {
+            "seq": seq,
+            "at": self.at,
+            "wallet_id": self.wallet_id,
+            "kind": self.kind,
+            "intent_digest": self.intent_digest,
+            "decision": str(self.decision),
+            "rule": self.rule,
+            "reason": self.reason,
+            "approvals": list(self.approvals),
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A record as stored: the hashed JSON, the link, and the columns copied out of the JSON.
+
+    The columns serve queries (by wallet, by decision) and are checked against the JSON by
+    :func:`verify_chain`; the JSON is what the hash covers. ``decision`` is a plain string so a
+    tampered value can still be read and reported.
+    """
+
+    seq: int
+    at: int
+    wallet_id: str | None
+    kind: str
+    intent_digest: str | None
+    decision: str
+    rule: str | None
+    reason: str | None
+    #: The ``approvals`` column as stored (JSON text).
+    approvals_json: str
+    #: The hashed canonical JSON (ASCII).
+    entry_json: str
+    prev_hash: bytes
+    hash: bytes
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """The entry's ``details`` object, read from the hashed JSON."""
+        body = json.loads(self.entry_json)
+        details: dict[str, Any] = body.get("details", {})
+        return details
+
+
+@dataclass(frozen=True, slots=True)
+class AuditHead:
+    """The last record's ``seq`` and hash (``seq`` 0 and zero bytes for an empty log)."""
+
+    seq: int
+    hash: bytes
+
+    def encode(self) -> str:
+        """The head as kept in ``signer_meta``: ``seq:hexhash``."""
+        return f"{self.seq}:{self.hash.hex()}"
+
+    @classmethod
+    def decode(cls, text: str) -> AuditHead:
+        """Read a head written by :meth:`encode`; ``ValueError`` if it is not one."""
+        seq_text, _, hash_hex = text.partition(":")
+        head = cls(int(seq_text), bytes.fromhex(hash_hex))
+        if head.seq < 0 or len(head.hash) != _HASH_BYTES:
+            raise ValueError(f"not an audit head: {text!r}")
+        return head
+
+
+GENESIS: Final = AuditHead(0, GENESIS_HASH)
+
+
+def seal(entries: Iterable[AuditEntry], head: AuditHead) -> tuple[list[AuditRecord], AuditHead]:
+    """Number and link ``entries`` after ``head``: the records to insert and the new head.
+
+    Pure, so a batch of N entries is linked with one head read and one head write around it.
+    """
+    records: list[AuditRecord] = []
+    seq, prev = head.seq, head.hash
+    for entry in entries:
+        seq += 1
+        body = entry.body(seq)
+        entry_bytes = canonical_json(body)
+        digest = link_hash(prev, entry_bytes)
+        records.append(
+            AuditRecord(
+                seq=seq,
+                at=entry.at,
+                wallet_id=entry.wallet_id,
+                kind=entry.kind,
+                intent_digest=entry.intent_digest,
+                decision=str(entry.decision),
+                rule=entry.rule,
+                reason=entry.reason,
+                approvals_json=canonical_json(body["approvals"]).decode("ascii"),
+                entry_json=entry_bytes.decode("ascii"),
+                prev_hash=prev,
+                hash=digest,
+            )
+        )
+        prev = digest
+    return records, AuditHead(seq, prev)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The outcome of :func:`verify_chain`: ``first_broken_seq`` and ``reason`` when not ``ok``."""
+
+    ok: bool
+    #: Records found intact (before the first broken one).
+    checked: int
+    first_broken_seq: int | None = None
+    reason: str | None = None
+
+
+def verify_chain(
+    records: Iterable[AuditRecord],
+    *,
+    head: AuditHead | None = None,
+    start: AuditHead = GENESIS,
+) -> VerifyResult:
+    """Check records in ``seq`` order from ``start``; report the first broken link and why.
+
+    A record is broken when its ``seq`` is not the next one, its ``prev_hash`` is not the
+    previous record's hash, its hash does not cover its JSON, its JSON is not canonical or names
+    another ``seq``, or its columns differ from its JSON. With ``head`` (the store's), records
+    missing at the end, or present beyond the head, are caught too.
+    """
+    expected_seq, prev = start.seq + 1, start.hash
+    checked = 0
+    for record in records:
+        problem = _record_problem(record, expected_seq, prev)
+        if problem is not None:
+            broken_seq, reason = problem
+            return VerifyResult(False, checked, broken_seq, reason)
+        checked += 1
+        expected_seq, prev = record.seq + 1, record.hash
+    last_seq = expected_seq - 1
+    if head is not None:
+        if head.seq > last_seq:
+            reason = f"the log ends at record {last_seq} but its head is at record {head.seq}"
+            return VerifyResult(False, checked, last_seq + 1, f"{reason}: records were removed")
+        if head.seq < last_seq:
+            reason = f"the log runs to record {last_seq} past its head at record {head.seq}"
+            return VerifyResult(False, checked, head.seq + 1, reason)
+        if head.hash != prev:
+            reason = f"record {last_seq}'s hash differs from the head's"
+            return VerifyResult(False, checked, last_seq, reason)
+    return VerifyResult(True, checked)
+
+
+def _record_problem(record: AuditRecord, expected_seq: int, prev: bytes) -> tuple[int, str] | None:
+    """``(seq, reason)`` if ``record`` does not link as record ``expected_seq`` after ``prev``."""
+    if record.seq != expected_seq:
+        if record.seq > expected_seq:
+            return expected_seq, f"record {expected_seq} is missing (the next is {record.seq})"
+        return record.seq, f"record {record.seq} is out of order (expected {expected_seq})"
+    if record.prev_hash != prev:
+        return record.seq, "its prev_hash is not the previous record's hash"
+    entry_bytes = record.entry_json.encode("utf-8")
+    if link_hash(prev, entry_bytes) != record.hash:
+        return record.seq, "its hash does not match its entry: the entry was changed"
+    problem = _content_problem(record, entry_bytes)
+    return None if problem is None else (record.seq, problem)
+
+
+def _content_problem(record: AuditRecord, entry_bytes: bytes) -> str | None:
+    """Why a correctly linked record's entry or columns cannot be trusted, if they cannot."""
+    try:
+        body = json.loads(entry_bytes)
+        canonical = canonical_json(body)
+    except (ValueError, TypeError):
+        return "its entry is not canonical JSON"
+    if canonical != entry_bytes or not isinstance(body, dict):
+        return "its entry is not canonical JSON"
+    if body.get("seq") != record.seq:
+        return f"its entry names record {body.get('seq')!r}"
+    mismatched = _mismatched_columns(record, body)
+    if mismatched:
+        return f"its columns differ from its hashed entry: {', '.join(mismatched)}"
+    return None
+
+
+def _mismatched_columns(record: AuditRecord, body: Mapping[str, Any]) -> list[str]:
+    try:
+        approvals = json.loads(record.approvals_json)
+    except ValueError:
+        approvals = object()  # unreadable: differs from anything
+    columns: dict[str, Any] = {
+        "seq": record.seq,
+        "at": record.at,
+        "wallet_id": record.wallet_id,
+        "kind": record.kind,
+        "intent_digest": record.intent_digest,
+        "decision": record.decision,
+        "rule": record.rule,
+        "reason": record.reason,
+        "approvals": approvals,
+    }
+    return [name for name in COLUMN_FIELDS if columns[name] != body.get(name)]

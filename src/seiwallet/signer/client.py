@@ -1,0 +1,188 @@
+"""The only way the rest of the platform talks to the signer.
+
+:class:`SignerClient` speaks the signer's RPC over its Unix socket (or loopback TCP) and turns
+its error answers back into the same typed errors the signer raised, so a caller handles
+``PolicyDeclined`` or ``ApprovalRefused`` whether the signer runs in-process (tests) or apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from seiwallet.errors import SeiwalletError
+from seiwallet.signer.errors import (
+    ApprovalRefused,
+    IntentInvalid,
+    MasterKeyMismatch,
+    PolicyDeclined,
+    SignerError,
+    SignerUnauthorized,
+    SignerUnavailable,
+    UnknownWallet,
+)
+
+#: Errors the signer may answer with, by their stable code.
+_ERRORS_BY_CODE: dict[str, type[SignerError]] = {
+    cls.code: cls
+    for cls in (
+        ApprovalRefused,
+        PolicyDeclined,
+        IntentInvalid,
+        SignerUnauthorized,
+        MasterKeyMismatch,
+        UnknownWallet,
+        SignerUnavailable,
+    )
+}
+
+
+def _rebuild(error: Mapping[str, Any]) -> SignerError:
+    """The typed error for an error answer, with the signer's message and details."""
+    code = str(error.get("code", SignerError.code))
+    cls = _ERRORS_BY_CODE.get(code, SignerError)
+    exc = cls.__new__(cls)
+    SeiwalletError.__init__(exc, str(error.get("message", "signer error")))
+    for attribute in ("reason", "rule", "authenticator_id"):
+        setattr(exc, attribute, error.get(attribute))
+    if cls is SignerError:
+        exc.code = code  # type: ignore[misc]  # keep an unknown code as the signer sent it
+    return exc
+
+
+class SignerClient:
+    """Async client of the signer's RPC."""
+
+    def __init__(
+        self,
+        *,
+        secret: str,
+        socket: Path | None = None,
+        url: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        if (socket is None) == (url is None):
+            raise ValueError("give the signer's socket or its loopback URL, not both")
+        transport = httpx.AsyncHTTPTransport(uds=str(socket)) if socket is not None else None
+        self._where = str(socket) if socket is not None else str(url)
+        self._http = httpx.AsyncClient(
+            base_url=url or "http://signer",
+            transport=transport,
+            timeout=timeout,
+            headers={"authorization": f"Bearer {secret}"},
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """Call one RPC method; raise the signer's typed error if it refused."""
+        try:
+            response = await self._http.post(f"/v1/{method}", json=params)
+        except httpx.TransportError as exc:
+            raise SignerUnavailable(
+                f"cannot reach the signer at {self._where} ({exc or type(exc).__name__}): "
+                "start it with `seiwallet signer`"
+            ) from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise SignerUnavailable(f"the signer at {self._where} answered non-JSON") from None
+        if "error" in body:
+            raise _rebuild(body["error"])
+        return body["result"]
+
+    # -- the narrow surface ------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        return dict(await self.call("health"))
+
+    async def create_wallet(
+        self, wallet_id: str, authenticator: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return dict(
+            await self.call(
+                "create_wallet",
+                wallet_id=wallet_id,
+                authenticator=dict(authenticator) if authenticator else None,
+            )
+        )
+
+    async def add_authenticator(
+        self,
+        wallet_id: str,
+        authenticator: Mapping[str, Any],
+        approvals: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        return dict(
+            await self.call(
+                "add_authenticator",
+                wallet_id=wallet_id,
+                authenticator=dict(authenticator),
+                approvals=[dict(a) for a in approvals],
+            )
+        )
+
+    async def remove_authenticator(
+        self, wallet_id: str, authenticator_id: str, approvals: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        return dict(
+            await self.call(
+                "remove_authenticator",
+                wallet_id=wallet_id,
+                authenticator_id=authenticator_id,
+                approvals=[dict(a) for a in approvals],
+            )
+        )
+
+    async def get_policy(self, wallet_id: str) -> dict[str, Any]:
+        return dict(await self.call("get_policy", wallet_id=wallet_id))
+
+    async def sign(
+        self, wallet_id: str, intent: Mapping[str, Any], approvals: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """Sign one intent; raise the typed error if it is refused."""
+        [result] = await self.sign_batch([(wallet_id, intent, approvals)])
+        if isinstance(result, SignerError):
+            raise result
+        return result
+
+    async def sign_batch(
+        self,
+        requests: Sequence[tuple[str, Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+    ) -> list[dict[str, Any] | SignerError]:
+        """Sign many intents in one call; each slot holds its result or its typed error."""
+        answers = await self.call(
+            "sign",
+            requests=[
+                {"wallet_id": w, "intent": dict(i), "approvals": [dict(a) for a in approvals]}
+                for w, i, approvals in requests
+            ],
+        )
+        return [
+            _rebuild(answer["error"]) if "error" in answer else dict(answer["result"])
+            for answer in answers
+        ]
+
+    async def export_key(
+        self, wallet_id: str, intent: Mapping[str, Any], approvals: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        return dict(
+            await self.call(
+                "export_key",
+                wallet_id=wallet_id,
+                intent=dict(intent),
+                approvals=[dict(a) for a in approvals],
+            )
+        )
+
+    async def audit(self, after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        return list(await self.call("audit", after_seq=after_seq, limit=limit))

@@ -1,0 +1,124 @@
+"""The signer's narrow RPC: JSON over HTTP on a Unix socket (or loopback TCP), secret required.
+
+Every request must carry ``Authorization: Bearer <secret>``; the comparison is constant-time and
+a refusal says nothing else. Only the methods in :data:`METHODS` exist. Errors are
+``{"error": {"code", "message", ...}}`` with the error's HTTP status; anything unexpected is a
+500 whose details stay in the signer's log (never key material: nothing here holds any).
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from seiwallet.errors import SeiwalletError
+from seiwallet.signer.errors import SignerUnauthorized
+from seiwallet.signer.service import SignerService
+
+log = logging.getLogger(__name__)
+
+#: The whole surface of the signer.
+METHODS = (
+    "health",
+    "create_wallet",
+    "add_authenticator",
+    "remove_authenticator",
+    "get_policy",
+    "sign",
+    "export_key",
+    "audit",
+)
+
+#: Largest request body accepted (a batch of a few thousand intents fits).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class _Refusal(Exception):
+    """A request refused before it reaches the service (auth, method, body)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _answer_error(code: str, message: str, status: int, **details: Any) -> JSONResponse:
+    body = {"code": code, "message": message} | {k: v for k, v in details.items() if v is not None}
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def _error(exc: SeiwalletError) -> JSONResponse:
+    return _answer_error(
+        exc.code,
+        str(exc),
+        exc.status,
+        reason=getattr(exc, "reason", None),
+        rule=getattr(exc, "rule", None),
+        authenticator_id=getattr(exc, "authenticator_id", None),
+    )
+
+
+def create_app(service: SignerService, secret: str) -> Starlette:
+    """The signer's ASGI application around a service object."""
+    expected = f"Bearer {secret}".encode()
+
+    async def parse(request: Request) -> tuple[Callable[..., Any], dict[str, Any]]:
+        presented = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(presented, expected):
+            unauthorized = SignerUnauthorized("missing or wrong signer secret")
+            raise _Refusal(unauthorized.status, unauthorized.code, str(unauthorized))
+        method = request.path_params["method"]
+        if method not in METHODS:
+            raise _Refusal(404, "signer.unknown_method", f"no method {method!r}")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise _Refusal(413, "signer.too_large", "request body too large")
+        try:
+            params = json.loads(body) if body else {}
+        except ValueError:
+            raise _Refusal(400, "signer.bad_request", "the body is not JSON") from None
+        if not isinstance(params, dict):
+            raise _Refusal(400, "signer.bad_request", "params must be a JSON object")
+        handler: Callable[..., Any] = getattr(service, method)
+        try:
+            inspect.signature(handler).bind(**params)
+        except TypeError as exc:
+            # Wrong or missing parameters: say which, without a trace.
+            raise _Refusal(400, "signer.bad_request", f"{method}: {exc}") from None
+        return handler, params
+
+    async def rpc(request: Request) -> Response:
+        try:
+            handler, params = await parse(request)
+        except _Refusal as refusal:
+            return _answer_error(refusal.code, refusal.message, refusal.status)
+        try:
+            # The service is synchronous and CPU-bound (crypto, one short database transaction):
+            # running it on the loop serialises requests, which one core could not parallelise.
+            result = handler(**params)
+        except SeiwalletError as exc:
+            return _error(exc)
+        except Exception:
+            log.exception("signer: unexpected error in %s", request.path_params["method"])
+            return _answer_error("signer.internal", "internal signer error", 500)
+        return JSONResponse({"result": result})
+
+    return Starlette(routes=[Route("/v1/{method}", rpc, methods=["POST"])])
+
+
+def prepare_socket(path: Path) -> None:
+    """Make the socket's directory private and remove a stale socket file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    if path.is_socket():
+        path.unlink()
