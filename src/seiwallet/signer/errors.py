@@ -60,6 +60,22 @@ class ApprovalRefused(SignerError):
         super().__init__(f"approval{who} refused: {reason}")
 
 
+class ApprovalMalformed(ApprovalRefused):
+    """An approval that cannot even be read (bad field, size or encoding); ``reason`` "malformed".
+
+    Keeps its parent's ``code`` so every table that maps ``ApprovalRefused`` maps it too, and
+    adds which field is wrong to the message (the approval's own data, nothing secret).
+    """
+
+    status = 422
+
+    def __init__(self, problem: str, *, authenticator_id: str | None = None) -> None:
+        super().__init__("malformed", authenticator_id=authenticator_id)
+        self.problem = problem
+        self.message = f"{self.message} ({problem})"
+        self.args = (self.message,)
+
+
 class PolicyDeclined(SignerError):
     """The wallet's policy declines the intent; ``rule`` names the rule that did."""
 

@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any, Final, NoReturn, Protocol, Self
 from urllib.parse import quote
 
+import cffi  # type: ignore[import-untyped]
 import pkcs11
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -73,11 +74,20 @@ _KCV_VERSION: Final = b"\x01"
 
 # -- memory ------------------------------------------------------------------------------------
 
+_FFI: Final = cffi.FFI()
+_ZEROS: Final = bytes(4096)
+
 
 def wipe(buffer: bytearray) -> None:
-    """Zero ``buffer`` in place, so the secret does not linger in memory after use."""
+    """Zero ``buffer`` in place, so the secret does not linger in memory after use.
+
+    A C ``memmove`` from a block of zeros through cffi (~0.2 µs, against ~2 µs for a ctypes
+    call: this runs several times per signature); ``ctypes.memset`` for large buffers.
+    """
     size = len(buffer)
-    if size:
+    if size <= len(_ZEROS):
+        _FFI.memmove(buffer, _ZEROS, size)
+    else:
         view = (ctypes.c_char * size).from_buffer(buffer)
         ctypes.memset(ctypes.addressof(view), 0, size)
         del view  # releases the export, so the bytearray may be resized again
@@ -117,6 +127,11 @@ def random_secret(size: int = KEY_BYTES) -> bytearray:
     return secret
 
 
+# AESGCM.decrypt_into arrived in cryptography 46; before it, the streaming API writes into a
+# buffer too, only ~3 µs slower.
+_HAS_DECRYPT_INTO: Final = hasattr(AESGCM, "decrypt_into")
+
+
 def decrypt_to_bytearray(
     key: bytearray, nonce: bytes, ciphertext_and_tag: bytes, aad: bytes, *, what: str
 ) -> bytearray:
@@ -126,24 +141,33 @@ def decrypt_to_bytearray(
     """
     if len(ciphertext_and_tag) < TAG_BYTES:
         raise SealedKeyInvalid(f"{what} is truncated")
-    ciphertext, tag = ciphertext_and_tag[:-TAG_BYTES], ciphertext_and_tag[-TAG_BYTES:]
-    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
-    decryptor.authenticate_additional_data(aad)
-    # update_into wants room for one block more than it writes.
-    scratch = bytearray(len(ciphertext) + 15)
+    plaintext = bytearray(len(ciphertext_and_tag) - TAG_BYTES)
     try:
-        written = decryptor.update_into(ciphertext, scratch)
-        # Until finalize() has checked the tag, scratch holds unauthenticated plaintext: it is
-        # wiped below whatever happens, and copied out only once the tag verified.
-        decryptor.finalize()
-        plaintext = bytearray(written)
-        plaintext[:] = memoryview(scratch)[:written]
-        return plaintext
+        if _HAS_DECRYPT_INTO:
+            AESGCM(key).decrypt_into(nonce, ciphertext_and_tag, aad, plaintext)
+        else:
+            _decrypt_into_compat(key, nonce, ciphertext_and_tag, aad, plaintext)
     except InvalidTag:
+        # Both paths leave the unauthenticated plaintext in the buffer when the tag fails.
+        wipe(plaintext)
         raise SealedKeyInvalid(
             f"{what} failed authentication (another master key, another wallet's binding, "
             "or altered bytes)"
         ) from None
+    return plaintext
+
+
+def _decrypt_into_compat(
+    key: bytearray, nonce: bytes, ciphertext_and_tag: bytes, aad: bytes, out: bytearray
+) -> None:
+    ciphertext, tag = ciphertext_and_tag[:-TAG_BYTES], ciphertext_and_tag[-TAG_BYTES:]
+    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
+    decryptor.authenticate_additional_data(aad)
+    scratch = bytearray(len(ciphertext) + 15)  # update_into wants a block's room to spare
+    try:
+        written = decryptor.update_into(ciphertext, scratch)
+        out[:] = memoryview(scratch)[:written]
+        decryptor.finalize()  # checks the tag; the caller wipes ``out`` if it fails
     finally:
         wipe(scratch)
 
@@ -231,6 +255,7 @@ class FileMasterKey(_Closable):
 
     Anyone who can read the file can open every wallet key the store holds: keep it on the
     signer's machine only, owned by the signer's user, and back it up as carefully as the store.
+    Thread-safe (no shared mutable state), except that :meth:`close` must come last.
     """
 
     def __init__(self, key: bytearray, *, source: str) -> None:
@@ -560,7 +585,7 @@ class Pkcs11MasterKey(_Closable):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<Pkcs11MasterKey {self.describe()} ({state})>"
+        return f"<Pkcs11MasterKey {self.describe()} in {self._library} ({state})>"
 
     def _encrypt(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
         params = pkcs11.GCMParams(nonce, aad or None, TAG_BYTES * 8)
