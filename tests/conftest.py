@@ -1,3 +1,7 @@
-"""Test-wide plugins: the throwaway PostgreSQL cluster and the local anvil chain."""
+"""Test-wide plugins: the throwaway PostgreSQL cluster, the local anvil chain, soft authenticators."""
 
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.chain"]
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.chain",
+    "tests.fixtures.authenticators",
+]
