@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
-from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
+from seiwallet.addresses import parse_evm_address
 from seiwallet.chain.artifacts import ContractArtifact, event_topic, load_artifact
 from seiwallet.chain.tokens import Authorization3009
 from seiwallet.errors import InvalidInput
@@ -51,9 +51,13 @@ def _require_uint256(name: str, value: int) -> None:
 
 
 def _checksummed(name: str, value: str) -> str:
-    if not isinstance(value, str) or not is_address(value):
+    """A checksummed address; a mixed-case address with a wrong EIP-55 checksum is refused."""
+    if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a 0x-prefixed 20-byte address, got {value!r}")
-    return str(to_checksum_address(value))
+    try:
+        return str(parse_evm_address(value))
+    except InvalidInput as exc:
+        raise InvalidInput(f"{name}: {exc}") from None
 
 
 @dataclass(frozen=True)
