@@ -22,6 +22,7 @@ from seiwallet.chain.deploy import local_accounts
 from seiwallet.chain.localnet import LocalChain
 from seiwallet.chain.sender import TransactionSender, TxRequest
 from seiwallet.chain.tokens import balance_of, encode_mint, is_blacklisted, read_token
+from seiwallet.cli import signer as _signer_commands  # noqa: F401 - registers `signer`
 from seiwallet.cli.app import app, configure_logging, console, handles_errors, settings
 from seiwallet.cli.demo_data import DemoData, seed
 from seiwallet.cli.runtime import (

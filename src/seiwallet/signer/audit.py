@@ -69,26 +69,38 @@ class AuditDecision(StrEnum):
     REFUSED = "refused"
 
 
+# One encoder for every record: building one per call costs as much as encoding a record.
+_ENCODER: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> bytes:
     """The one encoding of a JSON value that is hashed: sorted keys, no spaces, ASCII only.
 
     Floats are refused: they have more than one spelling, and no audit field needs one.
     """
     _refuse_floats(value)
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return _ENCODER.encode(value).encode("ascii")
 
 
 def _refuse_floats(value: Any) -> None:
-    if isinstance(value, float):
+    # Exact type checks: this walks every record appended, and abc checks cost more than the
+    # encoding itself. Other container types are refused by the encoder anyway.
+    kind = type(value)
+    if kind is float:
         raise TypeError("audit entries hold no floats: use integers (base units, seconds)")
-    if isinstance(value, Mapping):
+    if kind is dict:
         for item in value.values():
-            _refuse_floats(item)
-    elif isinstance(value, list | tuple):
+            if type(item) not in _SCALARS:
+                _refuse_floats(item)
+    elif kind is list or kind is tuple:
         for item in value:
-            _refuse_floats(item)
+            if type(item) not in _SCALARS:
+                _refuse_floats(item)
+
+
+_SCALARS: Final = frozenset({str, int, bool, type(None)})
 
 
 def link_hash(prev_hash: bytes, entry_json: bytes) -> bytes:
@@ -115,6 +127,10 @@ class AuditEntry:
     approvals: tuple[JsonValue, ...] = ()
     #: Anything else worth keeping (token, amount in base units, recipient…), JSON only.
     details: Mapping[str, JsonValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A plain "signed"/"refused" is accepted; anything else is a bug, refused before hashing.
+        object.__setattr__(self, "decision", AuditDecision(self.decision))
 
     def body(self, seq: int) -> dict[str, Any]:
         """The JSON object hashed for this entry once it is record ``seq``."""
@@ -210,7 +226,7 @@ def seal(entries: Iterable[AuditEntry], head: AuditHead) -> tuple[list[AuditReco
                 decision=str(entry.decision),
                 rule=entry.rule,
                 reason=entry.reason,
-                approvals_json=canonical_json(body["approvals"]).decode("ascii"),
+                approvals_json=_ENCODER.encode(body["approvals"]),  # checked with the body
                 entry_json=entry_bytes.decode("ascii"),
                 prev_hash=prev,
                 hash=digest,

@@ -1,0 +1,562 @@
+"""The signer's use cases: create wallets, manage authenticators, sign approved intents, export.
+
+Every decision runs in one database transaction that holds the wallet's lock: approvals are
+verified and their nonces consumed, the policy is evaluated against the spends already recorded,
+the signature is made, the spend and the audit record are written — or nothing is. A batch of
+requests shares one transaction (one commit), and each request succeeds or is refused alone.
+
+Approvals bind the wallet as well as the intent: the challenge an authenticator signs is built
+from :func:`approval_subject` (wallet id + intent digest), so an approval for one wallet is
+worthless for another wallet that happens to share the authenticator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from seiwallet.addresses import sei_address_from_public_key
+from seiwallet.errors import InvalidInput, SeiwalletError
+from seiwallet.signer.approvals import (
+    Authenticator,
+    AuthenticatorKind,
+    parse_approval,
+    verify_approval,
+)
+from seiwallet.signer.audit import AuditDecision, AuditEntry, VerifyResult
+from seiwallet.signer.errors import (
+    ApprovalRefused,
+    IntentInvalid,
+    PolicyDeclined,
+    SignerError,
+)
+from seiwallet.signer.export import export_sealed_key
+from seiwallet.signer.intents import (
+    Intent,
+    KeyExport,
+    PolicyUpdate,
+    describe,
+    intent_digest,
+    parse_intent,
+    signing_hash,
+    spend,
+)
+from seiwallet.signer.keystore import KeyStore, SealedKey
+from seiwallet.signer.policy import DAILY_WINDOW_SECONDS, Policy, evaluate
+from seiwallet.signer.store import AuthenticatorRecord, SignerStore, WalletTransaction
+
+_WALLET_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_SUBJECT_DOMAIN: Final = b"seiwallet.approval-subject.v1\x00"
+#: At most this many approvals per request (a quorum is a handful of people or devices).
+MAX_APPROVALS: Final = 16
+#: At most this many intents per sign call.
+MAX_BATCH: Final = 5000
+#: How long an authenticator added without the wallet's approval waits before it may approve
+#: anything (account recovery): any existing device can remove it meanwhile.
+DEFAULT_RECOVERY_TIMELOCK: Final = 48 * 3600
+
+
+def approval_subject(wallet_id: str, digest: bytes) -> bytes:
+    """What an approval's challenge commits to: this wallet and this intent (or action)."""
+    return hashlib.sha256(_SUBJECT_DOMAIN + wallet_id.encode() + b"\x00" + digest).digest()
+
+
+def action_digest(action: str, document: Mapping[str, Any]) -> bytes:
+    """The digest of an authenticator change, approved like an intent."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(f"seiwallet.{action}.v1\x00".encode() + canonical).digest()
+
+
+def wallet_aad(wallet_id: str) -> bytes:
+    """Associated data binding a sealed key to its wallet."""
+    return b"seiwallet.wallet\x00" + wallet_id.encode()
+
+
+@dataclass(frozen=True)
+class RelyingParty:
+    """Where passkey approvals may come from."""
+
+    rp_id: str
+    origins: tuple[str, ...]
+
+
+def _authenticator(record: AuthenticatorRecord) -> Authenticator:
+    return Authenticator(
+        id=record.id,
+        wallet_id=record.wallet_id,
+        kind=AuthenticatorKind(record.kind),
+        public_key=record.public_key,
+        credential_id=record.credential_id,
+        sign_count=record.sign_count,
+        rp_id=record.rp_id,
+        origins=record.origins,
+        active_from=record.active_from,
+        revoked=record.revoked,
+    )
+
+
+def _check_wallet_id(wallet_id: object) -> str:
+    if not isinstance(wallet_id, str) or not _WALLET_ID.fullmatch(wallet_id):
+        raise InvalidInput("a wallet id is 1 to 64 letters, digits or _ . : -")
+    return wallet_id
+
+
+def _error_body(exc: SeiwalletError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": exc.code, "message": str(exc)}
+    for attribute in ("reason", "rule", "authenticator_id"):
+        value = getattr(exc, attribute, None)
+        if value is not None:
+            body[attribute] = str(value)
+    return body
+
+
+class SignerService:
+    """The signer's operations; the RPC server exposes exactly these."""
+
+    def __init__(
+        self,
+        store: SignerStore,
+        keys: KeyStore,
+        *,
+        relying_party: RelyingParty,
+        recovery_timelock: int = DEFAULT_RECOVERY_TIMELOCK,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._rp = relying_party
+        self._timelock = recovery_timelock
+        self._clock = clock
+        self._policies: dict[tuple[str, int], Policy] = {}
+
+    def describe(self) -> str:
+        return f"master key: {self._keys.master.describe()}"
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def _policy(self, wallet_id: str, version: int, document: Mapping[str, Any]) -> Policy:
+        """The wallet's policy, parsed once per version."""
+        key = (wallet_id, version)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = Policy.parse(document) if document else Policy.default()
+            if len(self._policies) > 100_000:
+                self._policies.clear()
+            self._policies[key] = policy
+        return policy
+
+    # -- health ------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        head = self._store.audit_head()
+        return {"status": "ok", "master_key": self._keys.master.describe(), "audit_seq": head.seq}
+
+    # -- wallets and authenticators ----------------------------------------------------------
+    def _authenticator_fields(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate an authenticator registration coming from the API."""
+        try:
+            kind = AuthenticatorKind(spec["kind"])
+            fields: dict[str, Any] = {
+                "authenticator_id": str(spec["id"]),
+                "kind": str(kind),
+                "public_key": bytes.fromhex(str(spec["public_key"]).removeprefix("0x")),
+                "credential_id": bytes.fromhex(
+                    str(spec.get("credential_id", "")).removeprefix("0x")
+                ),
+                "sign_count": int(spec.get("sign_count", 0)),
+                "label": str(spec.get("label", ""))[:100],
+            }
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidInput(f"bad authenticator registration: {exc}") from None
+        if kind is AuthenticatorKind.DEVICE and not fields["credential_id"]:
+            # A device key has no WebAuthn credential id: its key's hash identifies it.
+            fields["credential_id"] = hashlib.sha256(fields["public_key"]).digest()
+        if kind is AuthenticatorKind.PASSKEY:
+            fields["rp_id"] = self._rp.rp_id
+            fields["origins"] = self._rp.origins
+            if not fields["credential_id"]:
+                raise InvalidInput("a passkey registration needs its credential_id")
+        # Check the key parses before storing it, by building the verifier's view of it.
+        Authenticator(
+            id=fields["authenticator_id"],
+            wallet_id="check",
+            kind=kind,
+            public_key=fields["public_key"],
+            credential_id=fields["credential_id"],
+        )
+        return fields
+
+    def create_wallet(
+        self, wallet_id: str, authenticator: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Generate a wallet key inside the signer; optionally enrol its first authenticator."""
+        _check_wallet_id(wallet_id)
+        fields = self._authenticator_fields(authenticator) if authenticator else None
+        sealed, public_key, address = self._keys.generate(wallet_aad(wallet_id))
+        now = self._now()
+        with self._store.transaction(None) as tx:
+            tx.insert_wallet(
+                wallet_id=wallet_id,
+                address=address,
+                public_key=public_key,
+                sealed_key=sealed.to_bytes(),
+                created_at=now,
+            )
+            if fields:
+                # The first authenticator is enrolled at once: there is nobody to approve it.
+                tx.insert_authenticator(created_at=now, active_from=now, **fields)
+            tx.append_audit(
+                AuditEntry(
+                    kind="wallet.create",
+                    decision=AuditDecision.SIGNED,
+                    at=now,
+                    wallet_id=wallet_id,
+                    details={"address": address},
+                    approvals=(),
+                )
+            )
+        return {
+            "wallet_id": wallet_id,
+            "address": address,
+            "sei_address": sei_address_from_public_key(public_key),
+            "public_key": "0x" + public_key.hex(),
+        }
+
+    def _verify(
+        self,
+        tx: WalletTransaction,
+        digest: bytes,
+        approvals: Sequence[Mapping[str, Any]],
+        now: int,
+    ) -> set[str]:
+        """Verify approvals over (wallet, digest); consume their nonces; return who approved."""
+        if not isinstance(approvals, list | tuple) or len(approvals) > MAX_APPROVALS:
+            raise InvalidInput(f"approvals must be a list of at most {MAX_APPROVALS}")
+        wallet = tx.wallet()
+        subject = approval_subject(wallet.id, digest)
+        known = {record.id: record for record in tx.authenticators()}
+        approved: set[str] = set()
+        for raw in approvals:
+            approval = parse_approval(raw)
+            record = known.get(approval.authenticator_id)
+            if record is None:
+                raise ApprovalRefused(
+                    "foreign: not an authenticator of this wallet",
+                    authenticator_id=approval.authenticator_id,
+                )
+            if record.id in approved:
+                raise ApprovalRefused("duplicate approval", authenticator_id=record.id)
+            verified = verify_approval(approval, _authenticator(record), subject, now=now)
+            tx.consume_nonce(verified.nonce.hex(), verified.expires_at)
+            if verified.new_sign_count != record.sign_count:
+                tx.set_sign_count(record.id, verified.new_sign_count)
+            approved.add(record.id)
+        return approved
+
+    def _active(self, tx: WalletTransaction, now: int) -> set[str]:
+        return {record.id for record in tx.authenticators() if record.is_active(now)}
+
+    def add_authenticator(
+        self,
+        wallet_id: str,
+        authenticator: Mapping[str, Any],
+        approvals: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """Add an authenticator: at once if the wallet approves, else after the recovery lock."""
+        fields = self._authenticator_fields(authenticator)
+        digest = action_digest("authenticator.add", dict(authenticator))
+        now = self._now()
+        with self._store.transaction(_check_wallet_id(wallet_id)) as tx:
+            for existing in tx.authenticators():
+                if fields["authenticator_id"] == existing.id or (
+                    fields["credential_id"] == existing.credential_id
+                ):
+                    raise InvalidInput("this authenticator is already registered on the wallet")
+            approved = self._verify(tx, digest, approvals, now) if approvals else set()
+            wallet = tx.wallet()
+            policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
+            active = self._active(tx, now)
+            decision = evaluate(
+                policy,
+                None,
+                approvals=approved,
+                active=active,
+                spent_in_window=0,
+                kind="authenticator.add",
+            )
+            # Without the wallet's approval (lost phone, account recovery) the new authenticator
+            # waits out the time-lock, so a stolen identity-provider account cannot move money.
+            active_from = now if (decision.allowed or not active) else now + self._timelock
+            tx.insert_authenticator(created_at=now, active_from=active_from, **fields)
+            tx.append_audit(
+                AuditEntry(
+                    kind="authenticator.add",
+                    decision=AuditDecision.SIGNED,
+                    at=now,
+                    wallet_id=wallet_id,
+                    intent_digest=digest.hex(),
+                    approvals=tuple(sorted(approved)),
+                    details={
+                        "authenticator_id": fields["authenticator_id"],
+                        "active_from": active_from,
+                    },
+                )
+            )
+        return {"authenticator_id": fields["authenticator_id"], "active_from": active_from}
+
+    def remove_authenticator(
+        self, wallet_id: str, authenticator_id: str, approvals: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """Revoke an authenticator, with the wallet's approval (a device may remove itself)."""
+        digest = action_digest("authenticator.remove", {"authenticator_id": authenticator_id})
+        now = self._now()
+        with self._store.transaction(_check_wallet_id(wallet_id)) as tx:
+            approved = self._verify(tx, digest, approvals, now)
+            wallet = tx.wallet()
+            policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
+            evaluate(
+                policy,
+                None,
+                approvals=approved,
+                active=self._active(tx, now),
+                spent_in_window=0,
+                kind="authenticator.remove",
+            ).raise_if_declined()
+            tx.revoke_authenticator(authenticator_id)
+            tx.append_audit(
+                AuditEntry(
+                    kind="authenticator.remove",
+                    decision=AuditDecision.SIGNED,
+                    at=now,
+                    wallet_id=wallet_id,
+                    intent_digest=digest.hex(),
+                    approvals=tuple(sorted(approved)),
+                    details={"authenticator_id": authenticator_id},
+                )
+            )
+        return {"authenticator_id": authenticator_id, "revoked": True}
+
+    def get_policy(self, wallet_id: str) -> dict[str, Any]:
+        with self._store.transaction(_check_wallet_id(wallet_id)) as tx:
+            wallet = tx.wallet()
+            policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
+            return {"version": wallet.policy_version, "policy": policy.to_document()}
+
+    # -- signing -----------------------------------------------------------------------------
+    def sign(self, requests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Sign a batch of ``{wallet_id, intent, approvals}``; each slot: result or error."""
+        if not isinstance(requests, list | tuple) or not 0 < len(requests) <= MAX_BATCH:
+            raise InvalidInput(f"sign takes a list of 1 to {MAX_BATCH} requests")
+        now = self._now()
+        wallet_ids = [r.get("wallet_id") for r in requests if isinstance(r, Mapping)]
+        answers: list[dict[str, Any]] = []
+        with self._store.batch_transaction([w for w in wallet_ids if isinstance(w, str)]) as batch:
+            for request in requests:
+                try:
+                    if not isinstance(request, Mapping):
+                        raise InvalidInput("each request is an object")
+                    wallet_id = _check_wallet_id(request.get("wallet_id"))
+                    tx = batch.for_wallet(wallet_id)
+                except SeiwalletError as exc:
+                    batch.unbound().append_audit(
+                        self._refusal(kind="sign", wallet_id=None, digest=None, exc=exc, now=now)
+                    )
+                    answers.append({"error": _error_body(exc)})
+                    continue
+                answers.append(self._sign_one(tx, request, now))
+        return answers
+
+    def _refusal(
+        self,
+        *,
+        kind: str,
+        wallet_id: str | None,
+        digest: bytes | None,
+        exc: SeiwalletError,
+        now: int,
+        approved: Sequence[str] = (),
+    ) -> AuditEntry:
+        rule = getattr(exc, "rule", None) or (
+            "approval" if isinstance(exc, ApprovalRefused) else None
+        )
+        return AuditEntry(
+            kind=kind,
+            decision=AuditDecision.REFUSED,
+            at=now,
+            wallet_id=wallet_id,
+            intent_digest=digest.hex() if digest else None,
+            rule=rule or exc.code,
+            reason=str(exc)[:500],
+            approvals=tuple(approved),
+        )
+
+    def _sign_one(
+        self, tx: WalletTransaction, request: Mapping[str, Any], now: int
+    ) -> dict[str, Any]:
+        intent: Intent | None = None
+        digest: bytes | None = None
+        try:
+            intent = parse_intent(request.get("intent") or {})
+            if isinstance(intent, KeyExport):
+                raise IntentInvalid("key.export goes through export_key, not sign")
+            digest = intent_digest(intent)
+            approved = self._verify(tx, digest, request.get("approvals") or [], now)
+            result = self._decide_and_sign(tx, intent, digest, approved, now)
+        except SeiwalletError as exc:
+            kind = intent.KIND if intent is not None else "sign"
+            tx.append_audit(
+                self._refusal(kind=kind, wallet_id=tx.wallet_id, digest=digest, exc=exc, now=now)
+            )
+            return {"error": _error_body(exc)}
+        return {"result": result}
+
+    def _decide_and_sign(
+        self, tx: WalletTransaction, intent: Intent, digest: bytes, approved: set[str], now: int
+    ) -> dict[str, Any]:
+        wallet = tx.wallet()
+        policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
+        moved = spend(intent, wallet.address)
+        window = 0
+        if moved is not None and policy.needs_daily_window(moved):
+            window = tx.spent_since(moved.chain_id, moved.token, now - DAILY_WINDOW_SECONDS)
+        evaluate(
+            policy,
+            moved,
+            approvals=approved,
+            active=self._active(tx, now),
+            spent_in_window=window,
+            kind=intent.KIND,
+        ).raise_if_declined()
+        result: dict[str, Any] = {"digest": "0x" + digest.hex(), "kind": intent.KIND}
+        if isinstance(intent, PolicyUpdate):
+            document = intent.to_json()["policy"]  # plain JSON, as approved
+            Policy.parse(document)  # a bad document is refused before it is stored
+            result["policy_version"] = tx.set_policy(document, intent.expected_version)
+        else:
+            to_sign = signing_hash(intent, wallet.address)
+            if to_sign is None:  # pragma: no cover - every other kind has a chain signature
+                raise IntentInvalid(f"{intent.KIND} has nothing to sign")
+            signature = self._keys.sign_hash(
+                SealedKey.from_bytes(wallet.sealed_key), wallet_aad(wallet.id), to_sign
+            )
+            result["hash"] = "0x" + to_sign.hex()
+            result["signature"] = "0x" + signature.hex()
+            result["signer"] = wallet.address
+        details: dict[str, Any] = {"summary": describe(intent)}
+        if moved is not None:
+            tx.record_spend(
+                chain_id=moved.chain_id,
+                token=moved.token,
+                amount_units=moved.amount_units,
+                recipient=moved.recipient,
+                at=now,
+                intent_digest=digest.hex(),
+            )
+            details |= {
+                "token": moved.token,
+                "amount_units": str(moved.amount_units),
+                "recipient": moved.recipient,
+                "chain_id": moved.chain_id,
+            }
+        tx.append_audit(
+            AuditEntry(
+                kind=intent.KIND,
+                decision=AuditDecision.SIGNED,
+                at=now,
+                wallet_id=wallet.id,
+                intent_digest=digest.hex(),
+                approvals=tuple(sorted(approved)),
+                details=details,
+            )
+        )
+        return result
+
+    # -- export ------------------------------------------------------------------------------
+    def export_key(
+        self, wallet_id: str, intent: Mapping[str, Any], approvals: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """The wallet's key encrypted to the owner's public key, after an approved intent."""
+        now = self._now()
+        parsed = parse_intent(intent)
+        if not isinstance(parsed, KeyExport):
+            raise IntentInvalid("export_key takes a key.export intent")
+        digest = intent_digest(parsed)
+        try:
+            with self._store.transaction(_check_wallet_id(wallet_id)) as tx:
+                approved = self._verify(tx, digest, approvals, now)
+                wallet = tx.wallet()
+                policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
+                evaluate(
+                    policy,
+                    None,
+                    approvals=approved,
+                    active=self._active(tx, now),
+                    spent_in_window=0,
+                    kind=parsed.KIND,
+                ).raise_if_declined()
+                envelope = export_sealed_key(
+                    self._keys,
+                    SealedKey.from_bytes(wallet.sealed_key),
+                    wallet_aad(wallet.id),
+                    parsed.recipient_public_key,
+                    curve=parsed.curve,
+                )
+                tx.append_audit(
+                    AuditEntry(
+                        kind=parsed.KIND,
+                        decision=AuditDecision.SIGNED,
+                        at=now,
+                        wallet_id=wallet.id,
+                        intent_digest=digest.hex(),
+                        approvals=tuple(sorted(approved)),
+                        details={"curve": parsed.curve},
+                    )
+                )
+        except (ApprovalRefused, PolicyDeclined) as exc:
+            with self._store.transaction(wallet_id) as tx:
+                tx.append_audit(
+                    self._refusal(
+                        kind=parsed.KIND, wallet_id=wallet_id, digest=digest, exc=exc, now=now
+                    )
+                )
+            raise
+        return envelope.to_dict()
+
+    # -- audit -------------------------------------------------------------------------------
+    def audit(self, after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        if not isinstance(limit, int) or not 0 < limit <= 1000:
+            raise InvalidInput("limit is 1 to 1000")
+        records = self._store.read_audit(after_seq=after_seq, limit=limit)
+        return [
+            {
+                "seq": r.seq,
+                "at": r.at,
+                "wallet_id": r.wallet_id,
+                "kind": r.kind,
+                "intent_digest": r.intent_digest,
+                "decision": r.decision,
+                "rule": r.rule,
+                "reason": r.reason,
+                "details": r.details,
+                "hash": "0x" + r.hash.hex(),
+            }
+            for r in records
+        ]
+
+    def verify_audit(self) -> VerifyResult:
+        return self._store.verify_audit()
+
+
+__all__ = [
+    "RelyingParty",
+    "SignerError",
+    "SignerService",
+    "action_digest",
+    "approval_subject",
+    "wallet_aad",
+]

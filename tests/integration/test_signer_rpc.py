@@ -1,0 +1,370 @@
+"""The signer as its own process, over its real RPC (Unix socket + shared secret)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from tests.fixtures.authenticators import SoftDeviceKey
+
+from seiwallet.chain.tokens import TokenDomain
+from seiwallet.signer.approvals import DeviceApproval
+from seiwallet.signer.client import SignerClient
+from seiwallet.signer.errors import ApprovalRefused, PolicyDeclined, SignerUnauthorized
+from seiwallet.signer.export import decrypt_export
+from seiwallet.signer.intents import intent_digest, parse_intent
+from seiwallet.signer.service import action_digest, approval_subject
+
+USDC = TokenDomain("USD Coin", "2", 713715, "0x8464135c8F25Da09e49BC8782676a84730C318bC")
+RECIPIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+class SignerProcess:
+    """``seiwallet signer`` in a subprocess on a temp data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SEIWALLET_")},
+            "SEIWALLET_DATA_DIR": str(data_dir),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.data_dir / "signer" / "signer.sock"
+
+    @property
+    def secret(self) -> str:
+        return (self.data_dir / "signer" / "secret").read_text().strip()
+
+    def start(self) -> None:
+        with (self.data_dir / "signer.log").open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "seiwallet", "signer"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while not self._answers():
+            if self.process.poll() is not None:
+                output = (self.data_dir / "signer.log").read_text()
+                raise RuntimeError(f"the signer exited: {output}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the signer did not open its socket in 30 s")
+            time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        """Whether a process accepts connections on the socket (a stale file does not)."""
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(self.socket))
+        except OSError:
+            return False
+        finally:
+            probe.close()
+        return True
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def client(self, secret: str | None = None) -> SignerClient:
+        return SignerClient(secret=self.secret if secret is None else secret, socket=self.socket)
+
+
+@pytest.fixture
+def signer(tmp_path: Path) -> Iterator[SignerProcess]:
+    process = SignerProcess(tmp_path)
+    process.start()
+    yield process
+    process.stop()
+
+
+@dataclass
+class Wallet:
+    id: str
+    address: str
+    devices: dict[str, SoftDeviceKey]
+
+    def approve(self, intent: dict[str, Any], *who: str, **overrides: Any) -> list[dict[str, Any]]:
+        digest = intent_digest(parse_intent(intent))
+        subject = approval_subject(self.id, digest)
+        now = int(time.time())
+        approvals = []
+        for name in who or ("phone",):
+            approval: DeviceApproval = self.devices[name].approve(
+                subject,
+                overrides.get("nonce", os.urandom(16)),
+                overrides.get("expires_at", now + 120),
+            )
+            approvals.append(approval.to_json())
+        return approvals
+
+
+@pytest.fixture
+async def client(signer: SignerProcess) -> AsyncIterator[SignerClient]:
+    async with signer.client() as rpc:
+        yield rpc
+
+
+async def new_wallet(client: SignerClient, *extra_devices: str) -> Wallet:
+    devices = {"phone": SoftDeviceKey(authenticator_id="phone")}
+    wallet_id = "w-" + os.urandom(4).hex()
+    created = await client.create_wallet(
+        wallet_id,
+        {"id": "phone", "kind": "device", "public_key": devices["phone"].public_key.hex()},
+    )
+    for name in extra_devices:
+        devices[name] = SoftDeviceKey(authenticator_id=name)
+        added = await _add_device(client, wallet_id, devices, name)
+        # Approved by the wallet's existing device: active at once, no recovery time-lock.
+        assert added["active_from"] <= int(time.time())
+    return Wallet(wallet_id, created["address"], devices)
+
+
+async def _add_device(
+    client: SignerClient, wallet_id: str, devices: dict[str, SoftDeviceKey], name: str
+) -> dict[str, Any]:
+    spec = {"id": name, "kind": "device", "public_key": devices[name].public_key.hex()}
+    subject = approval_subject(wallet_id, action_digest("authenticator.add", spec))
+    approval = devices["phone"].approve(subject, os.urandom(16), int(time.time()) + 120)
+    return await client.add_authenticator(wallet_id, spec, [approval.to_json()])
+
+
+def transfer(value: int = 1_000_000, to: str = RECIPIENT) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "kind": "erc3009.transfer",
+        "version": 1,
+        "token": {
+            "name": USDC.name,
+            "version": USDC.version,
+            "chain_id": str(USDC.chain_id),
+            "verifying_contract": USDC.verifying_contract,
+        },
+        "to": to,
+        "amount_units": str(value),
+        "valid_after": str(now - 60),
+        "valid_before": str(now + 3600),
+        "nonce": "0x" + os.urandom(32).hex(),
+    }
+
+
+async def test_wrong_or_missing_secret_is_refused(signer: SignerProcess) -> None:
+    async with signer.client("wrong-secret") as rpc:
+        with pytest.raises(SignerUnauthorized):
+            await rpc.health()
+    transport = httpx.AsyncHTTPTransport(uds=str(signer.socket))
+    async with httpx.AsyncClient(transport=transport, base_url="http://signer") as raw:
+        response = await raw.post("/v1/create_wallet", json={"wallet_id": "intruder"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "signer.unauthorized"
+    async with signer.client() as rpc:
+        assert (await rpc.health())["status"] == "ok"
+
+
+async def test_signed_transfer_recovers_to_the_wallet(client: SignerClient) -> None:
+    wallet = await new_wallet(client)
+    intent = transfer()
+    result = await client.sign(wallet.id, intent, wallet.approve(intent))
+    typed = parse_intent(intent)
+    message = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "TransferWithAuthorization": [
+                {"name": "from", "type": "address"},
+                {"name": "to", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "validAfter", "type": "uint256"},
+                {"name": "validBefore", "type": "uint256"},
+                {"name": "nonce", "type": "bytes32"},
+            ],
+        },
+        "primaryType": "TransferWithAuthorization",
+        "domain": USDC.as_dict(),
+        "message": {
+            "from": wallet.address,
+            "to": RECIPIENT,
+            "value": 1_000_000,
+            "validAfter": int(intent["valid_after"]),
+            "validBefore": int(intent["valid_before"]),
+            "nonce": bytes.fromhex(intent["nonce"][2:]),
+        },
+    }
+    recovered = Account.recover_message(
+        encode_typed_data(full_message=message), signature=bytes.fromhex(result["signature"][2:])
+    )
+    assert recovered == wallet.address
+    assert typed.KIND == "erc3009.transfer"
+
+
+async def test_approval_for_one_intent_cannot_sign_another(client: SignerClient) -> None:
+    wallet = await new_wallet(client)
+    approved, other = transfer(1), transfer(999_999)
+    with pytest.raises(ApprovalRefused):
+        await client.sign(wallet.id, other, wallet.approve(approved))
+
+
+async def test_replayed_and_expired_approvals_are_refused(client: SignerClient) -> None:
+    wallet = await new_wallet(client)
+    intent = transfer()
+    approvals = wallet.approve(intent)
+    await client.sign(wallet.id, intent, approvals)
+    with pytest.raises(ApprovalRefused, match="replayed"):
+        await client.sign(wallet.id, intent, approvals)
+    with pytest.raises(ApprovalRefused, match="expired"):
+        await client.sign(
+            wallet.id, intent, wallet.approve(intent, expires_at=int(time.time()) - 1)
+        )
+
+
+async def test_policy_change_needs_approval_and_quorum_is_enforced(client: SignerClient) -> None:
+    wallet = await new_wallet(client, "partner")
+    current = await client.get_policy(wallet.id)
+    update = {
+        "kind": "policy.update",
+        "version": 1,
+        "expected_version": current["version"],
+        "policy": {
+            "quorum": [{"min_amount": "5000000", "required": 2, "of": ["phone", "partner"]}],
+        },
+    }
+    with pytest.raises(PolicyDeclined, match="quorum"):
+        await client.sign(wallet.id, update, [])
+    changed = await client.sign(wallet.id, update, wallet.approve(update))
+    assert changed["policy_version"] == current["version"] + 1
+
+    big = transfer(10_000_000)
+    with pytest.raises(PolicyDeclined, match="quorum"):
+        await client.sign(wallet.id, big, wallet.approve(big))
+    big = transfer(10_000_000)
+    signed = await client.sign(wallet.id, big, wallet.approve(big, "phone", "partner"))
+    assert signed["signature"].startswith("0x")
+
+
+async def test_fifty_concurrent_requests_cannot_exceed_the_daily_limit(
+    client: SignerClient,
+) -> None:
+    wallet = await new_wallet(client)
+    current = await client.get_policy(wallet.id)
+    update = {
+        "kind": "policy.update",
+        "version": 1,
+        "expected_version": current["version"],
+        "policy": {
+            "tokens": [
+                {
+                    "chain_id": USDC.chain_id,
+                    "address": USDC.verifying_contract,
+                    "daily_limit": "10000000",
+                }
+            ]
+        },
+    }
+    await client.sign(wallet.id, update, wallet.approve(update))
+    intents = [transfer(1_000_000) for _ in range(50)]
+    results = await asyncio.gather(
+        *(client.sign(wallet.id, i, wallet.approve(i)) for i in intents), return_exceptions=True
+    )
+    signed = [r for r in results if isinstance(r, dict)]
+    declined = [r for r in results if isinstance(r, PolicyDeclined)]
+    assert len(signed) == 10
+    assert len(declined) == 40
+    assert all(e.rule == "daily_limit" for e in declined)
+
+
+def verify_audit(signer: SignerProcess) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "seiwallet", "signer", "verify-audit"],
+        env=signer.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+async def test_audit_chain_verifies_and_tampering_is_found(
+    client: SignerClient, signer: SignerProcess
+) -> None:
+    wallet = await new_wallet(client)
+    for _ in range(3):
+        intent = transfer()
+        await client.sign(wallet.id, intent, wallet.approve(intent))
+    entries = await client.audit()
+    assert [e["decision"] for e in entries][-3:] == ["signed"] * 3
+    check = await asyncio.to_thread(verify_audit, signer)
+    assert check.returncode == 0, check.stderr
+    assert "intact" in check.stdout
+    with sqlite3.connect(signer.data_dir / "signer" / "signer.sqlite3") as db:
+        db.execute(
+            "UPDATE signer_audit SET entry = replace(entry, '\"signed\"', '\"refused\"') "
+            "WHERE seq = 2"
+        )
+    check = await asyncio.to_thread(verify_audit, signer)
+    assert check.returncode == 1
+    assert "entry 2" in check.stderr
+
+
+async def test_restart_keeps_keys_and_export_decrypts_to_the_address(
+    signer: SignerProcess,
+) -> None:
+    async with signer.client() as rpc:
+        wallet = await new_wallet(rpc)
+    signer.stop()
+    signer.start()
+    recipient = ec.generate_private_key(ec.SECP256R1())
+    point = recipient.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    intent = {
+        "kind": "key.export",
+        "version": 1,
+        "recipient_public_key": "0x" + point.hex(),
+        "curve": "P-256",
+    }
+    async with signer.client() as rpc:
+        envelope = await rpc.export_key(wallet.id, intent, wallet.approve(intent))
+        again = transfer()
+        signed = await rpc.sign(wallet.id, again, wallet.approve(again))
+    assert signed["signer"] == wallet.address
+    key = decrypt_export(envelope, recipient)
+    assert Account.from_key(key).address == wallet.address
+
+
+def test_wrong_master_key_refuses_to_start(signer: SignerProcess) -> None:
+    signer.stop()
+    master = signer.data_dir / "signer" / "master.key"
+    master.write_bytes(os.urandom(32))
+    result = subprocess.run(
+        [sys.executable, "-m", "seiwallet", "signer"],
+        env=signer.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "does not open the key store" in result.stderr
+    assert "Traceback" not in result.stderr
