@@ -1,4 +1,4 @@
-"""Test-wide plugins: the throwaway PostgreSQL cluster, the local anvil chain, soft authenticators."""
+"""Test-wide plugins: throwaway PostgreSQL, the local anvil chain, soft authenticators."""
 
 pytest_plugins = [
     "tests.fixtures.database",

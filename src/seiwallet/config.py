@@ -136,7 +136,7 @@ class SignerSettings(BaseModel):
     master_key_file: Path | None = None
     #: ``pkcs11``: the module, the token's label, its user PIN and the key's label.
     pkcs11_library: str = "/usr/lib/softhsm/libsofthsm2.so"
-    pkcs11_token: str = "seiwallet"
+    pkcs11_token: str = "seiwallet"  # noqa: S105 - a token label, not a secret
     pkcs11_pin: SecretStr | None = None
     pkcs11_key_label: str = "seiwallet-master"
     #: WebAuthn relying party: passkey approvals must come from this RP id and these origins.

@@ -55,7 +55,7 @@ class SignerProcess:
 
     def start(self) -> None:
         with (self.data_dir / "signer.log").open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603
+            self.process = subprocess.Popen(
                 [sys.executable, "-m", "seiwallet", "signer"],
                 env=self.env,
                 stdout=log,
