@@ -7,6 +7,7 @@ the local FiatToken and for Circle's native USDC on Sei.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,17 @@ _AUTHORIZATION_FIELDS = [
 #: EIP-3009 primary types: ``transfer`` may be submitted by anyone; ``receive`` only by ``to``.
 TRANSFER_WITH_AUTHORIZATION = "TransferWithAuthorization"
 RECEIVE_WITH_AUTHORIZATION = "ReceiveWithAuthorization"
+
+_DOMAIN_TYPEHASH = keccak(
+    text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+_AUTHORIZATION_TYPEHASHES = {
+    primary: keccak(
+        text=f"{primary}(address from,address to,uint256 value,uint256 validAfter,"
+        "uint256 validBefore,bytes32 nonce)"
+    )
+    for primary in (TRANSFER_WITH_AUTHORIZATION, RECEIVE_WITH_AUTHORIZATION)
+}
 
 
 def selector(signature: str) -> bytes:
@@ -69,22 +81,24 @@ class TokenDomain:
     @property
     def separator(self) -> bytes:
         """The EIP-712 domain separator (``DOMAIN_SEPARATOR()`` on the token returns the same)."""
-        type_hash = keccak(
-            text="EIP712Domain(string name,string version,uint256 chainId,"
-            "address verifyingContract)"
+        return _domain_separator(self.name, self.version, self.chain_id, self.verifying_contract)
+
+
+@functools.lru_cache(maxsize=4096)
+def _domain_separator(name: str, version: str, chain_id: int, verifying_contract: str) -> bytes:
+    """Cached by value: a signer computes it for every authorization of a token."""
+    return keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+            [
+                _DOMAIN_TYPEHASH,
+                keccak(text=name),
+                keccak(text=version),
+                chain_id,
+                verifying_contract,
+            ],
         )
-        return keccak(
-            abi_encode(
-                ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-                [
-                    type_hash,
-                    keccak(text=self.name),
-                    keccak(text=self.version),
-                    self.chain_id,
-                    self.verifying_contract,
-                ],
-            )
-        )
+    )
 
 
 @dataclass(frozen=True)
@@ -197,29 +211,36 @@ def authorization_typed_data(
     }
 
 
+def _address_word(address: str) -> bytes:
+    """An address as one ABI word (left-padded to 32 bytes)."""
+    raw = bytes.fromhex(address[2:] if address[:2] in ("0x", "0X") else address)
+    if len(raw) != 20:
+        raise ValueError(f"not a 20-byte address: {address!r}")
+    return bytes(12) + raw
+
+
+def _uint_word(value: int) -> bytes:
+    return value.to_bytes(32, "big")  # OverflowError past uint256, as eth-abi would refuse
+
+
 def authorization_digest(
     domain: TokenDomain,
     authorization: Authorization3009,
     primary_type: str = TRANSFER_WITH_AUTHORIZATION,
 ) -> bytes:
-    """The 32-byte EIP-712 digest the payer's key signs (computed directly, without eth-account)."""
-    type_hash = keccak(
-        text=f"{primary_type}(address from,address to,uint256 value,uint256 validAfter,"
-        "uint256 validBefore,bytes32 nonce)"
-    )
+    """The 32-byte EIP-712 digest the payer's key signs.
+
+    Computed directly — every field is a static ABI word, so the encoding is a concatenation —
+    because the signer computes one per signature (a test pins it to eth-account's digest).
+    """
     struct_hash = keccak(
-        abi_encode(
-            ["bytes32", "address", "address", "uint256", "uint256", "uint256", "bytes32"],
-            [
-                type_hash,
-                authorization.from_address,
-                authorization.to,
-                authorization.value,
-                authorization.valid_after,
-                authorization.valid_before,
-                authorization.nonce,
-            ],
-        )
+        _AUTHORIZATION_TYPEHASHES[primary_type]
+        + _address_word(authorization.from_address)
+        + _address_word(authorization.to)
+        + _uint_word(authorization.value)
+        + _uint_word(authorization.valid_after)
+        + _uint_word(authorization.valid_before)
+        + authorization.nonce
     )
     return keccak(b"\x19\x01" + domain.separator + struct_hash)
 

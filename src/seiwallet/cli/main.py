@@ -247,7 +247,7 @@ async def _run_worker(config: Settings) -> None:
 @app.command()
 @handles_errors
 def up(verbose: Verbose = False) -> None:
-    """Run the whole local platform: chain, worker — and print what runs where."""
+    """Run the whole local platform: chain, signer, worker — and print what runs where."""
     configure_logging(verbose)
     config = settings()
     engine = open_database(config)  # migrate once, before any worker starts
@@ -258,15 +258,19 @@ def up(verbose: Verbose = False) -> None:
         env = {**os.environ, "SEIWALLET_PROFILE": config.profile}
         log_dir = config.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        children = {"worker": _spawn(["worker"], env, log_dir / "worker.log")}
+        children = {
+            "signer": _spawn(["signer"], env, log_dir / "signer.log"),
+            "worker": _spawn(["worker"], env, log_dir / "worker.log"),
+        }
         try:
             _print_chain(local)
             running = Table(title="Running", show_header=True)
             for column in ("process", "pid", "where", "log"):
                 running.add_column(column)
             running.add_row("chain (anvil)", str(local.pid), local.rpc_url, str(local.log_path))
+            where = {"signer": config.signer.url or str(config.signer_socket), "worker": database}
             for name, (process, log_path) in children.items():
-                running.add_row(name, str(process.pid), database, str(log_path))
+                running.add_row(name, str(process.pid), where[name], str(log_path))
             console.print(running)
             if demo is not None:
                 console.print(

@@ -15,6 +15,7 @@ import httpx
 
 from seiwallet.errors import SeiwalletError
 from seiwallet.signer.errors import (
+    AlreadyExists,
     ApprovalRefused,
     IntentInvalid,
     MasterKeyMismatch,
@@ -29,6 +30,7 @@ from seiwallet.signer.errors import (
 _ERRORS_BY_CODE: dict[str, type[SignerError]] = {
     cls.code: cls
     for cls in (
+        AlreadyExists,
         ApprovalRefused,
         PolicyDeclined,
         IntentInvalid,

@@ -187,3 +187,10 @@ class ExportEnvelopeInvalid(SignerError, InvalidInput):
     def __init__(self, problem: str) -> None:
         self.problem = problem
         super().__init__(f"key export cannot be decrypted: {problem}")
+
+
+class AlreadyExists(SignerError):
+    """A wallet or authenticator id that is already taken."""
+
+    code = "signer.already_exists"
+    status = 409

@@ -12,13 +12,17 @@ worthless for another wallet that happens to share the authenticator.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+from sqlalchemy.exc import IntegrityError
 
 from seiwallet.addresses import sei_address_from_public_key
 from seiwallet.errors import InvalidInput, SeiwalletError
@@ -30,6 +34,7 @@ from seiwallet.signer.approvals import (
 )
 from seiwallet.signer.audit import AuditDecision, AuditEntry, VerifyResult
 from seiwallet.signer.errors import (
+    AlreadyExists,
     ApprovalRefused,
     IntentInvalid,
     PolicyDeclined,
@@ -104,6 +109,31 @@ def _check_wallet_id(wallet_id: object) -> str:
     if not isinstance(wallet_id, str) or not _WALLET_ID.fullmatch(wallet_id):
         raise InvalidInput("a wallet id is 1 to 64 letters, digits or _ . : -")
     return wallet_id
+
+
+def _nonce_pairs(requests: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(wallet id, nonce hex) of every well-formed approval in a batch, for one look-up."""
+    pairs = []
+    for request in requests:
+        if not isinstance(request, Mapping) or not isinstance(request.get("wallet_id"), str):
+            continue
+        approvals = request.get("approvals")
+        for approval in approvals if isinstance(approvals, list) else ():
+            nonce = approval.get("nonce") if isinstance(approval, Mapping) else None
+            if isinstance(nonce, str) and len(nonce) <= 64:
+                with contextlib.suppress(ValueError):
+                    raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+                    pairs.append((request["wallet_id"], raw.hex()))
+    return pairs
+
+
+@contextlib.contextmanager
+def _unique(what: str) -> Iterator[None]:
+    """Turn a uniqueness violation into :class:`AlreadyExists` (ids are chosen by the caller)."""
+    try:
+        yield
+    except IntegrityError:
+        raise AlreadyExists(f"{what} already exists: choose another id") from None
 
 
 def _error_body(exc: SeiwalletError) -> dict[str, Any]:
@@ -199,7 +229,10 @@ class SignerService:
         fields = self._authenticator_fields(authenticator) if authenticator else None
         sealed, public_key, address = self._keys.generate(wallet_aad(wallet_id))
         now = self._now()
-        with self._store.transaction(None) as tx:
+        with (
+            _unique(f"wallet {wallet_id!r} or its authenticator"),
+            self._store.transaction(None) as tx,
+        ):
             tx.insert_wallet(
                 wallet_id=wallet_id,
                 address=address,
@@ -271,7 +304,10 @@ class SignerService:
         fields = self._authenticator_fields(authenticator)
         digest = action_digest("authenticator.add", dict(authenticator))
         now = self._now()
-        with self._store.transaction(_check_wallet_id(wallet_id)) as tx:
+        with (
+            _unique(f"authenticator {fields['authenticator_id']!r}"),
+            self._store.transaction(_check_wallet_id(wallet_id)) as tx,
+        ):
             for existing in tx.authenticators():
                 if fields["authenticator_id"] == existing.id or (
                     fields["credential_id"] == existing.credential_id
@@ -356,6 +392,8 @@ class SignerService:
         wallet_ids = [r.get("wallet_id") for r in requests if isinstance(r, Mapping)]
         answers: list[dict[str, Any]] = []
         with self._store.batch_transaction([w for w in wallet_ids if isinstance(w, str)]) as batch:
+            # One query finds every already-used nonce of the batch, not one query per intent.
+            batch.prefetch_nonces(_nonce_pairs(requests))
             for request in requests:
                 try:
                     if not isinstance(request, Mapping):

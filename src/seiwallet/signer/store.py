@@ -62,7 +62,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    any_,
     bindparam,
     cast,
     create_engine,
@@ -101,12 +100,22 @@ from seiwallet.signer.errors import (
 
 __all__ = [
     "DEFAULT_POSTGRES_SCHEMA",
+    "NONCE_PRUNE_GRACE_SECONDS",
     "REPLAYED",
     "SCHEMA_VERSION",
+    "SPEND_BUCKET_SECONDS",
     "AuthenticatorRecord",
     "BatchTransaction",
+    "SignerAuditRow",
+    "SignerAuthenticator",
     "SignerBase",
+    "SignerMeta",
+    "SignerSpend",
+    "SignerSpendTotal",
     "SignerStore",
+    "SignerUsedNonce",
+    "SignerWallet",
+    "Units",
     "WalletRecord",
     "WalletTransaction",
     "create_signer_engine",
@@ -710,14 +719,21 @@ def _read_head(connection: Connection, *, lock: bool) -> AuditHead:
 
 # --- statements -------------------------------------------------------------------------------
 # Built once per store: constructing a statement costs more than running it on SQLite. Lists of
-# ids are one array parameter on PostgreSQL (``= ANY(:ids)``: one plan, prepared once) and an
-# expanding IN on SQLite.
+# ids are one array parameter on PostgreSQL (``IN (SELECT unnest(:ids))``: one plan, prepared
+# once) and an expanding IN on SQLite.
 
 
 def _member(column: Any, name: str, postgres: bool) -> Any:
     """``column`` is one of the list bound as ``name``."""
     if postgres:
-        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+        # VARCHAR[] with no length: a ``::VARCHAR(64)[]`` cast of the text[] parameter would be
+        # an array coercion PostgreSQL re-evaluates for every row it filters (measured: 14 ms
+        # instead of 1 for 100 nonces against 2,400 rows).
+        item = String() if isinstance(column.type, String) else column.type
+        # IN (SELECT unnest(…)), not = ANY(…): a semi-join, hashed when the planner has no
+        # statistics yet, where ANY would compare every row with every element.
+        array = bindparam(name, type_=postgresql.ARRAY(item))
+        return column.in_(select(func.unnest(array)).scalar_subquery())
     return column.in_(bindparam(name, expanding=True))
 
 

@@ -1,0 +1,217 @@
+"""How many approved EIP-3009 transfers the signer signs per second, through its real RPC.
+
+Each intent carries a device-key approval made beforehand (the phone's work, not the
+signer's); the signer verifies it, consumes its nonce, evaluates the wallet's policy (per-
+transaction and rolling 24-hour limits, so the spend window is read), unseals the wallet key,
+signs the EIP-712 digest and appends a hash-chained audit record, durably, one commit per batch.
+The signer process is pinned to one core.
+
+Baseline, side by side in the same run: ``eth_account.Account.sign_typed_data`` on the same
+typed data with the key in the clear — which verifies nothing, evaluates nothing and records
+nothing.
+
+    .venv/bin/python bench/signer.py [--quick] [--batch 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+
+from seiwallet.chain.tokens import Authorization3009, TokenDomain, authorization_typed_data
+from seiwallet.signer.client import SignerClient
+from seiwallet.signer.intents import intent_digest, parse_intent
+from seiwallet.signer.service import action_digest, approval_subject
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's test helpers
+from tests.fixtures.authenticators import SoftDeviceKey
+
+USDC = TokenDomain("USD Coin", "2", 713715, "0x8464135c8F25Da09e49BC8782676a84730C318bC")
+RECIPIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+def start_signer(data_dir: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEIWALLET_")}
+    env["SEIWALLET_DATA_DIR"] = str(data_dir)
+    command = [sys.executable, "-m", "seiwallet", "signer"]
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", "0", *command]  # one core, as the issue asks
+    log = (data_dir / "signer.log").open("ab")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    sock = data_dir / "signer" / "signer.sock"
+    deadline = time.monotonic() + 30
+    while True:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(sock))
+            return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(
+                    "the signer did not start: " + (data_dir / "signer.log").read_text()
+                )
+            time.sleep(0.05)
+        finally:
+            probe.close()
+
+
+def transfer_intent(value: int, now: int) -> dict[str, Any]:
+    return {
+        "kind": "erc3009.transfer",
+        "version": 1,
+        "token": {
+            "name": USDC.name,
+            "version": USDC.version,
+            "chain_id": str(USDC.chain_id),
+            "verifying_contract": USDC.verifying_contract,
+        },
+        "to": RECIPIENT,
+        "amount_units": str(value),
+        "valid_after": str(now - 60),
+        "valid_before": str(now + 3600),
+        "nonce": "0x" + os.urandom(32).hex(),
+    }
+
+
+async def setup_wallets(client: SignerClient, count: int) -> list[tuple[str, SoftDeviceKey]]:
+    wallets = []
+    for index in range(count):
+        device = SoftDeviceKey(authenticator_id=f"phone-{index}")
+        wallet_id = f"bench-{index}"
+        await client.create_wallet(
+            wallet_id,
+            {"id": f"phone-{index}", "kind": "device", "public_key": device.public_key.hex()},
+        )
+        policy = await client.get_policy(wallet_id)
+        update = {
+            "kind": "policy.update",
+            "version": 1,
+            "expected_version": policy["version"],
+            "policy": {
+                "tokens": [
+                    {
+                        "chain_id": USDC.chain_id,
+                        "address": USDC.verifying_contract,
+                        "per_transaction_limit": "100000000",
+                        "daily_limit": "1000000000000000",
+                    }
+                ]
+            },
+        }
+        subject = approval_subject(wallet_id, intent_digest(parse_intent(update)))
+        approval = device.approve(subject, os.urandom(16), int(time.time()) + 240)
+        await client.sign(wallet_id, update, [approval.to_json()])
+        wallets.append((wallet_id, device))
+    assert action_digest  # the add-authenticator path is covered by the tests
+    return wallets
+
+
+def prepare(
+    wallets: list[tuple[str, SoftDeviceKey]], count: int
+) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+    """Intents with their approvals, made before the clock starts (that is the phones' work)."""
+    now = int(time.time())
+    requests = []
+    for index in range(count):
+        wallet_id, device = wallets[index % len(wallets)]
+        intent = transfer_intent(1_000 + index, now)
+        subject = approval_subject(wallet_id, intent_digest(parse_intent(intent)))
+        approval = device.approve(subject, os.urandom(16), now + 280)
+        requests.append((wallet_id, intent, [approval.to_json()]))
+    return requests
+
+
+async def measure_signer(requests: list[Any], client: SignerClient, batch: int) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(requests), batch):
+        results = await client.sign_batch(requests[start : start + batch])
+        failures = [r for r in results if not isinstance(r, dict)]
+        if failures:
+            raise SystemExit(f"the signer refused {len(failures)} intents: {failures[0]}")
+    return len(requests) / (time.perf_counter() - started)
+
+
+def measure_eth_account(requests: list[Any]) -> float:
+    key = Account.create().key
+    typed = []
+    for _, intent, _ in requests:
+        authorization = Authorization3009(
+            from_address=Account.from_key(key).address if not typed else typed[0][1],
+            to=intent["to"],
+            value=int(intent["amount_units"]),
+            valid_after=int(intent["valid_after"]),
+            valid_before=int(intent["valid_before"]),
+            nonce=bytes.fromhex(intent["nonce"][2:]),
+        )
+        typed.append((authorization_typed_data(USDC, authorization), authorization.from_address))
+    started = time.perf_counter()
+    for message, _ in typed:
+        Account.sign_typed_data(key, full_message=message)
+    return len(typed) / (time.perf_counter() - started)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a run under 60 s")
+    parser.add_argument("--batch", type=int, default=500, help="intents per RPC call")
+    parser.add_argument("--wallets", type=int, default=50)
+    args = parser.parse_args()
+    count = 6_000 if args.quick else 30_000
+    baseline_count = 1_500 if args.quick else 5_000
+
+    data_dir = Path(tempfile.mkdtemp(prefix="seiwallet-bench-signer-"))
+    process = start_signer(data_dir)
+    try:
+        secret = (data_dir / "signer" / "secret").read_text().strip()
+        async with SignerClient(
+            secret=secret, socket=data_dir / "signer" / "signer.sock", timeout=120
+        ) as client:
+            wallets = await setup_wallets(client, args.wallets)
+            requests = prepare(wallets, count)
+            await measure_signer(requests[: args.batch], client, args.batch)  # warm up
+            ours = await measure_signer(requests[args.batch :], client, args.batch)
+            audit = await client.audit(after_seq=0, limit=1)
+        baseline = measure_eth_account(requests[:baseline_count])
+    finally:
+        process.terminate()
+        process.wait(10)
+        if os.environ.get("KEEP"):
+            print("kept", data_dir)
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    print(f"signer (1 core, RPC, batches of {args.batch}): {ours:,.0f} approved intents/s")
+    print(f"eth_account.Account.sign_typed_data (no checks): {baseline:,.0f} signatures/s")
+    print(
+        json.dumps(
+            {
+                "bench": "signer",
+                "metric": "approved_erc3009_intents_signed_per_second",
+                "value": round(ours, 1),
+                "unit": "intents/s",
+                "baseline": "eth_account.Account.sign_typed_data, same payloads, no verification",
+                "baseline_value": round(baseline, 1),
+                "ratio": round(ours / baseline, 2),
+                "batch": args.batch,
+                "intents": count - args.batch,
+                "audit_started": bool(audit),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
