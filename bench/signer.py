@@ -60,9 +60,8 @@ def start_signer(data_dir: Path) -> subprocess.Popen[bytes]:
             return process
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(
-                    "the signer did not start: " + (data_dir / "signer.log").read_text()
-                )
+                log_text = (data_dir / "signer.log").read_text()
+                raise SystemExit(f"the signer did not start: {log_text}") from None
             time.sleep(0.05)
         finally:
             probe.close()

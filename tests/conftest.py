@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.chain",
     "tests.fixtures.authenticators",
+    "tests.fixtures.signer",
 ]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from tests.fixtures.authenticators import SoftDeviceKey
+from tests.fixtures.signer import SignerProcess
 
 from seiwallet.chain.tokens import TokenDomain
 from seiwallet.signer.approvals import DeviceApproval
@@ -32,71 +31,6 @@ from seiwallet.signer.service import action_digest, approval_subject
 
 USDC = TokenDomain("USD Coin", "2", 713715, "0x8464135c8F25Da09e49BC8782676a84730C318bC")
 RECIPIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-
-
-class SignerProcess:
-    """``seiwallet signer`` in a subprocess on a temp data dir."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SEIWALLET_")},
-            "SEIWALLET_DATA_DIR": str(data_dir),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def socket(self) -> Path:
-        return self.data_dir / "signer" / "signer.sock"
-
-    @property
-    def secret(self) -> str:
-        return (self.data_dir / "signer" / "secret").read_text().strip()
-
-    def start(self) -> None:
-        with (self.data_dir / "signer.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "seiwallet", "signer"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while not self._answers():
-            if self.process.poll() is not None:
-                output = (self.data_dir / "signer.log").read_text()
-                raise RuntimeError(f"the signer exited: {output}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the signer did not open its socket in 30 s")
-            time.sleep(0.05)
-
-    def _answers(self) -> bool:
-        """Whether a process accepts connections on the socket (a stale file does not)."""
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(self.socket))
-        except OSError:
-            return False
-        finally:
-            probe.close()
-        return True
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.process = None
-
-    def client(self, secret: str | None = None) -> SignerClient:
-        return SignerClient(secret=self.secret if secret is None else secret, socket=self.socket)
-
-
-@pytest.fixture
-def signer(tmp_path: Path) -> Iterator[SignerProcess]:
-    process = SignerProcess(tmp_path)
-    process.start()
-    yield process
-    process.stop()
 
 
 @dataclass
