@@ -133,13 +133,22 @@ def prepare(
     return requests
 
 
-async def measure_signer(requests: list[Any], client: SignerClient, batch: int) -> float:
+async def measure_signer(
+    requests: list[Any], client: SignerClient, batch: int, streams: int = 2
+) -> float:
+    """Intents per second, with ``streams`` batches in flight so the signer never waits on us."""
+    batches = [requests[start : start + batch] for start in range(0, len(requests), batch)]
+    queue = iter(batches)
+
+    async def stream() -> None:
+        for chunk in queue:
+            results = await client.sign_batch(chunk)
+            failures = [r for r in results if not isinstance(r, dict)]
+            if failures:
+                raise SystemExit(f"the signer refused {len(failures)} intents: {failures[0]}")
+
     started = time.perf_counter()
-    for start in range(0, len(requests), batch):
-        results = await client.sign_batch(requests[start : start + batch])
-        failures = [r for r in results if not isinstance(r, dict)]
-        if failures:
-            raise SystemExit(f"the signer refused {len(failures)} intents: {failures[0]}")
+    await asyncio.gather(*(stream() for _ in range(streams)))
     return len(requests) / (time.perf_counter() - started)
 
 
@@ -192,7 +201,10 @@ async def main() -> None:
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
 
-    print(f"signer (1 core, RPC, batches of {args.batch}): {ours:,.0f} approved intents/s")
+    print(
+        f"signer (1 core, RPC, batches of {args.batch}, 2 in flight): "
+        f"{ours:,.0f} approved intents/s"
+    )
     print(f"eth_account.Account.sign_typed_data (no checks): {baseline:,.0f} signatures/s")
     print(
         json.dumps(
