@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from tests.fixtures.authenticators import SoftDeviceKey
+from tests.fixtures.authenticators import SoftDeviceKey, SoftPasskey
 from tests.fixtures.signer import SignerProcess
 
 from seiwallet.chain.tokens import TokenDomain
@@ -302,3 +302,39 @@ def test_wrong_master_key_refuses_to_start(signer: SignerProcess) -> None:
     assert result.returncode == 1
     assert "does not open the key store" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_passkey_approvals_check_origin_rp_id_and_counter(signer: SignerProcess) -> None:
+    """The default relying party is ``localhost`` with origin ``http://localhost:8000``."""
+    passkey = SoftPasskey(rp_id="localhost", origin="http://localhost:8000")
+    async with signer.client() as rpc:
+        wallet = await rpc.create_wallet(
+            "passkey-wallet",
+            {
+                "id": "phone-passkey",
+                "kind": "passkey",
+                "public_key": passkey.cose_public_key.hex(),
+                "credential_id": passkey.credential_id.hex(),
+            },
+        )
+        passkey.authenticator_id = "phone-passkey"
+
+        def approve(intent: dict[str, Any], **assertion: Any) -> list[dict[str, Any]]:
+            subject = approval_subject("passkey-wallet", intent_digest(parse_intent(intent)))
+            now = int(time.time())
+            approval = passkey.approve(subject, os.urandom(16), now + 120, now=now, **assertion)
+            return [approval.to_json()]
+
+        intent = transfer()
+        signed = await rpc.sign("passkey-wallet", intent, approve(intent))
+        assert signed["signer"] == wallet["address"]
+        for assertion, reason in (
+            # First, while the signer's stored counter equals the authenticator's: a repeat.
+            ({"counter_step": 0}, "counter"),
+            ({"origin": "https://evil.example"}, "origin"),
+            ({"rp_id": "evil.example"}, "rp_id"),
+            ({"user_verified": False}, "verified"),
+        ):
+            other = transfer()
+            with pytest.raises(ApprovalRefused, match=reason):
+                await rpc.sign("passkey-wallet", other, approve(other, **assertion))

@@ -218,6 +218,8 @@ class SignerService:
             kind=kind,
             public_key=fields["public_key"],
             credential_id=fields["credential_id"],
+            rp_id=fields.get("rp_id"),
+            origins=tuple(fields.get("origins", ())),
         )
         return fields
 
