@@ -21,7 +21,7 @@ from eth_account.messages import encode_typed_data
 from tests.fixtures.authenticators import SoftDeviceKey, SoftPasskey
 from tests.fixtures.signer import SignerProcess
 
-from seiwallet.chain.tokens import TokenDomain
+from seiwallet.chain.tokens import Authorization3009, TokenDomain, authorization_typed_data
 from seiwallet.signer.approvals import DeviceApproval
 from seiwallet.signer.client import SignerClient
 from seiwallet.signer.errors import ApprovalRefused, PolicyDeclined, SignerUnauthorized
@@ -120,40 +120,20 @@ async def test_signed_transfer_recovers_to_the_wallet(client: SignerClient) -> N
     wallet = await new_wallet(client)
     intent = transfer()
     result = await client.sign(wallet.id, intent, wallet.approve(intent))
-    typed = parse_intent(intent)
-    message = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "TransferWithAuthorization": [
-                {"name": "from", "type": "address"},
-                {"name": "to", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "validAfter", "type": "uint256"},
-                {"name": "validBefore", "type": "uint256"},
-                {"name": "nonce", "type": "bytes32"},
-            ],
-        },
-        "primaryType": "TransferWithAuthorization",
-        "domain": USDC.as_dict(),
-        "message": {
-            "from": wallet.address,
-            "to": RECIPIENT,
-            "value": 1_000_000,
-            "validAfter": int(intent["valid_after"]),
-            "validBefore": int(intent["valid_before"]),
-            "nonce": bytes.fromhex(intent["nonce"][2:]),
-        },
-    }
+    terms = Authorization3009(
+        from_address=wallet.address,
+        to=RECIPIENT,
+        value=1_000_000,
+        valid_after=int(intent["valid_after"]),
+        valid_before=int(intent["valid_before"]),
+        nonce=bytes.fromhex(intent["nonce"][2:]),
+    )
+    # eth-account's own EIP-712 encoder checks what the signer signed.
+    message = authorization_typed_data(USDC, terms)
     recovered = Account.recover_message(
         encode_typed_data(full_message=message), signature=bytes.fromhex(result["signature"][2:])
     )
     assert recovered == wallet.address
-    assert typed.KIND == "erc3009.transfer"
 
 
 async def test_approval_for_one_intent_cannot_sign_another(client: SignerClient) -> None:

@@ -38,7 +38,6 @@ from seiwallet.signer.errors import (
     ApprovalRefused,
     IntentInvalid,
     PolicyDeclined,
-    SignerError,
 )
 from seiwallet.signer.export import export_sealed_key
 from seiwallet.signer.intents import (
@@ -293,6 +292,27 @@ class SignerService:
             approved.add(record.id)
         return approved
 
+    def _require_quorum(
+        self,
+        tx: WalletTransaction,
+        kind: str,
+        digest: bytes,
+        approvals: Sequence[Mapping[str, Any]],
+        now: int,
+    ) -> set[str]:
+        """Verify approvals of an action that moves no money and apply the policy's quorum."""
+        approved = self._verify(tx, digest, approvals, now)
+        wallet = tx.wallet()
+        evaluate(
+            self._policy(wallet.id, wallet.policy_version, wallet.policy),
+            None,
+            approvals=approved,
+            active=self._active(tx, now),
+            spent_in_window=0,
+            kind=kind,
+        ).raise_if_declined()
+        return approved
+
     def _active(self, tx: WalletTransaction, now: int) -> set[str]:
         return {record.id for record in tx.authenticators() if record.is_active(now)}
 
@@ -354,17 +374,7 @@ class SignerService:
         digest = action_digest("authenticator.remove", {"authenticator_id": authenticator_id})
         now = self._now()
         with self._store.transaction(_check_wallet_id(wallet_id)) as tx:
-            approved = self._verify(tx, digest, approvals, now)
-            wallet = tx.wallet()
-            policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
-            evaluate(
-                policy,
-                None,
-                approvals=approved,
-                active=self._active(tx, now),
-                spent_in_window=0,
-                kind="authenticator.remove",
-            ).raise_if_declined()
+            approved = self._require_quorum(tx, "authenticator.remove", digest, approvals, now)
             tx.revoke_authenticator(authenticator_id)
             tx.append_audit(
                 AuditEntry(
@@ -528,17 +538,8 @@ class SignerService:
         digest = intent_digest(parsed)
         try:
             with self._store.transaction(_check_wallet_id(wallet_id)) as tx:
-                approved = self._verify(tx, digest, approvals, now)
+                approved = self._require_quorum(tx, parsed.KIND, digest, approvals, now)
                 wallet = tx.wallet()
-                policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
-                evaluate(
-                    policy,
-                    None,
-                    approvals=approved,
-                    active=self._active(tx, now),
-                    spent_in_window=0,
-                    kind=parsed.KIND,
-                ).raise_if_declined()
                 envelope = export_sealed_key(
                     self._keys,
                     SealedKey.from_bytes(wallet.sealed_key),
@@ -594,7 +595,6 @@ class SignerService:
 
 __all__ = [
     "RelyingParty",
-    "SignerError",
     "SignerService",
     "action_digest",
     "approval_subject",
