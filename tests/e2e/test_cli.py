@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from seiwallet.chain.deploy import blacklist, write_manifest
 from seiwallet.chain.localnet import LocalChain
-from seiwallet.cli.main import app
+from seiwallet.cli.app import app
+from seiwallet.cli.main import load_commands
 
 
 @pytest.fixture
@@ -36,6 +37,9 @@ def cli_env(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+load_commands([])
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -171,3 +175,16 @@ def test_help_reads_well_in_a_real_process() -> None:
     assert result.returncode == 0, result.stderr
     for command in ("up", "chain", "worker", "status", "balance", "faucet", "db"):
         assert command in result.stdout
+
+
+def test_the_signer_process_loads_no_chain_or_database_code() -> None:
+    """What runs beside the keys stays small: no web3, no platform database layer, no deployer."""
+    probe = (
+        "import sys; from seiwallet.cli.main import load_commands; load_commands(['signer']); "
+        "print(sorted(m for m in ('web3', 'seiwallet.db', 'seiwallet.chain.localnet', "
+        "'seiwallet.chain.sender') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"

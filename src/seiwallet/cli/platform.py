@@ -1,0 +1,348 @@
+"""The platform's commands: run the chain, worker and whole local platform; look at state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from seiwallet import __version__
+from seiwallet.addresses import parse_evm_address
+from seiwallet.chain.deploy import local_accounts
+from seiwallet.chain.localnet import LocalChain
+from seiwallet.chain.sender import TransactionSender, TxRequest
+from seiwallet.chain.tokens import balance_of, encode_mint, is_blacklisted, read_token
+from seiwallet.cli.app import app, configure_logging, console, handles_errors, settings
+from seiwallet.cli.demo_data import DemoData, seed
+from seiwallet.cli.runtime import (
+    build_follower,
+    contracts_for,
+    open_chain,
+    open_database,
+    sponsor_accounts,
+)
+from seiwallet.cli.status import gather_status, render_status
+from seiwallet.config import Settings
+from seiwallet.db import describe_url, session_factory
+from seiwallet.db.migrations import current_revision, head_revision, upgrade
+from seiwallet.errors import InvalidInput
+from seiwallet.money import TokenAmount
+
+log = logging.getLogger("seiwallet")
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")]
+
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+@handles_errors
+def version() -> None:
+    """Print seiwallet's version."""
+    console.print(f"seiwallet {__version__}")
+
+
+@app.command()
+@handles_errors
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show the chain, contracts, token domains, sponsors, database and follower."""
+    data = asyncio.run(gather_status(settings()))
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        render_status(console, data)
+
+
+@db_app.command("upgrade")
+@handles_errors
+def db_upgrade() -> None:
+    """Apply every pending migration to the configured database."""
+    config = settings()
+    engine = open_database(config, migrate=False)
+    try:
+        upgrade(engine)
+        console.print(f"{describe_url(engine.url)} is at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@db_app.command("current")
+@handles_errors
+def db_current() -> None:
+    """Show the database's migration revision and the code's."""
+    engine = open_database(settings(), migrate=False)
+    try:
+        console.print(f"database: {current_revision(engine) or 'none'}  code: {head_revision()}")
+    finally:
+        engine.dispose()
+
+
+@app.command()
+@handles_errors
+def chain(
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Discard the saved chain state and deploy anew.")
+    ] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run the local Sei-like chain (anvil) with USDC, EURC and the PaymentRouter deployed."""
+    configure_logging(verbose)
+    config = settings()
+    local = LocalChain(config)
+    if fresh:
+        local.discard_state()
+    with local:
+        _print_chain(local)
+        console.print("[dim]Ctrl-C stops the chain (its state is saved).[/]")
+        _wait_for_signal(lambda: not local.is_running())
+
+
+def _print_chain(local: LocalChain) -> None:
+    deployment = local.deployment
+    table = Table(title=f"Local chain — {local.report.detail}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("JSON-RPC", local.rpc_url)
+    table.add_row("chain id", str(deployment.chain_id))
+    table.add_row("PaymentRouter", deployment.router)
+    for symbol, token in deployment.tokens.items():
+        table.add_row(symbol, token.address)
+    table.add_row("manifest", str(local.settings.deployment_manifest_path))
+    console.print(table)
+
+
+TokenOption = Annotated[str, typer.Option("--token", "-t", help="Token symbol, e.g. USDC or EURC.")]
+
+
+@app.command()
+@handles_errors
+def balance(
+    address: Annotated[str, typer.Argument(help="A 0x address.")],
+    token: TokenOption = "USDC",  # noqa: S107 - a token symbol, not a secret
+) -> None:
+    """Show an address's stablecoin balance (and whether the issuer has blacklisted it)."""
+    owner = parse_evm_address(address)
+    amount, blacklisted = asyncio.run(_balance(settings(), owner, token))
+    console.print(f"{owner}: [bold]{amount.format()} {amount.symbol}[/]")
+    if blacklisted:
+        console.print(
+            f"[red]{amount.symbol}'s issuer has blacklisted this address:[/] "
+            "it can neither send nor receive this token."
+        )
+
+
+async def _balance(config: Settings, owner: str, symbol: str) -> tuple[TokenAmount, bool]:
+    token_address = _token_address(config, symbol)
+    async with await open_chain(config) as rpc:
+        token = await read_token(rpc, token_address)
+        units = await balance_of(rpc, token.address, owner)
+        return TokenAmount.from_units(units, token.decimals, token.symbol), await is_blacklisted(
+            rpc, token.address, owner
+        )
+
+
+def _token_address(config: Settings, symbol: str) -> str:
+    tokens = {name.upper(): address for name, address in contracts_for(config).tokens.items()}
+    try:
+        return tokens[symbol.upper()]
+    except KeyError:
+        known = ", ".join(sorted(tokens)) or "none"
+        raise InvalidInput(
+            f"no token {symbol!r} on {config.profile} (known: {known}); "
+            "configure it with SEIWALLET_TOKENS"
+        ) from None
+
+
+@app.command()
+@handles_errors
+def faucet(
+    address: Annotated[str, typer.Argument(help="The 0x address to fund.")],
+    amount: Annotated[str, typer.Argument(help="How much, e.g. 25 or 12.50.")],
+    token: TokenOption = "USDC",  # noqa: S107 - a token symbol, not a secret
+) -> None:
+    """Mint test stablecoins to an address on the local chain (refused on Sei networks)."""
+    config = settings()
+    if not config.network.is_local:
+        raise InvalidInput(
+            f"the faucet mints test money and runs only on the local chain, not {config.profile}"
+        )
+    owner = parse_evm_address(address)
+    minted = asyncio.run(_faucet(config, owner, amount, token))
+    console.print(f"minted [bold]{minted.format()} {minted.symbol}[/] to {owner}")
+
+
+async def _faucet(config: Settings, owner: str, amount_text: str, symbol: str) -> TokenAmount:
+    token_address = _token_address(config, symbol)
+    engine = open_database(config)
+    try:
+        async with await open_chain(config) as rpc:
+            token = await read_token(rpc, token_address)
+            amount = TokenAmount.parse(amount_text, token.decimals, token.symbol)
+            minter = local_accounts().token_admin
+            sender = TransactionSender(
+                rpc, minter, chain_id=config.network.chain_id, sessions=session_factory(engine)
+            )
+            await sender.send_and_wait(
+                TxRequest(
+                    to=token.address,
+                    data=encode_mint(owner, amount.units),
+                    purpose=f"faucet:{token.symbol}",
+                )
+            )
+            return amount
+    finally:
+        engine.dispose()
+
+
+@app.command()
+@handles_errors
+def worker(verbose: Verbose = False) -> None:
+    """Run the background worker: the chain follower and sponsor-transaction recovery."""
+    configure_logging(verbose)
+    asyncio.run(_run_worker(settings()))
+
+
+async def _run_worker(config: Settings) -> None:
+    engine = open_database(config)
+    sessions = session_factory(engine)
+    rpc = await open_chain(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        for account in sponsor_accounts(config):
+            sender = TransactionSender(
+                rpc, account, chain_id=config.network.chain_id, sessions=sessions
+            )
+            report = await sender.recover()
+            log.info("sponsor %s: %s", account.address, report)
+        follower = await build_follower(config, rpc, sessions)
+        checkpoint = follower.checkpoint()
+        log.info(
+            "following chain %s %s",
+            config.network.chain_id,
+            f"after block {checkpoint[0]}" if checkpoint else f"from block {follower.start_block}",
+        )
+        await follower.run(stop)
+    finally:
+        await rpc.aclose()
+        engine.dispose()
+
+
+@app.command()
+@handles_errors
+def up(verbose: Verbose = False) -> None:
+    """Run the whole local platform: chain, signer, worker — and print what runs where."""
+    configure_logging(verbose)
+    config = settings()
+    engine = open_database(config)  # migrate once, before any worker starts
+    database = describe_url(engine.url)
+    engine.dispose()
+    with LocalChain(config) as local:
+        demo = asyncio.run(_seed_demo(config, local)) if local.report.deployed else None
+        env = {**os.environ, "SEIWALLET_PROFILE": config.profile}
+        log_dir = config.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        children = {
+            "signer": _spawn(["signer"], env, log_dir / "signer.log"),
+            "worker": _spawn(["worker"], env, log_dir / "worker.log"),
+        }
+        try:
+            _print_chain(local)
+            running = Table(title="Running", show_header=True)
+            for column in ("process", "pid", "where", "log"):
+                running.add_column(column)
+            running.add_row("chain (anvil)", str(local.pid), local.rpc_url, str(local.log_path))
+            where = {"signer": config.signer.url or str(config.signer_socket), "worker": database}
+            for name, (process, log_path) in children.items():
+                running.add_row(name, str(process.pid), where[name], str(log_path))
+            console.print(running)
+            if demo is not None:
+                console.print(
+                    f"Demo data: customer {demo.customer} holds 1,000 USDC and 1,000 EURC and "
+                    f"paid {demo.paid.format()} {demo.paid.symbol} (fee {demo.fee.format()}) "
+                    f"to merchant {demo.merchant} through the PaymentRouter "
+                    f"(invoice {demo.invoice_id[:10]}…)."
+                )
+            console.print(
+                "Try [bold]seiwallet status[/] in another terminal. "
+                "[dim]Ctrl-C stops everything.[/]"
+            )
+            _wait_for_signal(
+                lambda: (
+                    not local.is_running()
+                    or any(p.poll() is not None for p, _ in children.values())
+                )
+            )
+            for name, (process, log_path) in children.items():
+                if process.poll() not in (None, 0):
+                    console.print(
+                        f"[red]{name} exited with {process.returncode}[/]: see {log_path}"
+                    )
+        finally:
+            for process, _ in children.values():
+                _stop(process)
+
+
+async def _seed_demo(config: Settings, local: LocalChain) -> DemoData:
+    engine = open_database(config)
+    try:
+        async with await open_chain(config) as rpc:
+            return await seed(rpc, local.deployment, session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+def _spawn(
+    args: list[str], env: dict[str, str], log_path: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    handle = log_path.open("ab")
+    process = subprocess.Popen(  # noqa: S603 - our own entry point, fixed arguments
+        [sys.executable, "-m", "seiwallet", *args], env=env, stdout=handle, stderr=handle
+    )
+    handle.close()
+    return process, log_path
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_signal(finished: object) -> None:
+    """Block until Ctrl-C / SIGTERM, or until ``finished()`` is true (a child died)."""
+    stopping = False
+
+    def _on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        while not stopping:
+            if callable(finished) and finished():
+                return
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
