@@ -263,14 +263,16 @@ def up(verbose: Verbose = False) -> None:
         }
         try:
             _print_chain(local)
-            running = Table(title="Running", show_header=True)
-            for column in ("process", "pid", "where", "log"):
-                running.add_column(column)
-            running.add_row("chain (anvil)", str(local.pid), local.rpc_url, str(local.log_path))
+            running = Table(title="Running", show_header=True, title_justify="left")
+            running.add_column("process", no_wrap=True)
+            running.add_column("pid", justify="right")
+            running.add_column("where", overflow="fold")
+            running.add_row("chain (anvil)", str(local.pid), local.rpc_url)
             where = {"signer": config.signer.url or str(config.signer_socket), "worker": database}
-            for name, (process, log_path) in children.items():
-                running.add_row(name, str(process.pid), where[name], str(log_path))
+            for name, (process, _) in children.items():
+                running.add_row(name, str(process.pid), where[name])
             console.print(running)
+            console.print(f"[dim]Logs: {local.log_path} and {log_dir}/[/]")
             if demo is not None:
                 console.print(
                     f"Demo data: customer {demo.customer} holds 1,000 USDC and 1,000 EURC and "
