@@ -13,6 +13,11 @@ The tree (leaves in their own modules)::
     │   ├── InvalidAddress                addresses.py
     │   └── InvalidAmount                 money.py
     ├── DatabaseError                     db/: unreachable database, unapplied migrations
+    ├── SignerError                       signer/errors.py: the isolated signer
+    │   ├── ApprovalRefused               an approval that did not verify (reason given)
+    │   ├── PolicyDeclined                the wallet's policy declined (rule given)
+    │   ├── IntentInvalid (+ InvalidInput)
+    │   └── MasterKeyMismatch / SignerUnauthorized / SignerUnavailable / AlreadyExists ...
     └── ChainError                        chain/errors.py
         ├── RpcUnavailable                transport failures after retries
         ├── ChainIdMismatch               RPC endpoint is another chain than the profile

@@ -76,7 +76,12 @@ class PollResult:
 
 
 class Follower:
-    """Follows one chain for one purpose (``name``), from ``start_block``."""
+    """Follows one chain from ``start_block``, writing its events to ``chain_events``.
+
+    ``name`` keys the checkpoint; the events table belongs to the chain, so run one event
+    follower per chain (any number of processes may run it: they coordinate through the
+    checkpoint row).
+    """
 
     def __init__(
         self,
