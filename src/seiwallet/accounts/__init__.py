@@ -1,0 +1,1 @@
+"""Accounts: users, OpenID Connect sign-in (with a development identity provider), passkeys."""

@@ -1,0 +1,275 @@
+"""Errors of the accounts domain: OpenID Connect sign-in and the development identity provider.
+
+Every check that refuses a sign-in has its own class, so logs and the API say exactly which
+one failed; messages never repeat a token, a code or a secret. The tree::
+
+    AccountsError
+    ├── OidcError                               sign-in with an OpenID Connect provider
+    │   ├── ProviderUnavailable                 the provider cannot be reached
+    │   ├── ProviderResponseInvalid             discovery, JWKS or token response unusable
+    │   │   └── IssuerMismatch                  discovery names another issuer
+    │   ├── StateMismatch                       callback's state is not the one we sent
+    │   ├── TokenExchangeFailed                 token endpoint refused the code
+    │   └── IdTokenInvalid                      the ID token is refused
+    │       ├── IdTokenMalformed
+    │       ├── IdTokenAlgorithmRefused         not RS256/ES256 (``none``, HS256…)
+    │       ├── UnknownSigningKey               ``kid`` not in the JWKS, even after a refetch
+    │       ├── IdTokenSignatureInvalid
+    │       ├── IdTokenIssuerMismatch
+    │       ├── IdTokenAudienceMismatch
+    │       ├── IdTokenAuthorizedPartyMismatch
+    │       ├── IdTokenExpired
+    │       ├── IdTokenIssuedInFuture
+    │       ├── IdTokenClaimMissing
+    │       └── NonceMismatch
+    └── DevIdpError                             the development identity provider
+        ├── DevIdpRefused                       not on the ``local`` profile
+        ├── DevIdpRequestInvalid                bad authorization request (never redirected)
+        ├── DevIdpGrantInvalid                  token request refused (OAuth ``invalid_grant``…)
+        └── UnknownTestPerson
+"""
+
+from __future__ import annotations
+
+from seiwallet.errors import SeiwalletError
+
+_RETRY = "start the sign-in again"
+
+
+class AccountsError(SeiwalletError):
+    """Base of the accounts domain's errors."""
+
+    code = "accounts.error"
+    status = 400
+
+
+# --- OpenID Connect relying party -------------------------------------------------------------
+
+
+class OidcError(AccountsError):
+    """Base of errors while signing in with an OpenID Connect provider."""
+
+    code = "accounts.oidc_error"
+    status = 401
+
+
+class ProviderUnavailable(OidcError):
+    """The provider's discovery, JWKS or token endpoint could not be reached."""
+
+    code = "accounts.oidc_provider_unavailable"
+    status = 503
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        super().__init__(
+            f"cannot reach the identity provider at {url} ({reason}): "
+            "check the network and the provider's issuer URL, then try again"
+        )
+
+
+class ProviderResponseInvalid(OidcError):
+    """The provider answered with something that is not a usable OIDC document."""
+
+    code = "accounts.oidc_provider_response_invalid"
+    status = 502
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(
+            f"the identity provider's answer from {url} is unusable: {problem}; "
+            "check that the configured issuer URL is the provider's"
+        )
+
+
+class IssuerMismatch(ProviderResponseInvalid):
+    """Discovery names another issuer than configured (RFC 8414 §3.3: they must be equal)."""
+
+    code = "accounts.oidc_issuer_mismatch"
+
+    def __init__(self, url: str, expected: str, actual: str) -> None:
+        self.expected, self.actual = expected, actual
+        super().__init__(
+            url,
+            f"it names the issuer {actual!r}, not the configured {expected!r} "
+            "(they must be equal character for character; fix the provider's issuer setting)",
+        )
+
+
+class StateMismatch(OidcError):
+    """The callback's ``state`` is not the one this sign-in sent: a forged or crossed callback."""
+
+    code = "accounts.oidc_state_mismatch"
+    status = 400
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"the sign-in callback does not belong to this sign-in (state mismatch): {_RETRY}"
+        )
+
+
+class TokenExchangeFailed(OidcError):
+    """The token endpoint refused the authorization code (used, expired, wrong PKCE verifier…)."""
+
+    code = "accounts.oidc_token_exchange_failed"
+    status = 400
+
+    def __init__(self, error: str, description: str | None = None) -> None:
+        self.error = error
+        self.description = description
+        detail = f"{error}: {description}" if description else error
+        super().__init__(f"the identity provider refused the sign-in code ({detail}): {_RETRY}")
+
+
+class IdTokenInvalid(OidcError):
+    """The ID token failed a check; the subclass says which."""
+
+    code = "accounts.id_token_invalid"
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"the identity provider's ID token is refused: {problem}; {_RETRY}")
+
+
+class IdTokenMalformed(IdTokenInvalid):
+    code = "accounts.id_token_malformed"
+
+
+class IdTokenAlgorithmRefused(IdTokenInvalid):
+    """Only asymmetric RS256/ES256 are accepted: never ``none``, never HMAC with a public key."""
+
+    code = "accounts.id_token_algorithm_refused"
+
+    def __init__(self, alg: object) -> None:
+        self.alg = alg
+        super().__init__(f"it is signed with {alg!r}; only RS256 and ES256 are accepted")
+
+
+class UnknownSigningKey(IdTokenInvalid):
+    code = "accounts.id_token_unknown_key"
+
+    def __init__(self, kid: str | None) -> None:
+        self.kid = kid
+        super().__init__(f"it names the signing key {kid!r}, which the provider does not publish")
+
+
+class IdTokenSignatureInvalid(IdTokenInvalid):
+    code = "accounts.id_token_signature_invalid"
+
+    def __init__(self) -> None:
+        super().__init__("its signature does not verify against the provider's published keys")
+
+
+class IdTokenIssuerMismatch(IdTokenInvalid):
+    code = "accounts.id_token_issuer_mismatch"
+
+    def __init__(self, expected: str, actual: object) -> None:
+        self.expected, self.actual = expected, actual
+        super().__init__(f"it was issued by {actual!r}, not {expected!r}")
+
+
+class IdTokenAudienceMismatch(IdTokenInvalid):
+    code = "accounts.id_token_audience_mismatch"
+
+    def __init__(self, client_id: str, audience: object) -> None:
+        self.client_id, self.audience = client_id, audience
+        super().__init__(f"it is meant for {audience!r}, not for this client {client_id!r}")
+
+
+class IdTokenAuthorizedPartyMismatch(IdTokenInvalid):
+    code = "accounts.id_token_azp_mismatch"
+
+    def __init__(self, client_id: str, azp: object) -> None:
+        self.client_id, self.azp = client_id, azp
+        super().__init__(f"its authorized party (azp) is {azp!r}, not this client {client_id!r}")
+
+
+class IdTokenExpired(IdTokenInvalid):
+    code = "accounts.id_token_expired"
+
+    def __init__(self, exp: int, now: int) -> None:
+        self.exp, self.now = exp, now
+        super().__init__(
+            f"it expired at {exp} (now {now}); if this keeps happening, check this server's clock"
+        )
+
+
+class IdTokenIssuedInFuture(IdTokenInvalid):
+    code = "accounts.id_token_issued_in_future"
+
+    def __init__(self, iat: int, now: int) -> None:
+        self.iat, self.now = iat, now
+        super().__init__(
+            f"it claims to be issued at {iat}, after now ({now}); check this server's clock"
+        )
+
+
+class IdTokenClaimMissing(IdTokenInvalid):
+    code = "accounts.id_token_claim_missing"
+
+    def __init__(self, claim: str) -> None:
+        self.claim = claim
+        super().__init__(f"its required claim {claim!r} is missing or not of the right type")
+
+
+class NonceMismatch(IdTokenInvalid):
+    """The token's nonce is not this sign-in's: a replayed or injected ID token."""
+
+    code = "accounts.id_token_nonce_mismatch"
+
+    def __init__(self) -> None:
+        super().__init__("its nonce is not this sign-in's (a replayed or injected token)")
+
+
+# --- development identity provider -----------------------------------------------------------
+
+
+class DevIdpError(AccountsError):
+    """Base of the development identity provider's errors."""
+
+    code = "accounts.dev_idp_error"
+
+
+class DevIdpRefused(DevIdpError):
+    """The development identity provider only runs on the ``local`` profile."""
+
+    code = "accounts.dev_idp_refused"
+    status = 403
+
+    def __init__(self, profile: str) -> None:
+        self.profile = profile
+        super().__init__(
+            f"the development identity provider signs in anyone as anyone and only runs on the "
+            f"'local' profile, not {profile!r}: configure a real OpenID Connect provider "
+            "(Google or the phone maker's account service) for this profile"
+        )
+
+
+class DevIdpRequestInvalid(DevIdpError):
+    """An authorization request the development provider will not serve (shown, not redirected)."""
+
+    code = "accounts.dev_idp_request_invalid"
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"invalid sign-in request to the development identity provider: {problem}")
+
+
+class DevIdpGrantInvalid(DevIdpError):
+    """A token request the development provider refuses; ``error`` is the OAuth 2.0 error code."""
+
+    code = "accounts.dev_idp_grant_invalid"
+
+    def __init__(self, problem: str, *, error: str = "invalid_grant") -> None:
+        self.error = error
+        self.problem = problem
+        super().__init__(f"{problem}; start the sign-in again")
+
+
+class UnknownTestPerson(DevIdpError):
+    code = "accounts.dev_idp_unknown_person"
+    status = 404
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(f"no test person {subject!r}: choose one from the list or create one")
