@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from Crypto.Hash import keccak as pycryptodome_keccak
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_utils.address import to_checksum_address
@@ -223,6 +224,15 @@ def _uint_word(value: int) -> bytes:
     return value.to_bytes(32, "big")  # OverflowError past uint256, as eth-abi would refuse
 
 
+def _keccak256(data: bytes) -> bytes:
+    """Keccak-256 straight from pycryptodome (the backend eth-utils uses here).
+
+    eth-utils' ``keccak`` spends as long in its argument-checking wrappers as in hashing: ~11 µs
+    against ~6 µs, and the signer computes two per signature.
+    """
+    return pycryptodome_keccak.new(data=data, digest_bits=256).digest()
+
+
 def authorization_digest(
     domain: TokenDomain,
     authorization: Authorization3009,
@@ -233,7 +243,7 @@ def authorization_digest(
     Computed directly — every field is a static ABI word, so the encoding is a concatenation —
     because the signer computes one per signature (a test pins it to eth-account's digest).
     """
-    struct_hash = keccak(
+    struct_hash = _keccak256(
         _AUTHORIZATION_TYPEHASHES[primary_type]
         + _address_word(authorization.from_address)
         + _address_word(authorization.to)
@@ -242,7 +252,7 @@ def authorization_digest(
         + _uint_word(authorization.valid_before)
         + authorization.nonce
     )
-    return keccak(b"\x19\x01" + domain.separator + struct_hash)
+    return _keccak256(b"\x19\x01" + domain.separator + struct_hash)
 
 
 def encode_transfer_with_authorization(authorization: Authorization3009, signature: bytes) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -89,7 +90,14 @@ class RelyingParty:
     origins: tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=16_384)
 def _authenticator(record: AuthenticatorRecord) -> Authenticator:
+    """The verifier's view of a stored authenticator, built once per distinct record.
+
+    Keyed by the whole (frozen) record — sign count, revocation and ``active_from`` included —
+    so a hit is exactly what a miss would build; building one re-validates every field, which
+    cost more per intent than the lookup.
+    """
     return Authenticator(
         id=record.id,
         wallet_id=record.wallet_id,
@@ -271,13 +279,11 @@ class SignerService:
         """Verify approvals over (wallet, digest); consume their nonces; return who approved."""
         if not isinstance(approvals, list | tuple) or len(approvals) > MAX_APPROVALS:
             raise InvalidInput(f"approvals must be a list of at most {MAX_APPROVALS}")
-        wallet = tx.wallet()
-        subject = approval_subject(wallet.id, digest)
-        known = {record.id: record for record in tx.authenticators()}
+        subject = approval_subject(tx.wallet().id, digest)
         approved: set[str] = set()
         for raw in approvals:
             approval = parse_approval(raw)
-            record = known.get(approval.authenticator_id)
+            record = tx.authenticator(approval.authenticator_id)
             if record is None:
                 raise ApprovalRefused(
                     "foreign: not an authenticator of this wallet",
@@ -314,7 +320,7 @@ class SignerService:
         return approved
 
     def _active(self, tx: WalletTransaction, now: int) -> set[str]:
-        return {record.id for record in tx.authenticators() if record.is_active(now)}
+        return tx.active_authenticator_ids(now)
 
     def add_authenticator(
         self,

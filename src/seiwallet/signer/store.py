@@ -38,6 +38,7 @@ as for one with a million; amounts are summed in Python as exact integers on bot
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -751,6 +752,16 @@ class _Bulk:
         self._names = tuple(names)
         self._mode = mode
         self._positional = False
+        # A row's parameters as one tuple, picked in C: a Python loop per row cost more than
+        # SQLite's insert of it. (itemgetter of one name gives the value, not a 1-tuple.)
+        getter = operator.itemgetter(*self._names) if self._names else None
+        self._row: Callable[[Mapping[str, Any]], tuple[Any, ...]] = (
+            (lambda row: ())
+            if getter is None
+            else (lambda row: (getter(row),))
+            if len(self._names) == 1
+            else getter
+        )
 
     @classmethod
     def sqlite(cls, statement: Any, dialect: Dialect, *, one: bool = False) -> _Bulk:
@@ -768,8 +779,7 @@ class _Bulk:
             # Positional names (SQLite's qmark) or named parameters (psycopg's pyformat).
             cursor.execute(self.sql, [row[n] for n in self._names] if self._positional else row)
         else:
-            names = self._names
-            cursor.executemany(self.sql, [tuple(row[n] for n in names) for row in rows])
+            cursor.executemany(self.sql, list(map(self._row, rows)))
 
 
 def _insert_all(table: Table, *, skip: tuple[str, ...] = ()) -> Any:
@@ -1315,6 +1325,15 @@ class WalletTransaction:
     def authenticators(self) -> tuple[AuthenticatorRecord, ...]:
         """The wallet's authenticators, revoked ones included, oldest first."""
         return tuple(self.batch._state(self.wallet_id).authenticators.values())
+
+    def authenticator(self, authenticator_id: str) -> AuthenticatorRecord | None:
+        """One of the wallet's authenticators (revoked ones included), ``None`` if foreign."""
+        return self.batch._state(self.wallet_id).authenticators.get(authenticator_id)
+
+    def active_authenticator_ids(self, now: int) -> set[str]:
+        """Ids of the wallet's authenticators that may approve at ``now``."""
+        records = self.batch._state(self.wallet_id).authenticators.values()
+        return {record.id for record in records if record.is_active(now)}
 
     def consume_nonce(self, nonce: str, expires_at: int) -> None:
         """Mark an approval's nonce used; :class:`ApprovalRefused` (replayed) if it was.
