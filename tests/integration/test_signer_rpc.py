@@ -318,3 +318,13 @@ async def test_passkey_approvals_check_origin_rp_id_and_counter(signer: SignerPr
             other = transfer()
             with pytest.raises(ApprovalRefused, match=reason):
                 await rpc.sign("passkey-wallet", other, approve(other, **assertion))
+
+
+async def test_create_wallet_is_idempotent_for_its_id(client: SignerClient) -> None:
+    """A caller that crashed after the signer answered can ask again and learn the address."""
+    first = await client.create_wallet("same-id")
+    again = await client.create_wallet("same-id")
+    assert first["created"] is True
+    assert again["created"] is False
+    assert again["address"] == first["address"]
+    assert again["sei_address"] == first["sei_address"]

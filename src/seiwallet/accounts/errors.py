@@ -1,4 +1,4 @@
-"""Errors of the accounts domain: OpenID Connect sign-in and the development identity provider.
+"""Errors of the accounts domain: OpenID Connect sign-in, first-sign-in wallets, the dev provider.
 
 Every check that refuses a sign-in has its own class, so logs and the API say exactly which
 one failed; messages never repeat a token, a code or a secret. The tree::
@@ -22,6 +22,13 @@ one failed; messages never repeat a token, a code or a secret. The tree::
     │       ├── IdTokenIssuedInFuture
     │       ├── IdTokenClaimMissing
     │       └── NonceMismatch
+    ├── SignInRequestError                      a stored sign-in cannot be resumed
+    │   ├── SignInRequestUnknown                never started here (or purged)
+    │   ├── SignInRequestExpired                started too long ago
+    │   └── SignInRequestReplayed               already used once
+    ├── RedirectRefused                         return address not a path on this site
+    ├── WalletProvisioningFailed                the signer could not create the wallet
+    ├── SignInInterrupted                       a concurrent attempt undid this one; retry
     └── DevIdpError                             the development identity provider
         ├── DevIdpRefused                       not on the ``local`` profile
         ├── DevIdpRequestInvalid                bad authorization request (never redirected)
@@ -219,6 +226,79 @@ class NonceMismatch(IdTokenInvalid):
 
     def __init__(self) -> None:
         super().__init__("its nonce is not this sign-in's (a replayed or injected token)")
+
+
+# --- sign-ins in progress and first sign-in -------------------------------------------------
+
+
+class SignInRequestError(AccountsError):
+    """A sign-in callback whose stored request cannot be used; the subclass says why."""
+
+    code = "accounts.sign_in_request_invalid"
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"this sign-in cannot be completed: {problem}; {_RETRY}")
+
+
+class SignInRequestUnknown(SignInRequestError):
+    code = "accounts.sign_in_request_unknown"
+
+    def __init__(self) -> None:
+        super().__init__("it was not started here, or too long ago")
+
+
+class SignInRequestExpired(SignInRequestError):
+    code = "accounts.sign_in_request_expired"
+
+    def __init__(self, ttl_s: int) -> None:
+        self.ttl_s = ttl_s
+        super().__init__(f"it was started more than {ttl_s // 60} minutes ago")
+
+
+class SignInRequestReplayed(SignInRequestError):
+    """The callback was already used once: a reload, a double submit, or a replay."""
+
+    code = "accounts.sign_in_request_replayed"
+
+    def __init__(self) -> None:
+        super().__init__("its callback was already used once")
+
+
+class RedirectRefused(AccountsError):
+    """Only a path on this site may be returned to after sign-in (no open redirect)."""
+
+    code = "accounts.redirect_refused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the address to return to after sign-in must be a path on this site, "
+            "starting with a single '/'"
+        )
+
+
+class WalletProvisioningFailed(AccountsError):
+    """The signer could not create the new user's wallet; nothing was kept, retrying is safe."""
+
+    code = "accounts.wallet_provisioning_failed"
+    status = 503
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"your wallet could not be created ({reason}); no account was kept: "
+            "sign in again in a moment (operators: check that `seiwallet signer` runs)"
+        )
+
+
+class SignInInterrupted(AccountsError):
+    """A first sign-in lost a race with a failing concurrent attempt for the same person."""
+
+    code = "accounts.sign_in_interrupted"
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__(f"another sign-in for the same account interrupted this one: {_RETRY}")
 
 
 # --- development identity provider -----------------------------------------------------------

@@ -39,6 +39,7 @@ from seiwallet.signer.errors import (
     ApprovalRefused,
     IntentInvalid,
     PolicyDeclined,
+    UnknownWallet,
 )
 from seiwallet.signer.export import export_sealed_key
 from seiwallet.signer.intents import (
@@ -143,6 +144,18 @@ def _unique(what: str) -> Iterator[None]:
         raise AlreadyExists(f"{what} already exists: choose another id") from None
 
 
+def _wallet_description(
+    wallet_id: str, address: str, public_key: bytes, *, created: bool
+) -> dict[str, Any]:
+    return {
+        "wallet_id": wallet_id,
+        "address": address,
+        "sei_address": sei_address_from_public_key(public_key),
+        "public_key": "0x" + public_key.hex(),
+        "created": created,
+    }
+
+
 def _error_body(exc: SeiwalletError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": exc.code, "message": str(exc)}
     for attribute in ("reason", "rule", "authenticator_id"):
@@ -233,8 +246,17 @@ class SignerService:
     def create_wallet(
         self, wallet_id: str, authenticator: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Generate a wallet key inside the signer; optionally enrol its first authenticator."""
+        """Generate a wallet key inside the signer; optionally enrol its first authenticator.
+
+        Idempotent: for a wallet id that exists, the existing wallet's public description is
+        returned (``created`` false) and nothing changes — so a caller that crashed between our
+        answer and its own commit can ask again and learn the address. Its authenticators are
+        not touched: adding one to an existing wallet goes through ``add_authenticator``.
+        """
         _check_wallet_id(wallet_id)
+        existing = self._describe_wallet(wallet_id)
+        if existing is not None:
+            return existing
         fields = self._authenticator_fields(authenticator) if authenticator else None
         sealed, public_key, address = self._keys.generate(wallet_aad(wallet_id))
         now = self._now()
@@ -262,12 +284,16 @@ class SignerService:
                     approvals=(),
                 )
             )
-        return {
-            "wallet_id": wallet_id,
-            "address": address,
-            "sei_address": sei_address_from_public_key(public_key),
-            "public_key": "0x" + public_key.hex(),
-        }
+        return _wallet_description(wallet_id, address, public_key, created=True)
+
+    def _describe_wallet(self, wallet_id: str) -> dict[str, Any] | None:
+        """The public description of an existing wallet, or ``None``."""
+        try:
+            with self._store.transaction(wallet_id) as tx:
+                wallet = tx.wallet()
+        except UnknownWallet:
+            return None
+        return _wallet_description(wallet.id, wallet.address, wallet.public_key, created=False)
 
     def _verify(
         self,
