@@ -328,3 +328,21 @@ async def test_create_wallet_is_idempotent_for_its_id(client: SignerClient) -> N
     assert again["created"] is False
     assert again["address"] == first["address"]
     assert again["sei_address"] == first["sei_address"]
+
+
+async def test_recovery_time_lock_cannot_be_bypassed_once_no_device_is_active(
+    client: SignerClient,
+) -> None:
+    """With the only active device gone, a second unapproved authenticator is time-locked too."""
+    wallet = await new_wallet(client)
+    pending = {"id": "recovery-1", "kind": "device", "public_key": SoftDeviceKey().public_key.hex()}
+    added = await client.add_authenticator(wallet.id, pending)
+    assert added["active_from"] > int(time.time()) + 3600  # locked: no approval given
+    subject = approval_subject(
+        wallet.id, action_digest("authenticator.remove", {"authenticator_id": "phone"})
+    )
+    approval = wallet.devices["phone"].approve(subject, os.urandom(16), int(time.time()) + 120)
+    await client.remove_authenticator(wallet.id, "phone", [approval.to_json()])
+    second = {"id": "recovery-2", "kind": "device", "public_key": SoftDeviceKey().public_key.hex()}
+    added = await client.add_authenticator(wallet.id, second)
+    assert added["active_from"] > int(time.time()) + 3600

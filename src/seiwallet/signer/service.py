@@ -362,26 +362,28 @@ class SignerService:
             _unique(f"authenticator {fields['authenticator_id']!r}"),
             self._store.transaction(_check_wallet_id(wallet_id)) as tx,
         ):
-            for existing in tx.authenticators():
+            registered = tx.authenticators()  # revoked and time-locked ones included
+            for existing in registered:
                 if fields["authenticator_id"] == existing.id or (
                     fields["credential_id"] == existing.credential_id
                 ):
                     raise InvalidInput("this authenticator is already registered on the wallet")
             approved = self._verify(tx, digest, approvals, now) if approvals else set()
             wallet = tx.wallet()
-            policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
-            active = self._active(tx, now)
             decision = evaluate(
-                policy,
+                self._policy(wallet.id, wallet.policy_version, wallet.policy),
                 None,
                 approvals=approved,
-                active=active,
+                active=self._active(tx, now),
                 spent_in_window=0,
                 kind="authenticator.add",
             )
             # Without the wallet's approval (lost phone, account recovery) the new authenticator
             # waits out the time-lock, so a stolen identity-provider account cannot move money.
-            active_from = now if (decision.allowed or not active) else now + self._timelock
+            # Only a wallet that never had an authenticator enrols one at once: "none active
+            # right now" (all revoked or still time-locked) must not open a way around the lock.
+            enrol_now = decision.allowed or not registered
+            active_from = now if enrol_now else now + self._timelock
             tx.insert_authenticator(created_at=now, active_from=active_from, **fields)
             tx.append_audit(
                 AuditEntry(
