@@ -324,6 +324,6 @@ class RpcClient:
 def _transport_reason(exc: httpx.TransportError) -> str:
     """A short human reason for a transport failure, without the library's traceback."""
     text = str(exc) or type(exc).__name__
-    if "Connection refused" in text or isinstance(exc, httpx.ConnectError):
-        return "connection refused" if "refused" in text.lower() else f"cannot connect: {text}"
-    return text
+    if "refused" in text.lower():
+        return "connection refused"
+    return f"cannot connect: {text}" if isinstance(exc, httpx.ConnectError) else text

@@ -156,6 +156,27 @@ def _wallet_description(
     }
 
 
+def _done(
+    kind: str,
+    wallet_id: str,
+    now: int,
+    *,
+    digest: bytes | None = None,
+    approved: set[str] | frozenset[str] = frozenset(),
+    details: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """The audit record of a decision carried out (a signature, a change to the wallet)."""
+    return AuditEntry(
+        kind=kind,
+        decision=AuditDecision.SIGNED,
+        at=now,
+        wallet_id=wallet_id,
+        intent_digest=digest.hex() if digest is not None else None,
+        approvals=tuple(sorted(approved)),
+        details=dict(details or {}),
+    )
+
+
 def _error_body(exc: SeiwalletError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": exc.code, "message": str(exc)}
     for attribute in ("reason", "rule", "authenticator_id"):
@@ -274,16 +295,7 @@ class SignerService:
             if fields:
                 # The first authenticator is enrolled at once: there is nobody to approve it.
                 tx.insert_authenticator(created_at=now, active_from=now, **fields)
-            tx.append_audit(
-                AuditEntry(
-                    kind="wallet.create",
-                    decision=AuditDecision.SIGNED,
-                    at=now,
-                    wallet_id=wallet_id,
-                    details={"address": address},
-                    approvals=(),
-                )
-            )
+            tx.append_audit(_done("wallet.create", wallet_id, now, details={"address": address}))
         return _wallet_description(wallet_id, address, public_key, created=True)
 
     def _describe_wallet(self, wallet_id: str) -> dict[str, Any] | None:
@@ -386,13 +398,12 @@ class SignerService:
             active_from = now if enrol_now else now + self._timelock
             tx.insert_authenticator(created_at=now, active_from=active_from, **fields)
             tx.append_audit(
-                AuditEntry(
-                    kind="authenticator.add",
-                    decision=AuditDecision.SIGNED,
-                    at=now,
-                    wallet_id=wallet_id,
-                    intent_digest=digest.hex(),
-                    approvals=tuple(sorted(approved)),
+                _done(
+                    "authenticator.add",
+                    wallet_id,
+                    now,
+                    digest=digest,
+                    approved=approved,
                     details={
                         "authenticator_id": fields["authenticator_id"],
                         "active_from": active_from,
@@ -411,13 +422,12 @@ class SignerService:
             approved = self._require_quorum(tx, "authenticator.remove", digest, approvals, now)
             tx.revoke_authenticator(authenticator_id)
             tx.append_audit(
-                AuditEntry(
-                    kind="authenticator.remove",
-                    decision=AuditDecision.SIGNED,
-                    at=now,
-                    wallet_id=wallet_id,
-                    intent_digest=digest.hex(),
-                    approvals=tuple(sorted(approved)),
+                _done(
+                    "authenticator.remove",
+                    wallet_id,
+                    now,
+                    digest=digest,
+                    approved=approved,
                     details={"authenticator_id": authenticator_id},
                 )
             )
@@ -548,15 +558,7 @@ class SignerService:
                 "chain_id": moved.chain_id,
             }
         tx.append_audit(
-            AuditEntry(
-                kind=intent.KIND,
-                decision=AuditDecision.SIGNED,
-                at=now,
-                wallet_id=wallet.id,
-                intent_digest=digest.hex(),
-                approvals=tuple(sorted(approved)),
-                details=details,
-            )
+            _done(intent.KIND, wallet.id, now, digest=digest, approved=approved, details=details)
         )
         return result
 
@@ -582,13 +584,12 @@ class SignerService:
                     curve=parsed.curve,
                 )
                 tx.append_audit(
-                    AuditEntry(
-                        kind=parsed.KIND,
-                        decision=AuditDecision.SIGNED,
-                        at=now,
-                        wallet_id=wallet.id,
-                        intent_digest=digest.hex(),
-                        approvals=tuple(sorted(approved)),
+                    _done(
+                        parsed.KIND,
+                        wallet.id,
+                        now,
+                        digest=digest,
+                        approved=approved,
                         details={"curve": parsed.curve},
                     )
                 )
