@@ -32,6 +32,15 @@ from seiwallet.chain.rpc import BlockHeader, Log, RpcClient
 log = logging.getLogger(__name__)
 
 
+def read_checkpoint(
+    sessions: sessionmaker[Session], chain_id: int, name: str = "main"
+) -> tuple[int, str] | None:
+    """A follower's last applied block (number, hash), or ``None`` if it never applied one."""
+    with sessions() as session:
+        cursor = session.get(FollowerCursor, (chain_id, name))
+        return (cursor.block_number, cursor.block_hash) if cursor else None
+
+
 class EventHandler(Protocol):
     """A domain's reaction to chain events, run inside the follower's transaction."""
 
@@ -113,9 +122,7 @@ class Follower:
     # -- state -------------------------------------------------------------------------------
     def checkpoint(self) -> tuple[int, str] | None:
         """The last applied block (number, hash), or ``None`` before the first poll."""
-        with self._sessions() as session:
-            cursor = session.get(FollowerCursor, (self.chain_id, self.name))
-            return (cursor.block_number, cursor.block_hash) if cursor else None
+        return read_checkpoint(self._sessions, self.chain_id, self.name)
 
     # -- one step ----------------------------------------------------------------------------
     async def poll(self) -> PollResult:

@@ -10,11 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from seiwallet.chain.errors import ChainError
-from seiwallet.chain.follower import Follower
+from seiwallet.chain.follower import read_checkpoint
 from seiwallet.chain.rpc import RpcClient
 from seiwallet.chain.tokens import is_paused, read_token
 from seiwallet.cli.runtime import (
-    build_follower,
     contracts_for,
     open_chain,
     open_database,
@@ -69,8 +68,7 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
             router_code = await rpc.get_code(contracts.router) if contracts.router else b""
             checkpoint = None
             if database["up_to_date"]:
-                follower: Follower = await build_follower(settings, rpc, session_factory(engine))
-                checkpoint = follower.checkpoint()
+                checkpoint = read_checkpoint(session_factory(engine), network.chain_id)
             return {
                 "profile": settings.profile,
                 "network": network.display_name,
