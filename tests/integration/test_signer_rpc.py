@@ -346,3 +346,17 @@ async def test_recovery_time_lock_cannot_be_bypassed_once_no_device_is_active(
     second = {"id": "recovery-2", "kind": "device", "public_key": SoftDeviceKey().public_key.hex()}
     added = await client.add_authenticator(wallet.id, second)
     assert added["active_from"] > int(time.time()) + 3600
+
+
+def test_a_second_signer_on_the_same_socket_refuses_to_start(signer: SignerProcess) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "seiwallet", "signer"],
+        env=signer.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "already listening" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from seiwallet.errors import SeiwalletError
-from seiwallet.signer.errors import SignerUnauthorized
+from seiwallet.signer.errors import SignerError, SignerUnauthorized
 from seiwallet.signer.service import SignerService
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,24 @@ def create_app(service: SignerService, secret: str) -> Starlette:
 
 
 def prepare_socket(path: Path) -> None:
-    """Make the socket's directory private and remove a stale socket file."""
+    """Make the socket's directory private and remove a stale socket file.
+
+    A socket another signer still answers on is left alone: unlinking it would silently take
+    that signer's place, with two processes writing one key store.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
-    if path.is_socket():
-        path.unlink()
+    if not path.is_socket():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # nobody listens: a crashed signer's leftover
+        return
+    finally:
+        probe.close()
+    raise SignerError(
+        f"another signer is already listening on {path}: stop it first, "
+        "or give this one its own SEIWALLET_DATA_DIR"
+    )
