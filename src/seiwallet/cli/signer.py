@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from seiwallet.cli.app import app, configure_logging, console, fail, handles_errors, settings
-from seiwallet.signer.runtime import open_service, serve, signer_secret
+from seiwallet.signer.runtime import open_service, open_store, serve, signer_secret
 
 signer_app = typer.Typer(
     help="The isolated signer: the only process that holds keys.",
@@ -38,7 +38,8 @@ def signer(
 @handles_errors
 def verify_audit() -> None:
     """Check the audit log's hash chain; report the first broken link."""
-    result = open_service(settings()).verify_audit()
+    # Reads the log only: no master key is opened (or created) for it.
+    result = open_store(settings()).verify_audit()
     if result.ok:
         console.print(f"audit log intact: {result.checked} entries, hash chain verified")
         return

@@ -56,12 +56,18 @@ def check_master_key(store: SignerStore, keys: KeyStore, where: str) -> None:
         ) from None
 
 
-def open_service(settings: Settings) -> SignerService:
-    """The signer service for these settings, its store created and its master key checked."""
+def open_store(settings: Settings) -> SignerStore:
+    """The signer's own database, its schema created or checked (no key material involved)."""
     settings.signer_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = create_signer_engine(settings.signer_database_url)
     store = SignerStore(engine, schema=settings.signer.database_schema)
     store.create_schema()
+    return store
+
+
+def open_service(settings: Settings) -> SignerService:
+    """The signer service for these settings, its store created and its master key checked."""
+    store = open_store(settings)
     keys = KeyStore(open_master_key(settings))
     check_master_key(store, keys, settings.signer_database_url.split("@")[-1])
     return SignerService(
