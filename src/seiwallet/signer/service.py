@@ -33,7 +33,7 @@ from seiwallet.signer.approvals import (
     parse_approval,
     verify_approval,
 )
-from seiwallet.signer.audit import AuditDecision, AuditEntry, VerifyResult
+from seiwallet.signer.audit import AuditDecision, AuditEntry
 from seiwallet.signer.errors import (
     AlreadyExists,
     ApprovalRefused,
@@ -623,9 +623,6 @@ class SignerService:
             }
             for r in records
         ]
-
-    def verify_audit(self) -> VerifyResult:
-        return self._store.verify_audit()
 
 
 __all__ = [
