@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
-SYSTEM_PACKAGES := postgresql-15 softhsm2
+SYSTEM_PACKAGES := postgresql-15 softhsm2 chromium fonts-liberation
 CREATECLUSTER_CONF := /etc/postgresql-common/createcluster.d/seiwallet.conf
 ALEMBIC := $(BIN)/alembic -c src/seiwallet/db/alembic.ini
 
@@ -35,12 +35,14 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# PostgreSQL's binaries for the throwaway test cluster, SoftHSM2 for the PKCS#11 signer tests.
-# dpkg decides: nothing is fetched when both are installed.
-system-deps: ## Debian packages: postgresql-15, softhsm2 (installs as root when missing)
+# PostgreSQL's binaries for the throwaway test cluster, SoftHSM2 for the PKCS#11 signer tests,
+# Debian's Chromium (driven by Playwright; `playwright install` is never run, no browser is
+# downloaded) and Liberation fonts so that screenshots render the same everywhere.
+# dpkg decides: nothing is fetched when all are installed.
+system-deps: ## Debian packages: postgresql-15, softhsm2, chromium, fonts-liberation (installs as root when missing)
 	@if ! command -v dpkg >/dev/null; then \
-	  echo "system-deps: not a Debian system; install PostgreSQL 15 and SoftHSM2 yourself" \
-	       "(or set SEIWALLET_TEST_POSTGRES_URL)" >&2; \
+	  echo "system-deps: not a Debian system; install PostgreSQL 15, SoftHSM2 and Chromium" \
+	       "(at /usr/bin/chromium) yourself (or set SEIWALLET_TEST_POSTGRES_URL)" >&2; \
 	  exit 0; \
 	fi; \
 	missing=""; \
