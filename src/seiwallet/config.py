@@ -142,6 +142,9 @@ class SignerSettings(BaseModel):
     #: WebAuthn relying party: passkey approvals must come from this RP id and these origins.
     rp_id: str = "localhost"
     origins: list[str] = Field(default_factory=lambda: ["http://localhost:8000"])
+    #: A passkey or device added without the wallet's approval (account recovery) can approve
+    #: nothing for this long; the wallet's other devices can cancel it meanwhile.
+    recovery_timelock_hours: float = Field(default=48, ge=0, le=24 * 30)
 
     @field_validator("url")
     @classmethod
@@ -149,6 +152,69 @@ class SignerSettings(BaseModel):
         if value is not None and not value.startswith(("http://127.0.0.1:", "http://localhost:")):
             raise ValueError("the signer listens on loopback only: http://127.0.0.1:PORT")
         return value
+
+
+class ProviderSettings(BaseModel):
+    """One OpenID Connect provider people sign in with (``[[web.providers]]`` in the TOML file).
+
+    ``preset = "google"`` fills in Google's issuer; ``generic`` is any issuer (the phone maker's
+    account service). The redirect URI is always ``<public_url>/auth/callback/<name>``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    #: What the sign-in button says ("Google", "Acme Account").
+    label: str = Field(min_length=1, max_length=40)
+    preset: Literal["google", "generic"] = "generic"
+    issuer: str | None = None
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+
+    @field_validator("issuer")
+    @classmethod
+    def _https_issuer(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://localhost")):
+            raise ValueError("an issuer is an https:// URL")
+        return value
+
+
+class WebSettings(BaseModel):
+    """The API and the wallet app: where they are served and how people sign in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    #: The origin people open (and the WebAuthn origin): scheme, host and port, no path.
+    public_url: str = "http://localhost:8000"
+    #: Signs CSRF tokens; default: a 0600 file ``<data_dir>/web/secret`` created on first start.
+    secret: SecretStr | None = None
+    #: A browser session lasts this long after sign-in; an API token this long after issue.
+    session_days: int = Field(default=30, ge=1, le=365)
+    api_token_days: int = Field(default=90, ge=1, le=730)
+    providers: list[ProviderSettings] = Field(default_factory=list)
+    #: How recovery codes and security notices leave: ``dev-mailbox`` (local only) or ``smtp``.
+    mailer: Literal["dev-mailbox", "smtp"] = "dev-mailbox"
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = "seiwallet <no-reply@localhost>"
+    #: One-time recovery codes: lifetime, and wrong tries before the code is burnt.
+    otp_ttl_minutes: int = Field(default=10, ge=1, le=60)
+    otp_max_attempts: int = Field(default=5, ge=1, le=10)
+    #: Codes sent per user per hour, at most.
+    otp_per_hour: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://localhost", "http://127.0.0.1")):
+            raise ValueError("must be https:// (plain http only for localhost)")
+        if value.rstrip("/").count("/") > 2:
+            raise ValueError("an origin has no path: scheme://host[:port]")
+        return value.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -182,6 +248,7 @@ class Settings(BaseSettings):
     rpc_timeout: float = Field(default=10.0, gt=0, le=300)
     local_chain: LocalChainSettings = Field(default_factory=LocalChainSettings)
     signer: SignerSettings = Field(default_factory=SignerSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -256,6 +323,11 @@ class Settings(BaseSettings):
     @property
     def signer_master_key_file(self) -> Path:
         return self.signer.master_key_file or self.signer_dir / "master.key"
+
+    @property
+    def web_dir(self) -> Path:
+        """Where the web app keeps its files (its CSRF secret)."""
+        return self.data_dir / "web"
 
     def token_addresses(self) -> dict[str, str]:
         """Configured token addresses by symbol (profile defaults, then settings)."""

@@ -29,6 +29,25 @@ one failed; messages never repeat a token, a code or a secret. The tree::
     ├── RedirectRefused                         return address not a path on this site
     ├── WalletProvisioningFailed                the signer could not create the wallet
     ├── SignInInterrupted                       a concurrent attempt undid this one; retry
+    ├── SessionError                            who is asking
+    │   ├── NotSignedIn                         no live session or token
+    │   ├── SessionUnknown                      no such session of this user
+    │   └── CsrfRefused                         a form without this session's CSRF token
+    ├── PasskeyError                            WebAuthn ceremonies in the app
+    │   ├── CeremonyInvalid                     unknown, expired, used or another session's
+    │   ├── PasskeyRegistrationRefused          the registration did not verify
+    │   ├── PasskeyEnrolmentNotAllowed          the wallet has passkeys: approve or recover
+    │   └── AuthenticatorUnknown                not an authenticator of this user
+    ├── RecoveryError                           account recovery
+    │   ├── RecoveryUnavailable                 no verified e-mail or phone to send a code to
+    │   ├── OneTimeCodeWrong                    wrong code (tries left given)
+    │   ├── OneTimeCodeSpent                    expired, used or burnt: ask for a new one
+    │   └── TooManyCodes                        rate limit on sending codes
+    ├── DeviceLoginError                        ``seiwallet login`` (RFC 8628)
+    │   ├── DeviceLoginPending                  not approved yet (``authorization_pending``)
+    │   ├── DeviceLoginSlowDown                 polled too fast (``slow_down``)
+    │   ├── DeviceLoginDenied                   the person refused (``access_denied``)
+    │   └── DeviceLoginExpired                  unknown, expired or collected
     └── DevIdpError                             the development identity provider
         ├── DevIdpRefused                       not on the ``local`` profile
         ├── DevIdpRequestInvalid                bad authorization request (never redirected)
@@ -48,6 +67,180 @@ class AccountsError(SeiwalletError):
 
     code = "accounts.error"
     status = 400
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+class SessionError(AccountsError):
+    code = "accounts.session_error"
+    status = 401
+
+
+class NotSignedIn(SessionError):
+    """No live session: never says whether the token was unknown, expired or revoked."""
+
+    code = "accounts.not_signed_in"
+
+    def __init__(self) -> None:
+        super().__init__("you are not signed in (or your session ended): sign in again")
+
+
+class SessionUnknown(SessionError):
+    code = "accounts.session_unknown"
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("no such session on your account (it may already be signed out)")
+
+
+class CsrfRefused(SessionError):
+    code = "accounts.csrf_refused"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this form is out of date or did not come from this site: reload the page and retry"
+        )
+
+
+# --- passkeys and authenticators ---------------------------------------------------------------
+
+
+class PasskeyError(AccountsError):
+    code = "accounts.passkey_error"
+
+
+class CeremonyInvalid(PasskeyError):
+    """A WebAuthn answer to a challenge we do not have, or no longer have, for this session."""
+
+    code = "accounts.ceremony_invalid"
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(f"this passkey request {why}: start again")
+
+
+class PasskeyRegistrationRefused(PasskeyError):
+    code = "accounts.passkey_registration_refused"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the passkey could not be registered: {reason}")
+
+
+class PasskeyEnrolmentNotAllowed(PasskeyError):
+    """A wallet that has authenticators gets a new one only approved, or through recovery."""
+
+    code = "accounts.passkey_enrolment_not_allowed"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__(
+            "your wallet already has a passkey: add this device from one of your devices, "
+            "or recover your account if you lost them"
+        )
+
+
+class AuthenticatorUnknown(PasskeyError):
+    code = "accounts.authenticator_unknown"
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("no such passkey or device on your wallet")
+
+
+# --- recovery ----------------------------------------------------------------------------------
+
+
+class RecoveryError(AccountsError):
+    code = "accounts.recovery_error"
+
+
+class RecoveryUnavailable(RecoveryError):
+    code = "accounts.recovery_unavailable"
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__(
+            "your account has no verified e-mail address or phone number to send a code to: "
+            "contact support to recover your wallet"
+        )
+
+
+class OneTimeCodeWrong(RecoveryError):
+    code = "accounts.one_time_code_wrong"
+
+    def __init__(self, attempts_left: int) -> None:
+        self.attempts_left = attempts_left
+        super().__init__(
+            f"that code is not right: {attempts_left} "
+            f"{'try' if attempts_left == 1 else 'tries'} left"
+        )
+
+
+class OneTimeCodeSpent(RecoveryError):
+    code = "accounts.one_time_code_spent"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this code can no longer be used (expired, used, or too many wrong tries): "
+            "ask for a new one"
+        )
+
+
+class TooManyCodes(RecoveryError):
+    code = "accounts.too_many_codes"
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"too many codes were sent: try again in {max(1, retry_after // 60)} minutes"
+        )
+
+
+# --- seiwallet login (device authorization) ------------------------------------------------------
+
+
+class DeviceLoginError(AccountsError):
+    code = "accounts.device_login_error"
+    #: RFC 8628 §3.5 error code.
+    oauth_error = "invalid_request"
+
+
+class DeviceLoginPending(DeviceLoginError):
+    code = "accounts.device_login_pending"
+    oauth_error = "authorization_pending"
+
+    def __init__(self) -> None:
+        super().__init__("waiting for you to approve this device in the wallet app")
+
+
+class DeviceLoginSlowDown(DeviceLoginError):
+    code = "accounts.device_login_slow_down"
+    oauth_error = "slow_down"
+    status = 429
+
+    def __init__(self) -> None:
+        super().__init__("polling too fast: wait longer between checks")
+
+
+class DeviceLoginDenied(DeviceLoginError):
+    code = "accounts.device_login_denied"
+    oauth_error = "access_denied"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("the sign-in of this device was refused in the wallet app")
+
+
+class DeviceLoginExpired(DeviceLoginError):
+    code = "accounts.device_login_expired"
+    oauth_error = "expired_token"
+
+    def __init__(self) -> None:
+        super().__init__("this device sign-in expired or was already used: run the login again")
 
 
 # --- OpenID Connect relying party -------------------------------------------------------------

@@ -97,6 +97,7 @@ class SignedInUser:
     phone_verified: bool
     wallet_id: str | None
     wallet_address: str | None
+    wallet_sei_address: str | None
     created_at: datetime
 
     @classmethod
@@ -111,6 +112,7 @@ class SignedInUser:
             phone_verified=user.phone_verified,
             wallet_id=user.wallet_id,
             wallet_address=user.wallet_address,
+            wallet_sei_address=user.wallet_sei_address,
             created_at=_aware(user.created_at),
         )
 
@@ -235,9 +237,9 @@ class SignInService:
                 if user is None:  # pragma: no cover - an active user is never deleted
                     raise SignInInterrupted
             else:
-                address = await self._create_wallet(reservation, authenticator)
+                addresses = await self._create_wallet(reservation, authenticator)
                 activated = await asyncio.to_thread(
-                    self._activate, reservation.user_id, identity, address
+                    self._activate, reservation.user_id, identity, addresses
                 )
                 user, created = activated[0], activated[1]
         return SignInResult(user, created=created, wallet_ready_ms=self._ms_since(began))
@@ -315,8 +317,8 @@ class SignInService:
 
     async def _create_wallet(
         self, reservation: _Reservation, authenticator: Mapping[str, Any] | None
-    ) -> str:
-        """The address of the reservation's wallet, created now or by an earlier attempt.
+    ) -> tuple[str, str]:
+        """The addresses (0x, sei1) of the reservation's wallet, created now or earlier.
 
         The signer's ``create_wallet`` is idempotent for a wallet id: a retry after a crash, or a
         concurrent first sign-in, gets the same wallet's address back.
@@ -333,7 +335,7 @@ class SignInService:
             if reservation.ours:
                 await asyncio.to_thread(self._cancel, reservation.user_id)
             raise WalletProvisioningFailed(exc.code) from exc
-        return str(wallet["address"])
+        return str(wallet["address"]), str(wallet["sei_address"])
 
     def _cancel(self, user_id: str) -> None:
         """Undo a reservation whose wallet could not be created, unless it became a user."""
@@ -346,7 +348,7 @@ class SignInService:
             session.delete(user)
 
     def _activate(
-        self, user_id: str, identity: VerifiedIdentity, address: str
+        self, user_id: str, identity: VerifiedIdentity, addresses: tuple[str, str]
     ) -> tuple[SignedInUser, bool]:
         """Make the reservation an active user with its wallet; ``True`` if this call did."""
         now = self._now()
@@ -359,7 +361,7 @@ class SignInService:
             if activated:
                 user.status = UserStatus.ACTIVE
                 user.wallet_id = user_id
-                user.wallet_address = address
+                user.wallet_address, user.wallet_sei_address = addresses
             session.execute(
                 update(UserIdentity)
                 .where(UserIdentity.issuer == identity.issuer)

@@ -8,7 +8,7 @@ import sys
 from seiwallet.cli.app import app
 
 #: Modules that register their commands on ``app`` when imported.
-COMMAND_MODULES = ("seiwallet.cli.signer", "seiwallet.cli.platform")
+COMMAND_MODULES = ("seiwallet.cli.signer", "seiwallet.cli.platform", "seiwallet.cli.web")
 
 
 def load_commands(argv: list[str]) -> None:

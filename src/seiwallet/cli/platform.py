@@ -7,12 +7,15 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.table import Table
 
@@ -35,7 +38,7 @@ from seiwallet.cli.status import gather_status, render_status
 from seiwallet.config import Settings
 from seiwallet.db import describe_url, session_factory
 from seiwallet.db.migrations import current_revision, head_revision, upgrade
-from seiwallet.errors import InvalidInput
+from seiwallet.errors import InvalidInput, SeiwalletError
 from seiwallet.money import TokenAmount
 
 log = logging.getLogger("seiwallet")
@@ -246,7 +249,7 @@ async def _run_worker(config: Settings) -> None:
 @app.command()
 @handles_errors
 def up(verbose: Verbose = False) -> None:
-    """Run the whole local platform: chain, signer, worker — and print what runs where."""
+    """Run the whole local platform: chain, signer, worker, wallet app — and print the URL."""
     configure_logging(verbose)
     config = settings()
     engine = open_database(config)  # migrate once, before any worker starts
@@ -257,18 +260,24 @@ def up(verbose: Verbose = False) -> None:
         env = {**os.environ, "SEIWALLET_PROFILE": config.profile}
         log_dir = config.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        children = {
-            "signer": _spawn(["signer"], env, log_dir / "signer.log"),
-            "worker": _spawn(["worker"], env, log_dir / "worker.log"),
-        }
+        children = {"signer": _spawn(["signer"], env, log_dir / "signer.log")}
         try:
+            # The app reads the signer's secret, which the signer writes when it starts.
+            _wait_for_signer(config, children["signer"][0])
+            children["worker"] = _spawn(["worker"], env, log_dir / "worker.log")
+            children["web"] = _spawn(["serve"], env, log_dir / "web.log")
+            _wait_for_web(config, children["web"][0])
             _print_chain(local)
             running = Table(title="Running", show_header=True, title_justify="left")
             running.add_column("process", no_wrap=True)
             running.add_column("pid", justify="right")
             running.add_column("where", overflow="fold")
             running.add_row("chain (anvil)", str(local.pid), local.rpc_url)
-            where = {"signer": config.signer.url or str(config.signer_socket), "worker": database}
+            where = {
+                "signer": config.signer.url or str(config.signer_socket),
+                "worker": database,
+                "web": config.web.public_url,
+            }
             for name, (process, _) in children.items():
                 running.add_row(name, str(process.pid), where[name])
             console.print(running)
@@ -280,6 +289,10 @@ def up(verbose: Verbose = False) -> None:
                     f"to merchant {demo.merchant} through the PaymentRouter "
                     f"(invoice {demo.invoice_id[:10]}…)."
                 )
+            console.print(
+                f"\n[bold green]Open {config.web.public_url}[/] on this machine and sign in with "
+                "the development provider: your wallet is ready at once."
+            )
             console.print(
                 "Try [bold]seiwallet status[/] in another terminal. "
                 "[dim]Ctrl-C stops everything.[/]"
@@ -318,6 +331,54 @@ def _spawn(
     )
     handle.close()
     return process, log_path
+
+
+class ProcessFailed(SeiwalletError):
+    """A process ``seiwallet up`` started did not come up."""
+
+    code = "platform.process_failed"
+
+    def __init__(self, what: str, returncode: int | None) -> None:
+        how = f"exited with {returncode}" if returncode is not None else "did not start in 60 s"
+        super().__init__(f"the {what} {how}: see its log in <data dir>/logs/{what}.log")
+
+
+def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not ready():
+        if process.poll() is not None:
+            raise ProcessFailed(what, process.returncode)
+        if time.monotonic() > deadline:
+            raise ProcessFailed(what, None)
+        time.sleep(0.1)
+
+
+def _wait_for_signer(config: Settings, process: subprocess.Popen[bytes]) -> None:
+    def ready() -> bool:
+        if config.signer.url:
+            return _answers(f"{config.signer.url}/v1/health", ok=(200, 401, 405))
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(config.signer_socket))
+        except OSError:
+            return False
+        finally:
+            probe.close()
+        return True
+
+    _wait_until(ready, process, "signer")
+
+
+def _wait_for_web(config: Settings, process: subprocess.Popen[bytes]) -> None:
+    url = f"http://{config.web.host}:{config.web.port}/healthz"
+    _wait_until(lambda: _answers(url, ok=(200,)), process, "web")
+
+
+def _answers(url: str, *, ok: tuple[int, ...]) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code in ok
+    except httpx.TransportError:
+        return False
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

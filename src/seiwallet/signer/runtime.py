@@ -74,6 +74,7 @@ def open_service(settings: Settings) -> SignerService:
         store,
         keys,
         relying_party=RelyingParty(settings.signer.rp_id, tuple(settings.signer.origins)),
+        recovery_timelock=round(settings.signer.recovery_timelock_hours * 3600),
     )
 
 

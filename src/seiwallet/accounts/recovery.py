@@ -1,0 +1,233 @@
+"""Recovering a wallet without a seed phrase: the second factor before a new passkey.
+
+A person who lost their phone signs in again with their account. That alone proves little (the
+account may be what was stolen), so before a new passkey may even be registered they prove a
+second factor: a six-digit code sent to the verified e-mail address or phone number. Codes are
+kept only as an HMAC, live ten minutes, are burnt after five wrong tries, and at most five are
+sent per hour. A right code opens a 15-minute recovery window on *this session* only, in which it
+may enrol one passkey; the signer then holds that passkey under its time-lock (48 hours by
+default) while the wallet's other devices are told and may cancel it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from seiwallet.accounts.errors import (
+    OneTimeCodeSpent,
+    OneTimeCodeWrong,
+    RecoveryError,
+    RecoveryUnavailable,
+    TooManyCodes,
+)
+from seiwallet.accounts.models import OneTimeCode
+from seiwallet.accounts.notices import Mailer, Notifier
+from seiwallet.accounts.oidc import Clock
+from seiwallet.accounts.sessions import SessionInfo, SessionService
+from seiwallet.db import SQLITE_BEGIN
+
+log = logging.getLogger(__name__)
+
+PURPOSE: Final = "recovery"
+#: How long a proven second factor lets this session enrol a passkey.
+RECOVERY_WINDOW: Final = timedelta(minutes=15)
+_WRITE: Final = {SQLITE_BEGIN: "IMMEDIATE"}
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def mask(channel: str, destination: str) -> str:
+    """What the page shows of where the code went: ``a•••@example.com``, ``+852 •••• 78``."""
+    if channel == "email":
+        local, _, domain = destination.partition("@")
+        return f"{local[:1]}•••@{domain}"
+    return f"{destination[:4]} •••• {destination[-2:]}"
+
+
+@dataclass(frozen=True)
+class Destination:
+    channel: str
+    address: str
+
+    @property
+    def masked(self) -> str:
+        return mask(self.channel, self.address)
+
+
+@dataclass(frozen=True)
+class CodeSent:
+    destination: Destination
+    expires_at: datetime
+    attempts_left: int
+
+
+class RecoveryService:
+    """Send and check recovery codes; open the session's recovery window."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        session_service: SessionService,
+        mailer: Mailer,
+        notifier: Notifier,
+        secret: bytes,
+        *,
+        code_ttl: timedelta = timedelta(minutes=10),
+        max_attempts: int = 5,
+        per_hour: int = 5,
+        clock: Clock = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._session_service = session_service
+        self._mailer = mailer
+        self._notifier = notifier
+        self._secret = secret
+        self._ttl = code_ttl
+        self.max_attempts = max_attempts
+        self._per_hour = per_hour
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def _hash(self, code_id: str, code: str) -> str:
+        message = f"{PURPOSE}\x00{code_id}\x00{code}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def destination(session: SessionInfo) -> Destination | None:
+        """Where a code can go: the verified e-mail first, else the verified phone."""
+        if session.email and session.email_verified:
+            return Destination("email", session.email)
+        if session.phone and session.phone_verified:
+            return Destination("sms", session.phone)
+        return None
+
+    def pending(self, session: SessionInfo) -> CodeSent | None:
+        """The code this session is waiting to enter, if one is live."""
+        destination = self.destination(session)
+        if destination is None:
+            return None
+        with self._sessions() as db:
+            row = self._latest(db, session.id)
+            if row is None or row.consumed_at is not None or _aware(row.expires_at) <= self._now():
+                return None
+            return CodeSent(destination, _aware(row.expires_at), self.max_attempts - row.attempts)
+
+    @staticmethod
+    def _latest(db: Session, session_id: str) -> OneTimeCode | None:
+        return db.scalars(
+            select(OneTimeCode)
+            .where(OneTimeCode.session_id == session_id, OneTimeCode.purpose == PURPOSE)
+            .order_by(OneTimeCode.created_at.desc())
+            .limit(1)
+        ).first()
+
+    async def send_code(self, session: SessionInfo) -> CodeSent:
+        """Send a fresh code (the previous one of this session stops working)."""
+        destination = self.destination(session)
+        if destination is None:
+            raise RecoveryUnavailable
+        code = f"{secrets.randbelow(10**6):06d}"
+        code_id = uuid.uuid4().hex
+        now = self._now()
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            sent = db.scalar(
+                select(func.count())
+                .select_from(OneTimeCode)
+                .where(
+                    OneTimeCode.user_id == session.user_id,
+                    OneTimeCode.purpose == PURPOSE,
+                    OneTimeCode.created_at > now - timedelta(hours=1),
+                )
+            )
+            if (sent or 0) >= self._per_hour:
+                oldest = db.scalar(
+                    select(func.min(OneTimeCode.created_at)).where(
+                        OneTimeCode.user_id == session.user_id,
+                        OneTimeCode.purpose == PURPOSE,
+                        OneTimeCode.created_at > now - timedelta(hours=1),
+                    )
+                )
+                wait = (_aware(oldest) + timedelta(hours=1) - now) if oldest else timedelta(hours=1)
+                log.warning("recovery codes rate-limited for user %s", session.user_id)
+                raise TooManyCodes(int(wait.total_seconds()))
+            db.execute(
+                update(OneTimeCode)
+                .where(
+                    OneTimeCode.session_id == session.id,
+                    OneTimeCode.purpose == PURPOSE,
+                    OneTimeCode.consumed_at.is_(None),
+                )
+                .values(consumed_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            db.add(
+                OneTimeCode(
+                    id=code_id,
+                    user_id=session.user_id,
+                    session_id=session.id,
+                    purpose=PURPOSE,
+                    channel=destination.channel,
+                    destination=destination.address,
+                    code_hash=self._hash(code_id, code),
+                    attempts=0,
+                    created_at=now,
+                    expires_at=now + self._ttl,
+                )
+            )
+        minutes = int(self._ttl.total_seconds() // 60)
+        await self._mailer.send(
+            destination.channel,
+            destination.address,
+            "Your seiwallet recovery code",
+            f"Your recovery code is {code}. It expires in {minutes} minutes.\n"
+            "Never share it: seiwallet staff will never ask for it. If you did not ask to "
+            "recover your wallet, someone may have your account password — change it.",
+        )
+        await self._notifier.notify(session.user_id, "recovery.code_sent", {}, security=True)
+        return CodeSent(destination, now + self._ttl, self.max_attempts)
+
+    def verify(self, session: SessionInfo, code: str) -> datetime:
+        """Check the code; on success open the recovery window and return when it closes."""
+        code = "".join(code.split())
+        now = self._now()
+        # A wrong try is committed before it is reported: the count must survive the error.
+        failure: RecoveryError | None = None
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            row = self._latest(db, session.id)
+            if row is None or row.consumed_at is not None or _aware(row.expires_at) <= now:
+                raise OneTimeCodeSpent
+            if not (
+                len(code) == 6 and code.isascii() and code.isdigit()
+            ) or not hmac.compare_digest(self._hash(row.id, code), row.code_hash):
+                row.attempts += 1
+                left = self.max_attempts - row.attempts
+                if left <= 0:
+                    row.consumed_at = now  # burnt
+                log.warning(
+                    "wrong recovery code for user %s (%d tries left)", session.user_id, max(left, 0)
+                )
+                failure = OneTimeCodeWrong(left) if left > 0 else OneTimeCodeSpent()
+            else:
+                row.consumed_at = now
+        if failure is not None:
+            raise failure
+        until = now + RECOVERY_WINDOW
+        self._session_service.allow_recovery(session.id, until)
+        return until

@@ -1,0 +1,304 @@
+"""The objects one API process works with, built once from settings and passed to the routes.
+
+No module-level singletons: :func:`build_services` makes everything from settings (and what a
+test hands in instead: a signer client, an HTTP client, a clock), and the app keeps it on its
+state. The API holds no key material: the signer is reached through its client only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from seiwallet.accounts.devicelogin import DeviceLoginService
+from seiwallet.accounts.devidp import DevClient, DevIdentityProvider
+from seiwallet.accounts.devidp_app import create_devidp_app
+from seiwallet.accounts.notices import DevMailbox, Mailer, Notifier, SmtpMailer
+from seiwallet.accounts.oidc import GOOGLE_ISSUER, Clock, OidcClient, OidcProvider
+from seiwallet.accounts.passkeys import PasskeyService
+from seiwallet.accounts.recovery import RecoveryService
+from seiwallet.accounts.services import SignInService
+from seiwallet.accounts.sessions import SessionService
+from seiwallet.config import Settings
+from seiwallet.db import create_engine_for, session_factory
+from seiwallet.db.migrations import upgrade
+from seiwallet.errors import ConfigError
+from seiwallet.signer.client import SignerClient
+from seiwallet.signer.secret import read_or_create_secret
+
+log = logging.getLogger(__name__)
+
+#: The development provider's client id in the web app.
+DEV_CLIENT_ID = "seiwallet-web"
+DEV_PROVIDER = "dev"
+
+
+@dataclass(frozen=True)
+class ProviderButton:
+    """A sign-in choice on the welcome page."""
+
+    name: str
+    label: str
+    kind: str  # "google" | "phone-maker" | "dev"
+    url: str
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    db: sessionmaker[Session]
+    signer: SignerClient
+    http: httpx.AsyncClient
+    sign_in: SignInService
+    sessions: SessionService
+    passkeys: PasskeyService
+    recovery: RecoveryService
+    notifier: Notifier
+    device_logins: DeviceLoginService
+    oidc: dict[str, OidcClient]
+    providers: list[ProviderButton]
+    mailbox: DevMailbox | None = None
+    devidp: DevIdentityProvider | None = None
+    devidp_app: Starlette | None = None
+    owned: list[object] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        for thing in self.owned:
+            if isinstance(thing, (httpx.AsyncClient, SignerClient)):
+                await thing.aclose()
+            elif isinstance(thing, Engine):
+                thing.dispose()
+
+
+def web_secret(settings: Settings) -> bytes:
+    """The app's own secret (CSRF tokens, one-time code MACs): configured, or a 0600 file."""
+    if settings.web.secret is not None:
+        value = settings.web.secret.get_secret_value()
+        if len(value) < 32:
+            raise ConfigError("SEIWALLET_WEB__SECRET", "must be at least 32 characters")
+        return value.encode()
+    settings.web_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return read_or_create_secret(settings.web_dir / "secret", create=True).encode()
+
+
+def signer_client(settings: Settings) -> SignerClient:
+    """The client of the signer these settings name (its secret is read, never created here)."""
+    if settings.signer.secret is not None:
+        secret = settings.signer.secret.get_secret_value()
+    else:
+        path = settings.signer_dir / "secret"
+        try:
+            secret = read_or_create_secret(path, create=False)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                "SEIWALLET_SIGNER__SECRET",
+                f"cannot read the signer's secret ({exc}): start `seiwallet signer` first",
+            ) from None
+    if settings.signer.url:
+        return SignerClient(secret=secret, url=settings.signer.url)
+    return SignerClient(secret=secret, socket=settings.signer_socket)
+
+
+def _providers(
+    settings: Settings,
+    devidp: DevIdentityProvider | None,
+    http: httpx.AsyncClient,
+    clock: Clock,
+) -> tuple[dict[str, OidcClient], list[ProviderButton]]:
+    """An OIDC client and a sign-in button per configured provider (and the dev one)."""
+    public = settings.web.public_url
+    oidc: dict[str, OidcClient] = {}
+    providers: list[ProviderButton] = []
+    for configured in settings.web.providers:
+        redirect = f"{public}/auth/callback/{configured.name}"
+        secret_value = (
+            configured.client_secret.get_secret_value() if configured.client_secret else None
+        )
+        if configured.preset == "google":
+            provider = OidcProvider(
+                configured.name,
+                configured.issuer or GOOGLE_ISSUER,
+                configured.client_id,
+                redirect,
+                secret_value,
+            )
+        else:
+            if not configured.issuer:
+                raise ConfigError(
+                    "SEIWALLET_WEB__PROVIDERS", f"provider {configured.name!r} needs an issuer"
+                )
+            provider = OidcProvider.generic(
+                configured.issuer,
+                configured.client_id,
+                redirect,
+                client_secret=secret_value,
+                name=configured.name,
+            )
+        oidc[configured.name] = OidcClient(provider, http, clock=clock)
+        providers.append(
+            ProviderButton(
+                configured.name,
+                configured.label,
+                "google" if configured.preset == "google" else "phone-maker",
+                f"/sign-in/{configured.name}",
+            )
+        )
+    if devidp is not None:
+        oidc[DEV_PROVIDER] = OidcClient(
+            OidcProvider.generic(
+                devidp.issuer,
+                DEV_CLIENT_ID,
+                f"{public}/auth/callback/{DEV_PROVIDER}",
+                name=DEV_PROVIDER,
+            ),
+            http,
+            clock=clock,
+        )
+        providers.append(
+            ProviderButton(DEV_PROVIDER, "Development sign-in", "dev", f"/sign-in/{DEV_PROVIDER}")
+        )
+
+    return oidc, providers
+
+
+def _mailer(
+    settings: Settings, db: sessionmaker[Session], clock: Clock
+) -> tuple[DevMailbox | None, Mailer]:
+    """Where codes and notices go: the dev mailbox (local only) or SMTP."""
+    mailbox: DevMailbox | None = None
+    mailer: Mailer
+    if settings.web.mailer == "dev-mailbox":
+        if not settings.network.is_local:
+            raise ConfigError(
+                "SEIWALLET_WEB__MAILER",
+                "the development mailbox is for the local profile only: configure smtp",
+            )
+        mailbox = DevMailbox(db, clock)
+        mailer = mailbox
+    else:
+        mailer = SmtpMailer(
+            settings.web.smtp_host,
+            settings.web.smtp_port,
+            settings.web.smtp_sender,
+            username=settings.web.smtp_username,
+            password=(
+                settings.web.smtp_password.get_secret_value()
+                if settings.web.smtp_password
+                else None
+            ),
+        )
+    return mailbox, mailer
+
+
+def build_services(
+    settings: Settings,
+    *,
+    signer: SignerClient | None = None,
+    engine: Engine | None = None,
+    clock: Clock = time.time,
+    migrate: bool = True,
+) -> Services:
+    owned: list[object] = []
+    if engine is None:
+        engine = create_engine_for(settings.effective_database_url)
+        owned.append(engine)
+    if migrate:
+        upgrade(engine)
+    db = session_factory(engine)
+    if signer is None:
+        signer = signer_client(settings)
+        owned.append(signer)
+    secret = web_secret(settings)
+    public = settings.web.public_url
+
+    devidp: DevIdentityProvider | None = None
+    devidp_app: Starlette | None = None
+    transport: httpx.AsyncBaseTransport | None = None
+    if settings.network.is_local:
+        devidp = DevIdentityProvider.from_settings(
+            settings,
+            issuer=f"{public}/dev-idp",
+            clients=[
+                DevClient(
+                    client_id=DEV_CLIENT_ID,
+                    redirect_uris=(f"{public}/auth/callback/{DEV_PROVIDER}",),
+                )
+            ],
+        )
+        devidp_app = create_devidp_app(devidp)
+        # The app asks its own provider in process: no request to itself over the network.
+        transport = httpx.ASGITransport(app=Starlette(routes=[Mount("/dev-idp", devidp_app)]))
+    http = httpx.AsyncClient(
+        timeout=10.0, mounts={public: transport} if transport is not None else None
+    )
+    owned.append(http)
+
+    oidc, providers = _providers(settings, devidp, http, clock)
+
+    sessions = SessionService(
+        db,
+        secret,
+        web_lifetime=timedelta(days=settings.web.session_days),
+        api_lifetime=timedelta(days=settings.web.api_token_days),
+        clock=clock,
+    )
+    mailbox, mailer = _mailer(settings, db, clock)
+    notifier = Notifier(db, mailer, clock)
+    passkeys = PasskeyService(
+        db,
+        signer,
+        rp_id=settings.signer.rp_id,
+        rp_name="seiwallet",
+        origins=settings.signer.origins,
+        recovery_timelock=timedelta(hours=settings.signer.recovery_timelock_hours),
+        clock=clock,
+    )
+    if public not in settings.signer.origins:
+        raise ConfigError(
+            "SEIWALLET_SIGNER__ORIGINS",
+            f"the web app's origin {public} must be one of the passkey origins "
+            f"{settings.signer.origins}",
+        )
+    return Services(
+        settings=settings,
+        engine=engine,
+        db=db,
+        signer=signer,
+        http=http,
+        sign_in=SignInService(db, signer, clock),
+        sessions=sessions,
+        passkeys=passkeys,
+        recovery=RecoveryService(
+            db,
+            sessions,
+            mailer,
+            notifier,
+            secret,
+            code_ttl=timedelta(minutes=settings.web.otp_ttl_minutes),
+            max_attempts=settings.web.otp_max_attempts,
+            per_hour=settings.web.otp_per_hour,
+            clock=clock,
+        ),
+        notifier=notifier,
+        device_logins=DeviceLoginService(db, sessions, passkeys, signer, clock),
+        oidc=oidc,
+        providers=providers,
+        mailbox=mailbox,
+        devidp=devidp,
+        devidp_app=devidp_app,
+        owned=owned,
+    )
+
+
+def static_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "web" / "static"

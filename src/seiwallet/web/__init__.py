@@ -1,0 +1,1 @@
+"""The wallet app's server-rendered shell: templates, static assets, translations."""
