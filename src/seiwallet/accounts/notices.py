@@ -44,7 +44,7 @@ EMAIL_TEXT: Final[dict[str, tuple[str, str]]] = {
     "recovery.passkey_added": (
         "A new passkey was added by account recovery",
         "The passkey “{label}” was added by account recovery. It can approve payments from "
-        "{active_from} UTC. If this was not you, cancel it now from Devices on any of your "
+        "{active_from} (UTC). If this was not you, cancel it now from Devices on any of your "
         "devices.",
     ),
     "authenticator.removed": (

@@ -29,6 +29,7 @@ from seiwallet.api.v1 import router as api_router
 from seiwallet.config import Settings
 from seiwallet.errors import SeiwalletError
 from seiwallet.signer.client import SignerClient
+from seiwallet.web import i18n
 from seiwallet.web.templating import STATIC_DIR, create_templates
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,14 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         request.state.request_id = uuid.uuid4().hex[:16]
-        response = await call_next(request)
+        # Messages made in handlers (errors, notices) are in the reader's language too.
+        with i18n.use_locale(pages.locale_of(request)):
+            response = await call_next(request)
+        if request.url.path.startswith("/static/"):
+            # Versioned URLs (?v=<hash of the file>) never change; others are revalidated.
+            response.headers["Cache-Control"] = (
+                "public, max-age=31536000, immutable" if "v" in request.query_params else "no-cache"
+            )
         response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")

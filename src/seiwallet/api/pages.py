@@ -38,7 +38,7 @@ from seiwallet.api.auth import (
 from seiwallet.api.services import Services
 from seiwallet.web import i18n
 from seiwallet.web.i18n import gettext as _
-from seiwallet.web.templating import STATIC_DIR, Templates
+from seiwallet.web.templating import STATIC_DIR, Templates, format_datetime
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +324,14 @@ async def home(request: Request) -> Response:
     )
 
 
+def _when(value: object) -> str:
+    """A notice's moment in the reader's language ("25 nov. 2026, 21:26 UTC")."""
+    try:
+        return format_datetime(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return str(value or "")
+
+
 def _notice(event: str, params: dict[str, Any], security: bool, at: datetime) -> dict[str, Any]:
     label = str(params.get("label", ""))
     titles: dict[str, tuple[str, str]] = {
@@ -338,8 +346,8 @@ def _notice(event: str, params: dict[str, Any], security: bool, at: datetime) ->
         ),
         "recovery.passkey_added": (
             _("New passkey by recovery"),
-            _("“%(label)s” can approve payments from %(when)s UTC unless you cancel it.")
-            % {"label": label, "when": str(params.get("active_from", ""))},
+            _("“%(label)s” can approve payments from %(when)s unless you cancel it.")
+            % {"label": label, "when": _when(params.get("active_from"))},
         ),
         "authenticator.removed": (
             _("Device removed"),

@@ -91,7 +91,7 @@ async def register_passkey(body: RegistrationBody, svc: Svc, caller: Caller) -> 
         await svc.notifier.notify(
             caller.user_id,
             "recovery.passkey_added",
-            {"label": label, "active_from": enrolled.active_from.strftime("%Y-%m-%d %H:%M")},
+            {"label": label, "active_from": enrolled.active_from.isoformat()},
             security=True,
         )
         redirect = "/recovery"
