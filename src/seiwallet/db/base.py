@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from typing import Any
+
+from sqlalchemy import Dialect, MetaData, Numeric, String, TypeDecorator
+from sqlalchemy.types import TypeEngine
 from sqlalchemy.orm import DeclarativeBase
 
 # Explicit names make migrations reproducible on SQLite and PostgreSQL alike.
@@ -19,3 +22,29 @@ class Base(DeclarativeBase):
     """Base class of all seiwallet tables."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Uint256(TypeDecorator[int]):
+    """Token base units, exact to 2**256 - 1: NUMERIC(78, 0) on PostgreSQL, digits on SQLite.
+
+    SQLite would keep a NUMERIC beyond 2**63 as a float and lose money, so there the column is
+    text and sums are made in Python. (The signer's store has its own copy: it imports no db.)
+    """
+
+    impl = String(78)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(78, 0))
+        return dialect.type_descriptor(String(78))
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if type(value) is not int or not 0 <= value < 2**256:
+            raise ValueError(f"base units are an integer from 0 to 2**256-1, not {value!r}")
+        return value if dialect.name == "postgresql" else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)

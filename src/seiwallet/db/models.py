@@ -7,7 +7,11 @@ from types import ModuleType
 from typing import Final
 
 #: Modules whose import registers tables on ``seiwallet.db.base.Base.metadata``; add new ones here.
-MODEL_MODULES: Final[tuple[str, ...]] = ("seiwallet.chain.models", "seiwallet.accounts.models")
+MODEL_MODULES: Final[tuple[str, ...]] = (
+    "seiwallet.chain.models",
+    "seiwallet.accounts.models",
+    "seiwallet.transfers.models",
+)
 
 
 def load_all() -> tuple[ModuleType, ...]:

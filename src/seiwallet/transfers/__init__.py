@@ -1,0 +1,1 @@
+"""Person-to-person stablecoin transfers: send, receive, the relayer, balances and history."""

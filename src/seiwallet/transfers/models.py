@@ -1,0 +1,135 @@
+"""Tables of the transfers domain: a person-to-person stablecoin transfer and its lifecycle.
+
+A transfer is one EIP-3009 ``transferWithAuthorization`` the sender's wallet signs in the signer
+and a sponsor submits (the sender pays no gas). Its row is also the relayer's **outbox**: a
+``signed`` row is work to submit; the authorization's ``nonce`` (unique) is what the chain knows
+it by, so a resubmission after a crash is harmless (the token refuses a used nonce) and the
+chain's ``authorizationState`` decides what is done.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from seiwallet.db.base import Base, Uint256
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TransferStatus(enum.StrEnum):
+    """Lifecycle of a transfer: see ``TRANSFER_TRANSITIONS``."""
+
+    #: Created and checked; waiting for the owner's approval (passkey or device key).
+    AWAITING_APPROVAL = "awaiting_approval"
+    #: Signed by the signer: in the relayer's outbox.
+    SIGNED = "signed"
+    #: A sponsor's transaction carrying it was broadcast.
+    SUBMITTED = "submitted"
+    #: The token's ``AuthorizationUsed`` for its nonce is on the canonical chain.
+    CONFIRMED = "confirmed"
+    #: It cannot happen (reverted, refused by the signer, expired before submission).
+    FAILED = "failed"
+    #: Never approved in time.
+    EXPIRED = "expired"
+
+
+TRANSFER_TRANSITIONS: dict[TransferStatus, frozenset[TransferStatus]] = {
+    TransferStatus.AWAITING_APPROVAL: frozenset(
+        {TransferStatus.SIGNED, TransferStatus.FAILED, TransferStatus.EXPIRED}
+    ),
+    TransferStatus.SIGNED: frozenset(
+        {TransferStatus.SUBMITTED, TransferStatus.CONFIRMED, TransferStatus.FAILED}
+    ),
+    # Back to SIGNED when its transaction was dropped or replaced: the relayer resubmits.
+    TransferStatus.SUBMITTED: frozenset(
+        {TransferStatus.CONFIRMED, TransferStatus.FAILED, TransferStatus.SIGNED}
+    ),
+    # A reorganisation can take a confirmation back (the follower's revert).
+    TransferStatus.CONFIRMED: frozenset({TransferStatus.SUBMITTED}),
+    TransferStatus.FAILED: frozenset(),
+    TransferStatus.EXPIRED: frozenset(),
+}
+OUTBOX_STATUSES = (TransferStatus.SIGNED,)
+IN_FLIGHT_STATUSES = (TransferStatus.SIGNED, TransferStatus.SUBMITTED)
+
+
+class Transfer(Base):
+    """One transfer from a user's wallet (``user_id`` is the owner and the shard key)."""
+
+    __tablename__ = "transfers"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key"),
+        UniqueConstraint("chain_id", "token", "nonce"),
+        Index("ix_transfers_status", "chain_id", "status"),
+        Index("ix_transfers_user_created", "user_id", "created_at"),
+        Index("ix_transfers_to", "chain_id", "to_address"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    #: SHA-256 of the request that created it: the same key with another request is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    token: Mapped[str] = mapped_column(String(42))
+    symbol: Mapped[str] = mapped_column(String(16))
+    decimals: Mapped[int] = mapped_column(Integer)
+    from_address: Mapped[str] = mapped_column(String(42))
+    to_address: Mapped[str] = mapped_column(String(42))
+    #: The recipient as the sender named them (an alias, a sei1 address), and their user if ours.
+    recipient_input: Mapped[str] = mapped_column(String(320))
+    recipient_user_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    amount_units: Mapped[int] = mapped_column(Uint256)
+    note: Mapped[str] = mapped_column(String(140), default="")
+    #: The EIP-3009 authorization: nonce (0x + 64 hex) and validity window (unix seconds).
+    nonce: Mapped[str] = mapped_column(String(66))
+    valid_after: Mapped[int] = mapped_column(BigInteger)
+    valid_before: Mapped[int] = mapped_column(BigInteger)
+    #: The intent the owner approves, canonical JSON, and its digest (hex).
+    intent: Mapped[str] = mapped_column(Text)
+    intent_digest: Mapped[str] = mapped_column(String(64))
+    #: The owner's signature (0x + 130 hex), once signed.
+    signature: Mapped[str | None] = mapped_column(String(132), nullable=True)
+    status: Mapped[TransferStatus] = mapped_column(
+        Enum(
+            TransferStatus,
+            native_enum=False,
+            length=20,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    failure_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    #: The sponsor transaction that carried it (the latest one), and what it cost the sponsor.
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    sponsor: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    gas_cost_wei: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    #: When a delayed submission may be tried again (RPC down, sponsor empty).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    delay_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
