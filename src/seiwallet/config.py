@@ -17,6 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -217,6 +218,19 @@ class WebSettings(BaseModel):
         return value.rstrip("/")
 
 
+class ComplianceSettings(BaseModel):
+    """The compliance gate's first rules (the jurisdiction rule files extend them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: A text file of sanctioned addresses, one per line (``#`` comments allowed).
+    sanctions_list: Path | None = None
+    #: The most one transfer may move, in whole tokens, by symbol.
+    per_transfer_cap: dict[str, Decimal] = Field(
+        default_factory=lambda: {"USDC": Decimal(10_000), "EURC": Decimal(10_000)}
+    )
+
+
 class Settings(BaseSettings):
     """Everything a seiwallet process is configured with."""
 
@@ -249,6 +263,7 @@ class Settings(BaseSettings):
     local_chain: LocalChainSettings = Field(default_factory=LocalChainSettings)
     signer: SignerSettings = Field(default_factory=SignerSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -116,20 +116,39 @@ class Browser:
         answer = await self.post_json("/v1/approvals/options", body, csrf=csrf)
         assert answer.status_code == 200, answer.text
         options = answer.json()["options"]
-        key = passkey or self.passkey
-        signed = key.get_assertion(_unb64(options["challenge"]))
-        credential = {
-            "id": b64url(key.credential_id),
-            "rawId": b64url(key.credential_id),
-            "type": "public-key",
-            "response": {
-                "clientDataJSON": b64url(signed.client_data_json),
-                "authenticatorData": b64url(signed.authenticator_data),
-                "signature": b64url(signed.signature),
-                "userHandle": b64url(signed.user_handle) if signed.user_handle else None,
-            },
-        }
+        credential = assertion(passkey or self.passkey, options["challenge"])
         return answer.json()["approval_id"], credential
+
+    async def approve_transfer(self, csrf: str, transfer_id: str) -> Any:
+        """Approve a transfer with this browser's passkey, as the send page does."""
+        options = await self.post_json(
+            f"/v1/transfers/{transfer_id}/approval-options", {}, csrf=csrf
+        )
+        assert options.status_code == 200, options.text
+        return await self.post_json(
+            f"/v1/transfers/{transfer_id}/approve",
+            {
+                "approval_id": options.json()["approval_id"],
+                "credential": assertion(self.passkey, options.json()["options"]["challenge"]),
+            },
+            csrf=csrf,
+        )
+
+
+def assertion(passkey: SoftPasskey, challenge: str) -> dict[str, Any]:
+    """What ``navigator.credentials.get()`` answers to ``challenge`` (base64url), as JSON."""
+    signed = passkey.get_assertion(_unb64(challenge))
+    return {
+        "id": b64url(passkey.credential_id),
+        "rawId": b64url(passkey.credential_id),
+        "type": "public-key",
+        "response": {
+            "clientDataJSON": b64url(signed.client_data_json),
+            "authenticatorData": b64url(signed.authenticator_data),
+            "signature": b64url(signed.signature),
+            "userHandle": b64url(signed.user_handle) if signed.user_handle else None,
+        },
+    }
 
 
 def _unb64(text: str) -> bytes:

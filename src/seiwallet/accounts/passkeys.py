@@ -83,6 +83,8 @@ _WRITE: Final = {SQLITE_BEGIN: "IMMEDIATE"}
 APPROVABLE: Final = {
     "authenticator.remove": ("authenticator_id",),
     "authenticator.add": ("kind", "id", "public_key", "label"),
+    # A signer intent (a transfer, a payment): the document is the intent's digest.
+    "intent": ("digest",),
 }
 
 
@@ -354,7 +356,15 @@ class PasskeyService:
         canonical = {k: str(document[k]) for k in fields}
         nonce = secrets.token_bytes(16)
         expires_at = int(self._clock()) + _APPROVAL_LIFETIME
-        digest = action_digest(action, canonical)
+        if action == "intent":
+            try:
+                digest = bytes.fromhex(canonical["digest"])
+            except ValueError:
+                raise CeremonyInvalid("names a malformed intent digest") from None
+            if len(digest) != 32:
+                raise CeremonyInvalid("names a malformed intent digest")
+        else:
+            digest = action_digest(action, canonical)
         challenge = challenge_bytes(approval_subject(session.wallet_id, digest), nonce, expires_at)
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)

@@ -25,6 +25,7 @@ from seiwallet.accounts.errors import NotSignedIn
 from seiwallet.accounts.oidc import Clock
 from seiwallet.api import pages, problems
 from seiwallet.api.services import Services, build_services
+from seiwallet.api.transfers import router as transfers_router
 from seiwallet.api.v1 import router as api_router
 from seiwallet.config import Settings
 from seiwallet.errors import SeiwalletError
@@ -156,6 +157,7 @@ def create_app(
         return JSONResponse({"type": problems.TYPE_BASE + code, "code": code})
 
     app.include_router(api_router)
+    app.include_router(transfers_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if built.devidp_app is not None:

@@ -28,12 +28,17 @@ from seiwallet.accounts.passkeys import PasskeyService
 from seiwallet.accounts.recovery import RecoveryService
 from seiwallet.accounts.services import SignInService
 from seiwallet.accounts.sessions import SessionService
+from seiwallet.api.chain import CachedBalances, load_tokens
+from seiwallet.chain.rpc import RpcClient
+from seiwallet.compliance.gate import ComplianceGate, load_sanctions_list
 from seiwallet.config import Settings
 from seiwallet.db import create_engine_for, session_factory
 from seiwallet.db.migrations import upgrade
+from seiwallet.deployments import open_chain
 from seiwallet.errors import ConfigError
 from seiwallet.signer.client import SignerClient
 from seiwallet.signer.secret import read_or_create_secret
+from seiwallet.transfers.services import TransferService
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +76,40 @@ class Services:
     devidp: DevIdentityProvider | None = None
     devidp_app: Starlette | None = None
     owned: list[object] = field(default_factory=list)
+    gate: ComplianceGate = field(default_factory=ComplianceGate)
+    #: Set by :meth:`connect_chain` (at start, or on first use if the chain was down then).
+    rpc: RpcClient | None = None
+    balances: CachedBalances | None = None
+    _transfers: TransferService | None = None
+    clock: Clock = time.time
+    #: Objects made on first use and kept for the process (the faucet's sender).
+    extras: dict[str, object] = field(default_factory=dict)
+
+    async def connect_chain(self) -> TransferService:
+        """Connect to the chain and read the offered tokens; the transfer service on top."""
+        if self._transfers is not None:
+            return self._transfers
+        rpc = await open_chain(self.settings)
+        try:
+            tokens = await load_tokens(self.settings, rpc)
+        except BaseException:
+            await rpc.aclose()
+            raise
+        self.rpc = rpc
+        self.owned.append(rpc)
+        self.balances = CachedBalances(rpc)
+        self._transfers = TransferService(
+            self.db, self.signer, self.balances, tokens, self.gate, clock=self.clock
+        )
+        return self._transfers
+
+    def use_transfers(self, transfers: TransferService) -> None:
+        """Hand in a transfer service built elsewhere (tests)."""
+        self._transfers = transfers
 
     async def aclose(self) -> None:
         for thing in self.owned:
-            if isinstance(thing, (httpx.AsyncClient, SignerClient)):
+            if isinstance(thing, (httpx.AsyncClient, SignerClient, RpcClient)):
                 await thing.aclose()
             elif isinstance(thing, Engine):
                 thing.dispose()
@@ -291,12 +326,24 @@ def build_services(
         ),
         notifier=notifier,
         device_logins=DeviceLoginService(db, sessions, passkeys, signer, clock),
+        gate=compliance_gate(settings),
+        clock=clock,
         oidc=oidc,
         providers=providers,
         mailbox=mailbox,
         devidp=devidp,
         devidp_app=devidp_app,
         owned=owned,
+    )
+
+
+def compliance_gate(settings: Settings) -> ComplianceGate:
+    """The compliance gate these settings describe (its sanctions list read now)."""
+    sanctioned: frozenset[str] = frozenset()
+    if settings.compliance.sanctions_list is not None:
+        sanctioned = load_sanctions_list(settings.compliance.sanctions_list)
+    return ComplianceGate(
+        sanctioned=sanctioned, per_transfer_cap=settings.compliance.per_transfer_cap
     )
 
 

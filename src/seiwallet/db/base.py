@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Dialect, MetaData, Numeric, String, TypeDecorator
-from sqlalchemy.types import TypeEngine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeEngine
 
 # Explicit names make migrations reproducible on SQLite and PostgreSQL alike.
 NAMING_CONVENTION = {

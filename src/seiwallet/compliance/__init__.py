@@ -1,0 +1,1 @@
+"""Jurisdiction rules and the compliance gate every value-moving intent passes through."""

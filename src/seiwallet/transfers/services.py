@@ -1,0 +1,547 @@
+"""Sending stablecoins: create a transfer, have the owner approve it, hand it to the relayer.
+
+``create`` checks everything that can be checked before anyone is asked to approve — the token,
+the recipient (0x, sei1, a verified phone number or e-mail of another user), the amount, the
+compliance gate, the balance net of transfers already in flight — builds the
+``erc3009.transfer`` intent (random bytes32 nonce, a one-hour validity window) and stores the
+transfer ``awaiting_approval`` under the caller's ``Idempotency-Key``: the same key and request
+returns the first transfer, never a second one. ``approve`` passes the intent and the owner's
+approval to the signer and stores the signature: the row is now in the relayer's outbox.
+
+Money moves at most once whatever is retried: one transfer is one EIP-3009 nonce, which the
+token accepts once.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final, Protocol
+
+import phonenumbers
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from seiwallet.accounts.models import User, UserStatus
+from seiwallet.addresses import InvalidAddress, parse_evm_address
+from seiwallet.chain.tokens import TokenDomain
+from seiwallet.compliance.gate import ComplianceGate, Movement
+from seiwallet.db import SQLITE_BEGIN
+from seiwallet.errors import InvalidInput
+from seiwallet.money import TokenAmount
+from seiwallet.signer.client import SignerClient
+from seiwallet.signer.intents import intent_digest, parse_intent
+from seiwallet.transfers.errors import (
+    IdempotencyConflict,
+    InsufficientBalance,
+    RecipientInvalid,
+    RecipientUnknown,
+    SelfTransfer,
+    TransferNotAwaitingApproval,
+    TransferNotFound,
+    UnknownToken,
+)
+from seiwallet.transfers.models import IN_FLIGHT_STATUSES, Transfer, TransferStatus
+
+log = logging.getLogger(__name__)
+
+#: How long a signed authorization may wait to be submitted (the relayer's whole window).
+VALIDITY: Final = 3600
+#: ``validAfter`` a minute back: the chain's clock (whole-second block timestamps) may lag ours.
+CLOCK_SKEW: Final = 60
+#: An unapproved transfer is abandoned after this long.
+APPROVAL_WINDOW: Final = 600
+_WRITE: Final = {SQLITE_BEGIN: "IMMEDIATE"}
+_MAX_KEY: Final = 255
+
+
+class Clock(Protocol):
+    def __call__(self) -> float: ...
+
+
+class BalanceReader(Protocol):
+    """Reads a token balance from the chain (a cached RPC read in the API)."""
+
+    async def balance(self, token: str, owner: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token the wallet offers on this chain, with its EIP-712 domain read from the chain."""
+
+    symbol: str
+    name: str
+    decimals: int
+    domain: TokenDomain
+
+    @property
+    def address(self) -> str:
+        return self.domain.verifying_contract
+
+    def domain_json(self) -> dict[str, str]:
+        return {
+            "name": self.domain.name,
+            "version": self.domain.version,
+            "chain_id": str(self.domain.chain_id),
+            "verifying_contract": self.domain.verifying_contract,
+        }
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The user sending: their id, their wallet in the signer, its address."""
+
+    user_id: str
+    wallet_id: str
+    address: str
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    recipient: str
+    symbol: str
+    amount: str
+    note: str = ""
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(
+            {
+                "recipient": self.recipient.strip(),
+                "symbol": self.symbol.upper(),
+                "amount": self.amount.strip(),
+                "note": self.note,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str
+    user_id: str | None
+    #: How to show them: the alias or name they were found by, else the address.
+    label: str
+
+
+@dataclass(frozen=True)
+class TransferView:
+    id: str
+    status: TransferStatus
+    symbol: str
+    decimals: int
+    token: str
+    amount_units: int
+    from_address: str
+    to_address: str
+    recipient: str
+    recipient_user_id: str | None
+    note: str
+    intent: dict[str, Any]
+    intent_digest: str
+    tx_hash: str | None
+    block_number: int | None
+    gas_cost_wei: int | None
+    failure_reason: str | None
+    delay_reason: str | None
+    created_at: datetime
+    confirmed_at: datetime | None
+
+    @property
+    def amount(self) -> TokenAmount:
+        return TokenAmount.from_units(self.amount_units, self.decimals, self.symbol)
+
+    @classmethod
+    def of(cls, row: Transfer) -> TransferView:
+        return cls(
+            id=row.id,
+            status=row.status,
+            symbol=row.symbol,
+            decimals=row.decimals,
+            token=row.token,
+            amount_units=row.amount_units,
+            from_address=row.from_address,
+            to_address=row.to_address,
+            recipient=row.recipient_input,
+            recipient_user_id=row.recipient_user_id,
+            note=row.note,
+            intent=json.loads(row.intent),
+            intent_digest=row.intent_digest,
+            tx_hash=row.tx_hash,
+            block_number=row.block_number,
+            gas_cost_wei=row.gas_cost_wei,
+            failure_reason=row.failure_reason,
+            delay_reason=row.delay_reason,
+            created_at=_aware(row.created_at),
+            confirmed_at=_aware(row.confirmed_at) if row.confirmed_at else None,
+        )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _check_key(key: str | None) -> str:
+    if key is None or not key.strip():
+        raise InvalidInput("an Idempotency-Key header is required to send money")
+    if len(key) > _MAX_KEY or not key.isprintable():
+        raise InvalidInput(f"the Idempotency-Key must be 1 to {_MAX_KEY} printable characters")
+    return key
+
+
+class RecipientResolver:
+    """Who a recipient is: a 0x address, a sei1 address we know, or another user's alias."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, default_region: str = "HK") -> None:
+        self._sessions = sessions
+        self._region = default_region
+
+    def resolve(self, text: str) -> Recipient:
+        given = " ".join(text.split())
+        if not given:
+            raise RecipientInvalid("enter who to send to: a 0x or sei1 address, a phone or e-mail")
+        lowered = given.lower()
+        if lowered.startswith("0x"):
+            try:
+                address = parse_evm_address(given)
+            except InvalidAddress as exc:
+                raise RecipientInvalid(str(exc)) from None
+            user = self._user_by(User.wallet_address, address)
+            return Recipient(address, user.id if user else None, given)
+        if lowered.startswith("sei1"):
+            user = self._user_by(User.wallet_sei_address, lowered)
+            if user is None or user.wallet_address is None:
+                raise RecipientUnknown(
+                    "this sei1 address is not linked to an EVM address we know: "
+                    "ask the recipient for their 0x address"
+                )
+            return Recipient(user.wallet_address, user.id, given)
+        if "@" in given:
+            user = self._verified(User.email, User.email_verified, lowered)
+            return self._alias(user, given)
+        try:
+            number = phonenumbers.parse(given, self._region)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is None or not phonenumbers.is_valid_number(number):
+            raise RecipientInvalid(
+                f"{given!r} is not an address, a phone number or an e-mail address"
+            )
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        user = self._verified(User.phone, User.phone_verified, e164)
+        return self._alias(user, e164)
+
+    @staticmethod
+    def _alias(user: User | None, alias: str) -> Recipient:
+        if user is None or user.wallet_address is None:
+            raise RecipientUnknown(
+                f"no seiwallet user can receive at {alias} yet: "
+                "send to their 0x address, or ask them to sign up"
+            )
+        return Recipient(user.wallet_address, user.id, alias)
+
+    def _user_by(self, column: Any, value: str) -> User | None:
+        with self._sessions() as db:
+            return db.scalars(
+                select(User).where(column == value, User.status == UserStatus.ACTIVE)
+            ).first()
+
+    def _verified(self, column: Any, verified: Any, value: str) -> User | None:
+        with self._sessions() as db:
+            return db.scalars(
+                select(User).where(
+                    column == value, verified.is_(True), User.status == UserStatus.ACTIVE
+                )
+            ).first()
+
+
+class TransferService:
+    """Create, approve and list a user's transfers."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        signer: SignerClient,
+        balances: BalanceReader,
+        tokens: Mapping[str, TokenInfo],
+        gate: ComplianceGate,
+        *,
+        resolver: RecipientResolver | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._signer = signer
+        self._balances = balances
+        self.tokens = {symbol.upper(): info for symbol, info in tokens.items()}
+        self._gate = gate
+        self.resolver = resolver or RecipientResolver(sessions)
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def token(self, symbol: str) -> TokenInfo:
+        info = self.tokens.get(symbol.strip().upper())
+        if info is None:
+            raise UnknownToken(symbol, sorted(self.tokens))
+        return info
+
+    # -- balances ------------------------------------------------------------------------------
+    async def available(self, owner: Owner, token: TokenInfo) -> int:
+        """What can be sent now: the chain balance less this wallet's transfers in flight."""
+        on_chain = await self._balances.balance(token.address, owner.address)
+        return max(0, on_chain - self._in_flight(owner, token))
+
+    def _in_flight(self, owner: Owner, token: TokenInfo) -> int:
+        with self._sessions() as db:
+            amounts = db.scalars(
+                select(Transfer.amount_units).where(
+                    Transfer.user_id == owner.user_id,
+                    Transfer.token == token.address,
+                    Transfer.status.in_(IN_FLIGHT_STATUSES),
+                )
+            ).all()
+        return sum(amounts)
+
+    # -- create --------------------------------------------------------------------------------
+    async def create(
+        self, owner: Owner, request: SendRequest, idempotency_key: str | None
+    ) -> tuple[TransferView, bool]:
+        """A new transfer awaiting approval, or the one this key already made (``False``)."""
+        key = _check_key(idempotency_key)
+        fingerprint = request.fingerprint()
+        earlier = self._by_key(owner.user_id, key)
+        if earlier is not None:
+            if earlier.request_hash != fingerprint:
+                raise IdempotencyConflict
+            return TransferView.of(earlier), False
+        token = self.token(request.symbol)
+        amount = TokenAmount.parse(request.amount, token.decimals, token.symbol)
+        if amount.units <= 0:
+            raise InvalidInput("the amount must be more than zero")
+        if len(request.note) > 140:
+            raise InvalidInput("a note is at most 140 characters")
+        recipient = self.resolver.resolve(request.recipient)
+        if recipient.address.lower() == owner.address.lower():
+            raise SelfTransfer
+        self._gate.check(
+            Movement(
+                kind="transfer",
+                user_id=owner.user_id,
+                from_address=owner.address,
+                to_address=recipient.address,
+                symbol=token.symbol,
+                decimals=token.decimals,
+                amount_units=amount.units,
+            )
+        ).raise_if_denied()
+        available = await self.available(owner, token)
+        if amount.units > available:
+            raise InsufficientBalance(
+                TokenAmount.from_units(available, token.decimals, token.symbol).format(),
+                token.symbol,
+            )
+        now = int(self._clock())
+        nonce = "0x" + secrets.token_bytes(32).hex()
+        intent = {
+            "kind": "erc3009.transfer",
+            "version": 1,
+            "token": token.domain_json(),
+            "to": recipient.address,
+            "amount_units": str(amount.units),
+            "valid_after": str(now - CLOCK_SKEW),
+            "valid_before": str(now + VALIDITY),
+            "nonce": nonce,
+        }
+        digest = intent_digest(parse_intent(intent)).hex()
+        row = Transfer(
+            id=uuid.uuid4().hex,
+            user_id=owner.user_id,
+            idempotency_key=key,
+            request_hash=fingerprint,
+            chain_id=token.domain.chain_id,
+            token=token.address,
+            symbol=token.symbol,
+            decimals=token.decimals,
+            from_address=owner.address,
+            to_address=recipient.address,
+            recipient_input=recipient.label[:320],
+            recipient_user_id=recipient.user_id,
+            amount_units=amount.units,
+            note=request.note,
+            nonce=nonce,
+            valid_after=now - CLOCK_SKEW,
+            valid_before=now + VALIDITY,
+            intent=json.dumps(intent, sort_keys=True),
+            intent_digest=digest,
+            status=TransferStatus.AWAITING_APPROVAL,
+            attempts=0,
+            created_at=self._now(),
+        )
+        try:
+            with self._sessions.begin() as db:
+                db.add(row)
+                db.flush()
+                view = TransferView.of(row)
+        except IntegrityError:
+            # The same key raced in from a second request: the first one's transfer stands.
+            earlier = self._by_key(owner.user_id, key)
+            if earlier is None:  # pragma: no cover - the unique key is what failed
+                raise
+            if earlier.request_hash != fingerprint:
+                raise IdempotencyConflict from None
+            return TransferView.of(earlier), False
+        log.info("transfer %s created (%s %s)", view.id, amount.format(), token.symbol)
+        return view, True
+
+    def _by_key(self, user_id: str, key: str) -> Transfer | None:
+        with self._sessions() as db:
+            return db.scalars(
+                select(Transfer).where(Transfer.user_id == user_id, Transfer.idempotency_key == key)
+            ).first()
+
+    # -- approve -------------------------------------------------------------------------------
+    async def approve(
+        self, owner: Owner, transfer_id: str, approvals: Sequence[Mapping[str, Any]]
+    ) -> TransferView:
+        """Have the signer sign the transfer with the owner's approval; it joins the outbox.
+
+        Approving an already signed transfer returns it unchanged (a retried request).
+        """
+        row = self._get(owner.user_id, transfer_id)
+        if row.status is not TransferStatus.AWAITING_APPROVAL:
+            if row.status in (
+                TransferStatus.SIGNED,
+                TransferStatus.SUBMITTED,
+                TransferStatus.CONFIRMED,
+            ):
+                return TransferView.of(row)
+            raise TransferNotAwaitingApproval(row.status)
+        if _aware(row.created_at).timestamp() + APPROVAL_WINDOW < self._clock():
+            self._set(row.id, TransferStatus.EXPIRED, from_status=TransferStatus.AWAITING_APPROVAL)
+            raise TransferNotAwaitingApproval(TransferStatus.EXPIRED)
+        result = await self._signer.sign(owner.wallet_id, json.loads(row.intent), list(approvals))
+        signature = str(result["signature"])
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            db.execute(
+                update(Transfer)
+                .where(
+                    Transfer.id == row.id,
+                    Transfer.status == TransferStatus.AWAITING_APPROVAL,
+                )
+                .values(
+                    signature=signature,
+                    status=TransferStatus.SIGNED,
+                    signed_at=self._now(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            fresh = db.get(Transfer, row.id, populate_existing=True)
+            if fresh is None:  # pragma: no cover - transfers are never deleted
+                raise TransferNotFound
+            return TransferView.of(fresh)
+
+    def _set(
+        self, transfer_id: str, status: TransferStatus, *, from_status: TransferStatus
+    ) -> None:
+        with self._sessions.begin() as db:
+            db.execute(
+                update(Transfer)
+                .where(Transfer.id == transfer_id, Transfer.status == from_status)
+                .values(status=status)
+                .execution_options(synchronize_session=False)
+            )
+
+    # -- reading -------------------------------------------------------------------------------
+    def _get(self, user_id: str, transfer_id: str) -> Transfer:
+        with self._sessions() as db:
+            row = db.get(Transfer, transfer_id)
+            if row is None or row.user_id != user_id:
+                raise TransferNotFound
+            return row
+
+    def get(self, user_id: str, transfer_id: str) -> TransferView:
+        """One of the user's transfers: sent by them, or to them by another user."""
+        with self._sessions() as db:
+            row = db.get(Transfer, transfer_id)
+            if row is None or user_id not in (row.user_id, row.recipient_user_id):
+                raise TransferNotFound
+            return TransferView.of(row)
+
+    def history(self, user_id: str, address: str, limit: int = 50) -> list[TransferView]:
+        """Transfers sent by the user or to their address, newest first."""
+        with self._sessions() as db:
+            rows = db.scalars(
+                select(Transfer)
+                .where(
+                    or_(
+                        Transfer.user_id == user_id,
+                        (Transfer.to_address == address)
+                        & Transfer.status.in_(
+                            (
+                                TransferStatus.SIGNED,
+                                TransferStatus.SUBMITTED,
+                                TransferStatus.CONFIRMED,
+                            )
+                        ),
+                    )
+                )
+                .order_by(Transfer.created_at.desc())
+                .limit(limit)
+            ).all()
+            return [TransferView.of(r) for r in rows]
+
+    def history_csv(self, user_id: str, address: str, explorer: str | None = None) -> str:
+        """The user's history as CSV: one row per transfer, amounts exact in the token."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(
+            [
+                "created_at_utc",
+                "direction",
+                "status",
+                "token",
+                "amount",
+                "counterparty",
+                "note",
+                "tx_hash",
+                "explorer",
+            ]
+        )
+        for view in self.history(user_id, address, limit=10_000):
+            outgoing = view.from_address.lower() == address.lower()
+            writer.writerow(
+                [
+                    view.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                    "sent" if outgoing else "received",
+                    str(view.status),
+                    view.symbol,
+                    view.amount.format(),
+                    view.recipient if outgoing else view.from_address,
+                    _csv_safe(view.note),
+                    view.tx_hash or "",
+                    explorer.format(tx=view.tx_hash) if explorer and view.tx_hash else "",
+                ]
+            )
+        return out.getvalue()
+
+
+def _csv_safe(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def fiat_value(amount: TokenAmount, rate: Decimal) -> Decimal:
+    return (amount.to_decimal() * rate).quantize(Decimal("0.01"))
