@@ -55,6 +55,8 @@ Clock = Callable[[], float]
 
 GOOGLE_ISSUER: Final = "https://accounts.google.com"
 DEFAULT_SCOPES: Final = ("openid", "email", "profile")
+#: A phone maker's account service knows the phone number; Google refuses the ``phone`` scope.
+PHONE_SCOPES: Final = (*DEFAULT_SCOPES, "phone")
 #: The algorithms we accept, and the key type each needs. Never ``none``, never HMAC.
 ALLOWED_ALGORITHMS: Final[Mapping[str, type[RSAKey] | type[ECKey]]] = MappingProxyType(
     {"RS256": RSAKey, "ES256": ECKey}

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import phonenumbers
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -271,16 +272,15 @@ class SignInService:
                 if earlier is not None:
                     return earlier
                 now = self._now()
+                phone = e164(identity.phone_number)
                 user = User(
                     id=new_user_id(),
                     created_at=now,
                     display_name=identity.name,
                     email=identity.email,
                     email_verified=identity.email is not None and identity.email_verified,
-                    phone=identity.phone_number,
-                    phone_verified=(
-                        identity.phone_number is not None and identity.phone_number_verified
-                    ),
+                    phone=phone,
+                    phone_verified=phone is not None and identity.phone_number_verified,
                     status=UserStatus.PROVISIONING,
                 )
                 session.add(user)
@@ -369,6 +369,23 @@ class SignInService:
                 .values(last_sign_in_at=now)
             )
             return SignedInUser.of(user), activated
+
+
+def e164(number: str | None) -> str | None:
+    """A phone number in E.164 (``+85291234567``), or ``None`` if it is not a valid one.
+
+    OIDC's ``phone_number`` claim should be E.164 already (OIDC Core §5.1) but providers differ;
+    aliases are matched in this one form.
+    """
+    if not number:
+        return None
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _is_local_path(target: str) -> bool:

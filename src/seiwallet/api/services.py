@@ -23,7 +23,13 @@ from seiwallet.accounts.devicelogin import DeviceLoginService
 from seiwallet.accounts.devidp import DevClient, DevIdentityProvider
 from seiwallet.accounts.devidp_app import create_devidp_app
 from seiwallet.accounts.notices import DevMailbox, Mailer, Notifier, SmtpMailer
-from seiwallet.accounts.oidc import GOOGLE_ISSUER, Clock, OidcClient, OidcProvider
+from seiwallet.accounts.oidc import (
+    GOOGLE_ISSUER,
+    PHONE_SCOPES,
+    Clock,
+    OidcClient,
+    OidcProvider,
+)
 from seiwallet.accounts.passkeys import PasskeyService
 from seiwallet.accounts.recovery import RecoveryService
 from seiwallet.accounts.services import SignInService
@@ -178,6 +184,7 @@ def _providers(
                 redirect,
                 client_secret=secret_value,
                 name=configured.name,
+                scopes=PHONE_SCOPES,
             )
         oidc[configured.name] = OidcClient(provider, http, clock=clock)
         providers.append(
@@ -195,6 +202,7 @@ def _providers(
                 DEV_CLIENT_ID,
                 f"{public}/auth/callback/{DEV_PROVIDER}",
                 name=DEV_PROVIDER,
+                scopes=PHONE_SCOPES,
             ),
             http,
             clock=clock,
