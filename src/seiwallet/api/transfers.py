@@ -114,6 +114,7 @@ async def balances(svc: Svc, caller: Caller) -> dict[str, Any]:
                 "token": info.symbol,
                 "name": info.name,
                 "address": info.address,
+                "decimals": info.decimals,
                 "amount": TokenAmount.from_units(available, info.decimals, info.symbol).format(),
                 "amount_units": str(available),
             }

@@ -10,18 +10,25 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 import webbrowser
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
+import segno
 import typer
 import uvicorn
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from rich.table import Table
 
 from seiwallet.cli.app import app, configure_logging, console, fail, handles_errors, settings
 from seiwallet.config import Settings
+from seiwallet.money import TokenAmount
+from seiwallet.signer.approvals import DeviceApproval, challenge_bytes
+from seiwallet.signer.intents import intent_digest, parse_intent
+from seiwallet.signer.service import approval_subject
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")]
 ApiUrl = Annotated[
@@ -207,3 +214,173 @@ def logout(credentials: CredentialsPath = None) -> None:
         console.print("[yellow]the API is unreachable: the session ends when it expires[/]")
     path.unlink()
     console.print("Logged out; the device key was deleted.")
+
+
+# -- money -----------------------------------------------------------------------------------------
+
+
+class _Api:
+    """The signed-in device's view of the API: bearer token, device key, one-line errors."""
+
+    def __init__(self, config: Settings, credentials: Path | None, api: str | None) -> None:
+        self.saved = read_credentials(_credentials_path(config, credentials))
+        self.base = (api or self.saved["api"]).rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.base,
+            timeout=30,
+            headers={"authorization": f"Bearer {self.saved['token']}"},
+        )
+
+    def __enter__(self) -> _Api:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            answer = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise fail(f"cannot reach the seiwallet API at {self.base} ({exc})") from None
+        if answer.status_code >= 400:
+            raise fail(_problem(answer))
+        return answer.json()
+
+    def approve(self, wallet_id: str, digest_hex: str) -> dict[str, Any]:
+        """A device-key approval of the intent with this digest (5 minutes at most)."""
+        key = serialization.load_pem_private_key(self.saved["device_key"].encode(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise fail("the saved device key is not a P-256 key: run `seiwallet login` again")
+        nonce = os.urandom(16)
+        expires_at = int(time.time()) + 120
+        challenge = challenge_bytes(
+            approval_subject(wallet_id, bytes.fromhex(digest_hex)), nonce, expires_at
+        )
+        signature = key.sign(challenge, ec.ECDSA(hashes.SHA256()))
+        return DeviceApproval(
+            authenticator_id=self.saved["authenticator_id"],
+            nonce=nonce,
+            expires_at=expires_at,
+            signature=signature,
+        ).to_json()
+
+
+def _check_intent(transfer: dict[str, Any], recipient_address: str | None) -> None:
+    """What the device approves must be what the person asked: recompute the digest."""
+    intent = parse_intent(transfer["intent"])
+    if intent_digest(intent).hex() != transfer["intent_digest"]:
+        raise fail("the API returned an intent that does not match its digest: not approving")
+    if intent.to_json().get("to", "").lower() != transfer["to"].lower():
+        raise fail("the API returned an intent for another recipient: not approving")
+    if recipient_address and recipient_address.lower() != transfer["to"].lower():
+        raise fail("the API resolved another recipient than the address given: not approving")
+
+
+@app.command()
+@handles_errors
+def send(  # noqa: PLR0917 - a command's arguments and options
+    recipient: Annotated[str, typer.Argument(help="0x or sei1 address, phone number or e-mail.")],
+    amount: Annotated[str, typer.Argument(help="How much, e.g. 12.50.")],
+    token: Annotated[str, typer.Option(help="USDC or EURC.")] = "USDC",  # noqa: S107
+    note: Annotated[str, typer.Option(help="A note for the recipient.")] = "",
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Reuse to retry safely (default: a new one).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until the transfer completes.")] = True,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+    api: ApiUrl = None,
+    credentials: CredentialsPath = None,
+) -> None:
+    """Send stablecoins, approved with this device's key; no gas needed."""
+    config = settings()
+    key = idempotency_key or uuid.uuid4().hex
+    with _Api(config, credentials, api) as client:
+        transfer = client.call(
+            "POST",
+            "/v1/transfers",
+            json={"recipient": recipient, "token": token, "amount": amount, "note": note},
+            headers={"Idempotency-Key": key},
+        )
+        typed_address = recipient if recipient.lower().startswith("0x") else None
+        _check_intent(transfer, typed_address)
+        console.print(
+            f"Send [bold]{transfer['amount']} {transfer['token']}[/] to {transfer['recipient']} "
+            f"({transfer['to']}); network fee paid by seiwallet."
+        )
+        if not yes and not typer.confirm("Approve with this device's key?"):
+            raise fail("not approved: nothing was sent", code=1)
+        if transfer["status"] == "awaiting_approval":
+            approval = client.approve(transfer["wallet_id"], transfer["intent_digest"])
+            transfer = client.call(
+                "POST", f"/v1/transfers/{transfer['id']}/approve", json={"approvals": [approval]}
+            )
+        console.print(f"transfer {transfer['id']}: {transfer['status']}")
+        deadline = time.monotonic() + 120
+        while wait and transfer["status"] in ("signed", "submitted"):
+            if time.monotonic() > deadline:
+                console.print("still on its way; check with `seiwallet history`")
+                break
+            time.sleep(0.5)
+            transfer = client.call("GET", f"/v1/transfers/{transfer['id']}")
+            if transfer.get("delayed"):
+                console.print(f"[yellow]delayed:[/] {transfer['delayed']}")
+        if transfer["status"] == "failed":
+            raise fail(f"the transfer failed: {transfer.get('failure_reason') or 'unknown'}")
+        if transfer["status"] == "confirmed":
+            console.print(f"[green]completed[/] in block {transfer['block_number']}")
+
+
+@app.command()
+@handles_errors
+def receive(
+    amount: Annotated[str | None, typer.Option(help="Ask for this amount.")] = None,
+    token: Annotated[str, typer.Option(help="USDC or EURC.")] = "USDC",  # noqa: S107
+    api: ApiUrl = None,
+    credentials: CredentialsPath = None,
+) -> None:
+    """Show this wallet's addresses and a QR code (EIP-681) to be paid."""
+    config = settings()
+    with _Api(config, credentials, api) as client:
+        me = client.call("GET", "/v1/me")
+        balances = client.call("GET", "/v1/balances")["balances"]
+    found = next((b for b in balances if b["token"] == token.upper()), None)
+    if found is None:
+        raise fail(f"{token!r} is not offered: choose one of {[b['token'] for b in balances]}")
+    uri = (
+        f"ethereum:{found['address']}@{config.network.chain_id}/transfer"
+        f"?address={me['wallet']['address']}"
+    )
+    if amount:
+        units = TokenAmount.parse(amount, int(found["decimals"]), token.upper()).units
+        uri += f"&uint256={units}"
+    console.print(f"0x address:  [bold]{me['wallet']['address']}[/]")
+    console.print(f"sei1 address: [bold]{me['wallet']['sei_address']}[/]")
+    console.print(f"Only {token.upper()} on Sei: tokens sent on another network may be lost.")
+    console.print(uri)
+    segno.make(uri, error="m").terminal(compact=True)
+
+
+@app.command()
+@handles_errors
+def history(
+    limit: Annotated[int, typer.Option(help="How many transfers.")] = 20,
+    api: ApiUrl = None,
+    credentials: CredentialsPath = None,
+) -> None:
+    """This wallet's recent transfers."""
+    config = settings()
+    with _Api(config, credentials, api) as client:
+        rows = client.call("GET", "/v1/transfers", params={"limit": limit})["transfers"]
+    table = Table(show_header=True)
+    for column in ("when (UTC)", "", "amount", "counterparty", "status"):
+        table.add_column(column)
+    for row in rows:
+        sent = row["direction"] == "sent"
+        table.add_row(
+            row["created_at"][:16].replace("T", " "),
+            "→" if sent else "←",
+            f"{'-' if sent else '+'}{row['amount']} {row['token']}",
+            row["recipient"] if sent else row["from"],
+            row["status"] + (" (delayed)" if row.get("delayed") else ""),
+        )
+    console.print(table)
