@@ -284,3 +284,44 @@ async def test_api_errors_are_problem_details(app, browsers) -> None:
     )
     assert unknown.status_code == 404
     assert unknown.json()["code"] == "accounts.session_unknown"
+
+
+async def test_an_alias_is_proven_with_a_code_and_one_wallet_holds_it(app, browsers) -> None:
+    services, _ = app
+    ada = browsers()
+    await ada.sign_in("Ada", "ada@example.com")
+    csrf = await ada.csrf("/setup/passkey")
+    bad = await ada.post_json("/v1/aliases", {"kind": "phone", "value": "12345"}, csrf=csrf)
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "accounts.alias_invalid"
+    started = await ada.post_json(
+        "/v1/aliases", {"kind": "phone", "value": "+852 9123 4567"}, csrf=csrf
+    )
+    assert started.status_code == 202, started.text
+    code = _code_to(services, "+85291234567", "verification")
+    verified = await ada.post_json("/v1/aliases/verify", {"code": code}, csrf=csrf)
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["alias"] == "+85291234567"
+    assert (await ada.http.get("/v1/me")).json()["phone_verified"] is True
+    # Bob proves the same number: refused after the code (the form never tells who holds it).
+    bob = browsers()
+    await bob.sign_in("Bob", "bob@example.com")
+    bob_csrf = await bob.csrf("/setup/passkey")
+    again = await bob.post_json(
+        "/v1/aliases", {"kind": "phone", "value": "+85291234567"}, csrf=bob_csrf
+    )
+    assert again.status_code == 202
+    taken = await bob.post_json(
+        "/v1/aliases/verify",
+        {"code": _code_to(services, "+85291234567", "verification")},
+        csrf=bob_csrf,
+    )
+    assert taken.status_code == 409
+    assert taken.json()["code"] == "accounts.alias_taken"
+
+
+def _code_to(services: Services, to: str, word: str) -> str:
+    for message in services.mailbox.messages(20, recipient=to):
+        if word in message.subject:
+            return re.search(r"\b(\d{6})\b", message.body).group(1)
+    raise AssertionError(f"no {word} code was sent to {to}")

@@ -43,6 +43,9 @@ one failed; messages never repeat a token, a code or a secret. The tree::
     │   ├── OneTimeCodeWrong                    wrong code (tries left given)
     │   ├── OneTimeCodeSpent                    expired, used or burnt: ask for a new one
     │   └── TooManyCodes                        rate limit on sending codes
+    ├── AliasError                              phone/e-mail aliases
+    │   ├── AliasInvalid                        not a phone number or e-mail address
+    │   └── AliasTaken                          proven, but another wallet's alias
     ├── DeviceLoginError                        ``seiwallet login`` (RFC 8628)
     │   ├── DeviceLoginPending                  not approved yet (``authorization_pending``)
     │   ├── DeviceLoginSlowDown                 polled too fast (``slow_down``)
@@ -197,6 +200,36 @@ class TooManyCodes(RecoveryError):
         self.retry_after = retry_after
         super().__init__(
             f"too many codes were sent: try again in {max(1, retry_after // 60)} minutes"
+        )
+
+
+# --- aliases -----------------------------------------------------------------------------------
+
+
+class AliasError(AccountsError):
+    code = "accounts.alias_error"
+
+
+class AliasInvalid(AliasError):
+    """Not a phone number or an e-mail address that can be an alias."""
+
+    code = "accounts.alias_invalid"
+    status = 422
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+
+
+class AliasTaken(AliasError):
+    """The address was proven, but it is already another wallet's alias."""
+
+    code = "accounts.alias_taken"
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this address already receives payments for another seiwallet account: "
+            "contact support if it is yours"
         )
 
 

@@ -74,15 +74,18 @@ class CodeSent:
     attempts_left: int
 
 
-class RecoveryService:
-    """Send and check recovery codes; open the session's recovery window."""
+class OneTimeCodes:
+    """Six-digit codes for one purpose, sent through the mailer, checked once.
+
+    Kept as an HMAC with the app's secret; a session's new code retires its previous one; wrong
+    tries are counted (committed before the error is reported) and burn the code at the limit;
+    at most ``per_hour`` codes of a purpose are sent to one user in an hour.
+    """
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        session_service: SessionService,
         mailer: Mailer,
-        notifier: Notifier,
         secret: bytes,
         *,
         code_ttl: timedelta = timedelta(minutes=10),
@@ -91,11 +94,9 @@ class RecoveryService:
         clock: Clock = time.time,
     ) -> None:
         self._sessions = sessions
-        self._session_service = session_service
         self._mailer = mailer
-        self._notifier = notifier
         self._secret = secret
-        self._ttl = code_ttl
+        self.ttl = code_ttl
         self.max_attempts = max_attempts
         self._per_hour = per_hour
         self._clock = clock
@@ -103,9 +104,136 @@ class RecoveryService:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    def _hash(self, code_id: str, code: str) -> str:
-        message = f"{PURPOSE}\x00{code_id}\x00{code}".encode()
+    def _hash(self, purpose: str, code_id: str, code: str) -> str:
+        message = f"{purpose}\x00{code_id}\x00{code}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def _latest(db: Session, session_id: str, purpose: str) -> OneTimeCode | None:
+        return db.scalars(
+            select(OneTimeCode)
+            .where(OneTimeCode.session_id == session_id, OneTimeCode.purpose == purpose)
+            .order_by(OneTimeCode.created_at.desc())
+            .limit(1)
+        ).first()
+
+    def pending(self, session: SessionInfo, purpose: str) -> CodeSent | None:
+        """The live code of this purpose the session is waiting to enter, if any."""
+        with self._sessions() as db:
+            row = self._latest(db, session.id, purpose)
+            if row is None or row.consumed_at is not None or _aware(row.expires_at) <= self._now():
+                return None
+            return CodeSent(
+                Destination(row.channel, row.destination),
+                _aware(row.expires_at),
+                self.max_attempts - row.attempts,
+            )
+
+    async def send(
+        self, session: SessionInfo, purpose: str, destination: Destination, subject: str, body: str
+    ) -> CodeSent:
+        """Send a fresh code (``{code}`` and ``{minutes}`` in ``body`` are filled in)."""
+        code = f"{secrets.randbelow(10**6):06d}"
+        code_id = uuid.uuid4().hex
+        now = self._now()
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            recent = (
+                OneTimeCode.user_id == session.user_id,
+                OneTimeCode.purpose == purpose,
+                OneTimeCode.created_at > now - timedelta(hours=1),
+            )
+            sent = db.scalar(select(func.count()).select_from(OneTimeCode).where(*recent))
+            if (sent or 0) >= self._per_hour:
+                oldest = db.scalar(select(func.min(OneTimeCode.created_at)).where(*recent))
+                wait = (_aware(oldest) + timedelta(hours=1) - now) if oldest else timedelta(hours=1)
+                log.warning("%s codes rate-limited for user %s", purpose, session.user_id)
+                raise TooManyCodes(int(wait.total_seconds()))
+            db.execute(
+                update(OneTimeCode)
+                .where(
+                    OneTimeCode.session_id == session.id,
+                    OneTimeCode.purpose == purpose,
+                    OneTimeCode.consumed_at.is_(None),
+                )
+                .values(consumed_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            db.add(
+                OneTimeCode(
+                    id=code_id,
+                    user_id=session.user_id,
+                    session_id=session.id,
+                    purpose=purpose,
+                    channel=destination.channel,
+                    destination=destination.address,
+                    code_hash=self._hash(purpose, code_id, code),
+                    attempts=0,
+                    created_at=now,
+                    expires_at=now + self.ttl,
+                )
+            )
+        minutes = int(self.ttl.total_seconds() // 60)
+        await self._mailer.send(
+            destination.channel,
+            destination.address,
+            subject,
+            body.format(code=code, minutes=minutes),
+        )
+        return CodeSent(destination, now + self.ttl, self.max_attempts)
+
+    def check(self, session: SessionInfo, purpose: str, code: str) -> Destination:
+        """Check the session's code of this purpose; it is used up either way at the limit."""
+        code = "".join(code.split())
+        now = self._now()
+        # A wrong try is committed before it is reported: the count must survive the error.
+        failure: RecoveryError | None = None
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            row = self._latest(db, session.id, purpose)
+            if row is None or row.consumed_at is not None or _aware(row.expires_at) <= now:
+                raise OneTimeCodeSpent
+            if not (
+                len(code) == 6 and code.isascii() and code.isdigit()
+            ) or not hmac.compare_digest(self._hash(purpose, row.id, code), row.code_hash):
+                row.attempts += 1
+                left = self.max_attempts - row.attempts
+                if left <= 0:
+                    row.consumed_at = now  # burnt
+                log.warning(
+                    "wrong %s code for user %s (%d tries left)",
+                    purpose,
+                    session.user_id,
+                    max(left, 0),
+                )
+                failure = OneTimeCodeWrong(left) if left > 0 else OneTimeCodeSpent()
+            else:
+                row.consumed_at = now
+            destination = Destination(row.channel, row.destination)
+        if failure is not None:
+            raise failure
+        return destination
+
+
+class RecoveryService:
+    """Send and check recovery codes; open the session's recovery window."""
+
+    def __init__(
+        self,
+        codes: OneTimeCodes,
+        session_service: SessionService,
+        notifier: Notifier,
+        *,
+        clock: Clock = time.time,
+    ) -> None:
+        self.codes = codes
+        self._session_service = session_service
+        self._notifier = notifier
+        self._clock = clock
+
+    @property
+    def max_attempts(self) -> int:
+        return self.codes.max_attempts
 
     @staticmethod
     def destination(session: SessionInfo) -> Destination | None:
@@ -117,117 +245,31 @@ class RecoveryService:
         return None
 
     def pending(self, session: SessionInfo) -> CodeSent | None:
-        """The code this session is waiting to enter, if one is live."""
-        destination = self.destination(session)
-        if destination is None:
+        """The recovery code this session is waiting to enter, if one is live."""
+        if self.destination(session) is None:
             return None
-        with self._sessions() as db:
-            row = self._latest(db, session.id)
-            if row is None or row.consumed_at is not None or _aware(row.expires_at) <= self._now():
-                return None
-            return CodeSent(destination, _aware(row.expires_at), self.max_attempts - row.attempts)
-
-    @staticmethod
-    def _latest(db: Session, session_id: str) -> OneTimeCode | None:
-        return db.scalars(
-            select(OneTimeCode)
-            .where(OneTimeCode.session_id == session_id, OneTimeCode.purpose == PURPOSE)
-            .order_by(OneTimeCode.created_at.desc())
-            .limit(1)
-        ).first()
+        return self.codes.pending(session, PURPOSE)
 
     async def send_code(self, session: SessionInfo) -> CodeSent:
         """Send a fresh code (the previous one of this session stops working)."""
         destination = self.destination(session)
         if destination is None:
             raise RecoveryUnavailable
-        code = f"{secrets.randbelow(10**6):06d}"
-        code_id = uuid.uuid4().hex
-        now = self._now()
-        with self._sessions.begin() as db:
-            db.connection(execution_options=_WRITE)
-            sent = db.scalar(
-                select(func.count())
-                .select_from(OneTimeCode)
-                .where(
-                    OneTimeCode.user_id == session.user_id,
-                    OneTimeCode.purpose == PURPOSE,
-                    OneTimeCode.created_at > now - timedelta(hours=1),
-                )
-            )
-            if (sent or 0) >= self._per_hour:
-                oldest = db.scalar(
-                    select(func.min(OneTimeCode.created_at)).where(
-                        OneTimeCode.user_id == session.user_id,
-                        OneTimeCode.purpose == PURPOSE,
-                        OneTimeCode.created_at > now - timedelta(hours=1),
-                    )
-                )
-                wait = (_aware(oldest) + timedelta(hours=1) - now) if oldest else timedelta(hours=1)
-                log.warning("recovery codes rate-limited for user %s", session.user_id)
-                raise TooManyCodes(int(wait.total_seconds()))
-            db.execute(
-                update(OneTimeCode)
-                .where(
-                    OneTimeCode.session_id == session.id,
-                    OneTimeCode.purpose == PURPOSE,
-                    OneTimeCode.consumed_at.is_(None),
-                )
-                .values(consumed_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            db.add(
-                OneTimeCode(
-                    id=code_id,
-                    user_id=session.user_id,
-                    session_id=session.id,
-                    purpose=PURPOSE,
-                    channel=destination.channel,
-                    destination=destination.address,
-                    code_hash=self._hash(code_id, code),
-                    attempts=0,
-                    created_at=now,
-                    expires_at=now + self._ttl,
-                )
-            )
-        minutes = int(self._ttl.total_seconds() // 60)
-        await self._mailer.send(
-            destination.channel,
-            destination.address,
+        sent = await self.codes.send(
+            session,
+            PURPOSE,
+            destination,
             "Your seiwallet recovery code",
-            f"Your recovery code is {code}. It expires in {minutes} minutes.\n"
+            "Your recovery code is {code}. It expires in {minutes} minutes.\n"
             "Never share it: seiwallet staff will never ask for it. If you did not ask to "
             "recover your wallet, someone may have your account password — change it.",
         )
         await self._notifier.notify(session.user_id, "recovery.code_sent", {}, security=True)
-        return CodeSent(destination, now + self._ttl, self.max_attempts)
+        return sent
 
     def verify(self, session: SessionInfo, code: str) -> datetime:
         """Check the code; on success open the recovery window and return when it closes."""
-        code = "".join(code.split())
-        now = self._now()
-        # A wrong try is committed before it is reported: the count must survive the error.
-        failure: RecoveryError | None = None
-        with self._sessions.begin() as db:
-            db.connection(execution_options=_WRITE)
-            row = self._latest(db, session.id)
-            if row is None or row.consumed_at is not None or _aware(row.expires_at) <= now:
-                raise OneTimeCodeSpent
-            if not (
-                len(code) == 6 and code.isascii() and code.isdigit()
-            ) or not hmac.compare_digest(self._hash(row.id, code), row.code_hash):
-                row.attempts += 1
-                left = self.max_attempts - row.attempts
-                if left <= 0:
-                    row.consumed_at = now  # burnt
-                log.warning(
-                    "wrong recovery code for user %s (%d tries left)", session.user_id, max(left, 0)
-                )
-                failure = OneTimeCodeWrong(left) if left > 0 else OneTimeCodeSpent()
-            else:
-                row.consumed_at = now
-        if failure is not None:
-            raise failure
-        until = now + RECOVERY_WINDOW
+        self.codes.check(session, PURPOSE, code)
+        until = datetime.fromtimestamp(self._clock(), UTC) + RECOVERY_WINDOW
         self._session_service.allow_recovery(session.id, until)
         return until

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from seiwallet.accounts.aliases import AliasService
 from seiwallet.accounts.devicelogin import DeviceLoginService
 from seiwallet.accounts.devidp import DevClient, DevIdentityProvider
 from seiwallet.accounts.devidp_app import create_devidp_app
@@ -31,7 +32,7 @@ from seiwallet.accounts.oidc import (
     OidcProvider,
 )
 from seiwallet.accounts.passkeys import PasskeyService
-from seiwallet.accounts.recovery import RecoveryService
+from seiwallet.accounts.recovery import OneTimeCodes, RecoveryService
 from seiwallet.accounts.services import SignInService
 from seiwallet.accounts.sessions import SessionService
 from seiwallet.api.chain import CachedBalances, load_tokens
@@ -74,6 +75,7 @@ class Services:
     sessions: SessionService
     passkeys: PasskeyService
     recovery: RecoveryService
+    aliases: AliasService
     notifier: Notifier
     device_logins: DeviceLoginService
     oidc: dict[str, OidcClient]
@@ -297,6 +299,15 @@ def build_services(
     )
     mailbox, mailer = _mailer(settings, db, clock)
     notifier = Notifier(db, mailer, clock)
+    codes = OneTimeCodes(
+        db,
+        mailer,
+        secret,
+        code_ttl=timedelta(minutes=settings.web.otp_ttl_minutes),
+        max_attempts=settings.web.otp_max_attempts,
+        per_hour=settings.web.otp_per_hour,
+        clock=clock,
+    )
     passkeys = PasskeyService(
         db,
         signer,
@@ -321,17 +332,8 @@ def build_services(
         sign_in=SignInService(db, signer, clock),
         sessions=sessions,
         passkeys=passkeys,
-        recovery=RecoveryService(
-            db,
-            sessions,
-            mailer,
-            notifier,
-            secret,
-            code_ttl=timedelta(minutes=settings.web.otp_ttl_minutes),
-            max_attempts=settings.web.otp_max_attempts,
-            per_hour=settings.web.otp_per_hour,
-            clock=clock,
-        ),
+        recovery=RecoveryService(codes, sessions, notifier, clock=clock),
+        aliases=AliasService(db, codes, notifier, clock=clock),
         notifier=notifier,
         device_logins=DeviceLoginService(db, sessions, passkeys, signer, clock),
         gate=compliance_gate(settings),

@@ -254,3 +254,30 @@ async def device_approve(body: DeviceApproveBody, svc: Svc, caller: Caller) -> d
         caller.user_id, "device.added", {"label": pending.label}, security=True
     )
     return {"approved": True, "redirect": "/settings/devices"}
+
+
+# -- aliases -------------------------------------------------------------------------------------
+class AliasBody(_Strict):
+    kind: str = Field(pattern="^(email|phone)$")
+    value: str = Field(min_length=3, max_length=320)
+
+
+class CodeBody(_Strict):
+    code: str = Field(min_length=1, max_length=12)
+
+
+@router.post("/aliases", status_code=202)
+async def start_alias(body: AliasBody, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """Send a code to a phone number or e-mail address to make it this wallet's alias."""
+    sent = await svc.aliases.start(caller, body.kind, body.value)
+    return {
+        "destination": sent.destination.masked,
+        "expires_at": _iso(sent.expires_at),
+        "attempts_left": sent.attempts_left,
+    }
+
+
+@router.post("/aliases/verify")
+async def verify_alias(body: CodeBody, svc: Svc, caller: Caller) -> dict[str, Any]:
+    alias = await run_in_threadpool(svc.aliases.verify, caller, body.code)
+    return {"kind": alias.kind, "alias": alias.value, "verified": True}
