@@ -28,8 +28,10 @@ from seiwallet.chain.errors import ChainError
 from seiwallet.chain.events import DecodedEvent, EventDecoder
 from seiwallet.chain.models import ChainEvent, FollowerCursor, SeenBlock
 from seiwallet.chain.rpc import BlockHeader, Log, RpcClient
+from seiwallet.db import SQLITE_BEGIN
 
 log = logging.getLogger(__name__)
+_WRITE = {SQLITE_BEGIN: "IMMEDIATE"}
 
 
 def read_checkpoint(
@@ -188,6 +190,9 @@ class Follower:
         """Write a range's events, block hashes and the new checkpoint in one transaction."""
         timestamps = {h.number: h.timestamp for h in headers}
         with self._sessions.begin() as session:
+            # SQLite: take the write lock at BEGIN, so another process's writer makes us wait
+            # (busy timeout) rather than fail to upgrade a read lock ("database is locked").
+            session.connection(execution_options=_WRITE)
             cursor = session.scalars(
                 select(FollowerCursor)
                 .where(FollowerCursor.chain_id == self.chain_id, FollowerCursor.name == self.name)
@@ -269,6 +274,7 @@ class Follower:
         else:
             fork_number, fork_hash = fork
         with self._sessions.begin() as session:
+            session.connection(execution_options=_WRITE)
             cursor = session.scalars(
                 select(FollowerCursor)
                 .where(FollowerCursor.chain_id == self.chain_id, FollowerCursor.name == self.name)
