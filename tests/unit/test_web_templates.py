@@ -20,6 +20,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from seiwallet.web import i18n
+from seiwallet.web.payments import qr_svg
 from seiwallet.web.templating import (
     STATIC_DIR,
     TEMPLATES_DIR,
@@ -56,6 +57,76 @@ class SampleProvider:
 
 
 USER = SampleUser("Mei Lin", "mei.lin@example.com", EVM, SEI)
+
+
+RATES = {"as_of": dt.date(2026, 11, 20), "indicative": True}
+BOB = "0x8ba1f109551bD432803012645Ac136ddd64DBA72"
+
+
+def sample_transfer(now: dt.datetime = NOW, **overrides: Any) -> dict[str, Any]:
+    """A transfer as the pages get it (api/wallet_view.transfer_row)."""
+    row: dict[str, Any] = {
+        "id": "7f3a9c",
+        "url": "/transfers/7f3a9c",
+        "outgoing": True,
+        "status": "confirmed",
+        "final": True,
+        "delayed": None,
+        "failure": None,
+        "symbol": "USDC",
+        "amount": "12.50\u00a0USDC",
+        "amount_number": "12.50",
+        "amount_plain": "12.50",
+        "signed_amount": "\u221212.50\u00a0USDC",
+        "signed_number": "\u221212.50",
+        "fiat": "HK$97.25",
+        "counterparty": "+85291234567",
+        "counterparty_label": "+85291234567",
+        "counterparty_address": BOB,
+        "counterparty_short": "0x8ba1…BA72",
+        "note": "Dim sum 🥟",
+        "created_at": now - dt.timedelta(minutes=3),
+        "day": (now - dt.timedelta(minutes=3)).date(),
+        "confirmed_at": now - dt.timedelta(minutes=2),
+        "tx_hash": "0x" + "ab" * 32,
+        "explorer_url": "https://seitrace.com/tx/0x" + "ab" * 32 + "?chain=pacific-1",
+        "block_number": 1234,
+    }
+    row.update(overrides)
+    return row
+
+
+def money_home(**overrides: Any) -> dict[str, Any]:
+    """The home page's money part, funded."""
+    values: dict[str, Any] = {
+        "balances": [
+            {"symbol": "USDC", "name": "USD Coin", "amount": "1,250.00", "fiat": "$1,250.00"},
+            {"symbol": "EURC", "name": "Euro Coin", "amount": "80.50", "fiat": "$87.34"},
+        ],
+        "total": "$1,337.34",
+        "funded": True,
+        "currency": "USD",
+        "balances_delayed": False,
+        "rates": RATES,
+        "recent": [
+            sample_transfer(),
+            sample_transfer(
+                id="91bd",
+                url="/transfers/91bd",
+                outgoing=False,
+                status="submitted",
+                final=False,
+                signed_amount="+80.50\u00a0EURC",
+                signed_number="+80.50",
+                symbol="EURC",
+                counterparty="0x8ba1…BA72",
+                counterparty_label="",
+            ),
+        ],
+        "flash": None,
+    }
+    values.update(overrides)
+    return values
 
 
 def base_context(*, user: SampleUser | None = USER, path: str = "/home") -> dict[str, Any]:
@@ -132,10 +203,16 @@ def sample_pages(now: dt.datetime = NOW) -> dict[str, tuple[str, dict[str, Any]]
             "home.html",
             {
                 **base_context(),
-                "balances": [
-                    {"symbol": "USDC", "name": "USD Coin", "amount": None, "fiat": None},
-                    {"symbol": "EURC", "name": "Euro Coin", "amount": None, "fiat": None},
-                ],
+                **money_home(
+                    balances=[
+                        {"symbol": "USDC", "name": "USD Coin", "amount": None, "fiat": None},
+                        {"symbol": "EURC", "name": "Euro Coin", "amount": None, "fiat": None},
+                    ],
+                    total=None,
+                    funded=False,
+                    balances_delayed=True,
+                    recent=[],
+                ),
                 "evm_address": EVM,
                 "sei_address": SEI,
                 "notifications": [
@@ -159,19 +236,236 @@ def sample_pages(now: dt.datetime = NOW) -> dict[str, tuple[str, dict[str, Any]]
             "home.html",
             {
                 **base_context(user=SampleUser(None, None, EVM, SEI)),
-                "balances": [
-                    {
-                        "symbol": "USDC",
-                        "name": "USD Coin",
-                        "amount": "1,250.00",
-                        "fiat": "$1,250.00",
-                    },
-                    {"symbol": "EURC", "name": "Euro Coin", "amount": "80.50", "fiat": "€80.50"},
-                ],
+                **money_home(flash={"kind": "success", "text": "Test money added."}),
                 "evm_address": EVM,
                 "sei_address": SEI,
                 "notifications": [],
                 "pending_devices": [],
+            },
+        ),
+        "send": (
+            "send.html",
+            {
+                **base_context(path="/send"),
+                "tokens": [
+                    {
+                        "symbol": "USDC",
+                        "name": "USD Coin",
+                        "available": "87.50\u00a0USDC",
+                        "available_plain": "87.5",
+                        "rate": "7.78",
+                    },
+                    {
+                        "symbol": "EURC",
+                        "name": "Euro Coin",
+                        "available": "0.00\u00a0EURC",
+                        "available_plain": "0",
+                        "rate": "8.4413",
+                    },
+                ],
+                "prefill": {"to": "", "token": "USDC", "amount": "", "note": ""},
+                "requested": False,
+                "idempotency_key": "4f1c2e0b9a7d4e21b3c5d6e7f8091a2b",
+                "currency": "HKD",
+                "decimal_separator": ".",
+                "balances_delayed": False,
+                "rates": RATES,
+                "note_max": 140,
+            },
+        ),
+        "send_requested_delayed": (
+            "send.html",
+            {
+                **base_context(path="/send"),
+                "tokens": [
+                    {
+                        "symbol": "USDC",
+                        "name": "USD Coin",
+                        "available": None,
+                        "available_plain": "",
+                        "rate": "",
+                    },
+                    {
+                        "symbol": "EURC",
+                        "name": "Euro Coin",
+                        "available": None,
+                        "available_plain": "",
+                        "rate": "",
+                    },
+                ],
+                "prefill": {"to": BOB, "token": "EURC", "amount": "12.50", "note": "Rent"},
+                "requested": True,
+                "idempotency_key": "9d1c",
+                "currency": "EUR",
+                "decimal_separator": ",",
+                "balances_delayed": True,
+                "rates": RATES,
+                "note_max": 140,
+            },
+        ),
+        "transfer_confirmed": (
+            "transfer.html",
+            {
+                **base_context(path="/transfers/7f3a9c"),
+                "transfer": sample_transfer(),
+                "rates": RATES,
+                "send_again_url": "/send?to=%2B85291234567&token=USDC&amount=12.50",
+            },
+        ),
+        "transfer_awaiting": (
+            "transfer.html",
+            {
+                **base_context(path="/transfers/7f3a9c"),
+                "transfer": sample_transfer(
+                    status="awaiting_approval",
+                    final=False,
+                    tx_hash=None,
+                    explorer_url=None,
+                    confirmed_at=None,
+                    note="",
+                ),
+                "rates": RATES,
+                "send_again_url": "/send?to=x",
+            },
+        ),
+        "transfer_submitted_delayed": (
+            "transfer.html",
+            {
+                **base_context(path="/transfers/7f3a9c"),
+                "transfer": sample_transfer(
+                    status="submitted",
+                    final=False,
+                    outgoing=False,
+                    delayed="the network is busy; retrying",
+                    explorer_url=None,
+                    confirmed_at=None,
+                    counterparty_label="",
+                    fiat=None,
+                ),
+                "rates": RATES,
+                "send_again_url": None,
+            },
+        ),
+        "transfer_failed": (
+            "transfer.html",
+            {
+                **base_context(path="/transfers/7f3a9c"),
+                "transfer": sample_transfer(
+                    status="failed", failure="the authorization expired", confirmed_at=None
+                ),
+                "rates": RATES,
+                "send_again_url": "/send?to=x",
+            },
+        ),
+        "transfer_expired": (
+            "transfer.html",
+            {
+                **base_context(path="/transfers/7f3a9c"),
+                "transfer": sample_transfer(
+                    status="expired", tx_hash=None, explorer_url=None, confirmed_at=None
+                ),
+                "rates": RATES,
+                "send_again_url": "/send?to=x",
+            },
+        ),
+        "history": (
+            "history.html",
+            {
+                **base_context(path="/history"),
+                "transfers": [
+                    sample_transfer(),
+                    sample_transfer(
+                        id="91bd",
+                        url="/transfers/91bd",
+                        outgoing=False,
+                        status="signed",
+                        signed_amount="+80.50\u00a0EURC",
+                        signed_number="+80.50",
+                        symbol="EURC",
+                        created_at=now - 3 * 24 * hour,
+                        day=(now - 3 * 24 * hour).date(),
+                    ),
+                    sample_transfer(id="a1", url="/transfers/a1", status="failed"),
+                ],
+                "today": NOW.date(),
+                "rates": RATES,
+                "csv_url": "/v1/transfers.csv",
+            },
+        ),
+        "history_empty": (
+            "history.html",
+            {
+                **base_context(path="/history"),
+                "transfers": [],
+                "today": NOW.date(),
+                "rates": RATES,
+                "csv_url": "/v1/transfers.csv",
+            },
+        ),
+        "receive": (
+            "receive.html",
+            {
+                **base_context(path="/receive"),
+                "tokens": ["USDC", "EURC"],
+                "token": "USDC",
+                "amount_text": "12.50",
+                "asked": "12.50\u00a0USDC",
+                "amount_error": None,
+                "qr": qr_svg("ethereum:" + EVM + "@713715/transfer?address=" + EVM, label="QR"),
+                "uri": "ethereum:" + EVM + "@713715/transfer?address=" + EVM + "&uint256=12500000",
+                "evm_address": EVM,
+                "sei_address": SEI,
+                "aliases": ["+852 9123 4567", "mei.lin@example.com"],
+            },
+        ),
+        "receive_unavailable": (
+            "receive.html",
+            {
+                **base_context(path="/receive"),
+                "tokens": ["USDC", "EURC"],
+                "token": "EURC",
+                "amount_text": "abc",
+                "asked": None,
+                "amount_error": "Enter the amount as a number such as 12.50.",
+                "qr": None,
+                "uri": None,
+                "evm_address": EVM,
+                "sei_address": SEI,
+                "aliases": [],
+            },
+        ),
+        "request": (
+            "request.html",
+            {
+                **base_context(path="/request"),
+                "tokens": ["USDC", "EURC"],
+                "token": "USDC",
+                "amount_text": "",
+                "note": "",
+                "note_max": 140,
+                "amount_error": None,
+                "asked": None,
+                "asked_fiat": None,
+                "link": None,
+                "qr": None,
+                "share_text": "",
+            },
+        ),
+        "request_link": (
+            "request.html",
+            {
+                **base_context(path="/request"),
+                "tokens": ["USDC", "EURC"],
+                "token": "EURC",
+                "amount_text": "20",
+                "note": "Concert tickets",
+                "note_max": 140,
+                "amount_error": None,
+                "asked": "20.00\u00a0EURC",
+                "asked_fiat": "€20.00",
+                "link": "https://wallet.example/send?to=" + EVM + "&token=EURC&amount=20.00",
+                "qr": qr_svg("https://wallet.example/send", label="QR"),
+                "share_text": "Please pay me 20.00 EURC with seiwallet.",
             },
         ),
         "devices": (
@@ -411,13 +705,24 @@ def test_every_page_renders_in_every_locale(templates: Templates, sample: str, l
 def test_signed_in_pages_have_the_tab_bar_and_sign_out(templates: Templates) -> None:
     name, context = PAGES["home"]
     html = templates.render_to_string(name, context, locale="en")
-    assert 'action="/sign-out"' in html
-    assert 'href="/settings/devices"' in html
+    for tab in ("/home", "/send", "/history", "/settings/devices"):
+        assert f'class="tab" href="{tab}"' in html
     assert 'href="/home" aria-current="page"' in html
+    # Sign-out lives with the account, on Devices (one form, reachable from the tab bar).
+    devices, devices_context = PAGES["devices"]
+    assert (
+        templates.render_to_string(devices, devices_context, locale="en").count(
+            'action="/sign-out"'
+        )
+        == 1
+    )
     welcome, welcome_context = PAGES["welcome"]
     assert 'action="/sign-out"' not in templates.render_to_string(
         welcome, welcome_context, locale="en"
     )
+    # The tab of the page's section is the current one.
+    history = templates.render_to_string(*PAGES["transfer_confirmed"], locale="en")
+    assert 'href="/history" aria-current="page"' in history
 
 
 def test_language_switcher_posts_the_current_path(templates: Templates) -> None:

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from seiwallet.accounts.errors import NotSignedIn
 from seiwallet.accounts.oidc import Clock
-from seiwallet.api import pages, problems
+from seiwallet.api import money_pages, pages, problems
 from seiwallet.api.services import Services, build_services
 from seiwallet.api.transfers import router as transfers_router
 from seiwallet.api.v1 import router as api_router
@@ -159,6 +159,7 @@ def create_app(
     app.include_router(api_router)
     app.include_router(transfers_router)
     app.include_router(pages.router)
+    app.include_router(money_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if built.devidp_app is not None:
         app.mount("/dev-idp", built.devidp_app)

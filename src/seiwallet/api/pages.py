@@ -26,6 +26,7 @@ from seiwallet.accounts.errors import (
 )
 from seiwallet.accounts.models import Enrolment, SessionKind
 from seiwallet.accounts.sessions import SessionInfo
+from seiwallet.api import wallet_view
 from seiwallet.api.auth import (
     DEVICE_COOKIE,
     check_csrf,
@@ -303,16 +304,25 @@ async def home(request: Request) -> Response:
         return session
     svc = services(request)
     now = datetime.now(UTC)
+    locale = locale_of(request)
+    money = wallet_view.Money.for_locale(locale, wallet_view.rate_source(request))
     authenticators = await run_in_threadpool(svc.passkeys.authenticators, session.user_id)
     notices = await run_in_threadpool(svc.notifier.notices, session.user_id, 10)
-    return render(
+    transfers = await wallet_view.connected(svc)
+    found, delayed = await wallet_view.balances(transfers, session)
+    recent = await wallet_view.recent_transfers(svc, transfers, session, HOME_TRANSFERS)
+    response = render(
         request,
         "home.html",
         session,
-        balances=[
-            {"symbol": symbol, "name": name, "amount": None, "fiat": None}
-            for symbol, name in (("USDC", "USD Coin"), ("EURC", "Euro Coin"))
-        ],
+        balances=wallet_view.balance_rows(found, money),
+        total=wallet_view.total_value(found, money),
+        funded=any(b.available is not None and b.available.units > 0 for b in found),
+        currency=money.currency,
+        balances_delayed=delayed,
+        rates=wallet_view.rates_note(money),
+        recent=[wallet_view.transfer_row(v, session, money, svc) for v in recent],
+        flash=_flash(request.cookies.get(FLASH_COOKIE)),
         evm_address=session.wallet_address,
         sei_address=session.wallet_sei_address,
         notifications=[_notice(n.event, n.params, n.security, n.created_at) for n in notices],
@@ -322,6 +332,32 @@ async def home(request: Request) -> Response:
             if a.status(now) == "pending"
         ],
     )
+    if FLASH_COOKIE in request.cookies:
+        response.delete_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+#: A one-time notice for the next page (set with a redirect, shown once): a code, never text.
+FLASH_COOKIE: Final = "sw_flash"
+#: Transfers the home page lists.
+HOME_TRANSFERS: Final = 4
+
+
+def set_flash(response: Response, code: str) -> None:
+    """Show the notice ``code`` (one of ``_flash``'s) on the next page."""
+    response.set_cookie(FLASH_COOKIE, code, max_age=120, samesite="lax", path="/", httponly=True)
+
+
+def _flash(code: str | None) -> dict[str, str] | None:
+    notices = {
+        "faucet": ("success", _("Test money added: 100 USDC and 100 EURC.")),
+        "faucet_failed": (
+            "danger",
+            _("The test network isn't answering, so no test money was added. Try again soon."),
+        ),
+    }
+    found = notices.get(code or "")
+    return {"kind": found[0], "text": found[1]} if found else None
 
 
 def _when(value: object) -> str:

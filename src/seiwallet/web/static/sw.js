@@ -4,7 +4,7 @@
 // caches: pages (they carry personal data and CSRF tokens), the API under /v1/, and anything
 // that is not a same-origin GET. Bump VERSION when SHELL changes; old caches go on activate.
 
-const VERSION = "1";
+const VERSION = "2";
 const CACHE = `seiwallet-shell-v${VERSION}`;
 const OFFLINE_URL = "/static/offline.html";
 const SHELL = [
@@ -12,6 +12,8 @@ const SHELL = [
   "/static/css/app.css",
   "/static/js/app.js",
   "/static/js/webauthn.js",
+  "/static/js/send.js",
+  "/static/js/transfer.js",
   "/static/js/offline.js",
   "/static/icons/favicon.svg",
   "/static/icons/icon-192.png",

@@ -50,6 +50,7 @@ async function writeClipboard(text) {
 
 function wireCopy(button) {
   const label = button.querySelector("[data-copy-label]");
+  const idle = label?.textContent || message("copy");
   let resetTimer;
   button.addEventListener("click", async () => {
     try {
@@ -64,7 +65,7 @@ function wireCopy(button) {
     clearTimeout(resetTimer);
     resetTimer = setTimeout(() => {
       button.classList.remove("is-copied");
-      if (label) label.textContent = message("copy");
+      if (label) label.textContent = idle;
     }, 2000);
   });
 }
@@ -247,6 +248,7 @@ function wireSubmitOnce(form) {
   form.addEventListener("submit", (event) => {
     if (event.defaultPrevented) return;
     for (const button of form.querySelectorAll("button[type=submit], button:not([type])")) {
+      if ("busyOnSubmit" in button.dataset) button.setAttribute("aria-busy", "true");
       setTimeout(() => {
         button.disabled = true;
       });
@@ -254,17 +256,55 @@ function wireSubmitOnce(form) {
   });
 }
 
+/** A token choice (radios named "token") shows its symbol beside the form's amount. */
+function wireTokenChoice(radio) {
+  radio.addEventListener("change", () => {
+    const symbol = radio.form?.querySelector(".amount-input-symbol");
+    if (symbol && radio.checked) symbol.textContent = radio.value;
+    if (radio.closest("[data-autosubmit-form]")) radio.form?.requestSubmit();
+  });
+}
+
+// ---------- Sharing (the Web Share API, where the phone has it) ----------
+
+function wireShare(button) {
+  if (typeof navigator.share !== "function") return; // stays hidden: the copy button remains
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.share({
+        title: button.dataset.shareTitle || document.title,
+        text: button.dataset.shareText || undefined,
+        url: button.dataset.shareUrl,
+      });
+    } catch {
+      // Closing the share sheet is not an error worth a message.
+    }
+  });
+}
+
 // ---------- Start ----------
 
-function init() {
-  document.querySelectorAll("[data-copy]").forEach(wireCopy);
-  document.querySelectorAll("[data-passkey-register]").forEach(wireRegister);
-  document.querySelectorAll("[data-passkey-approve]").forEach(wireApprove);
-  document.querySelectorAll("[data-post-json]").forEach(wirePostJSON);
-  document.querySelectorAll("form[data-confirm]").forEach(wireConfirmForm);
-  document.querySelectorAll("form[method=post]").forEach(wireSubmitOnce);
-  document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
+/** Wire the behaviours of everything under `root` (the page, or content swapped into it). */
+function wireWithin(root) {
+  root.querySelectorAll("[data-copy]").forEach(wireCopy);
+  root.querySelectorAll("[data-passkey-register]").forEach(wireRegister);
+  root.querySelectorAll("[data-passkey-approve]").forEach(wireApprove);
+  root.querySelectorAll("[data-post-json]").forEach(wirePostJSON);
+  root.querySelectorAll("form[data-confirm]").forEach(wireConfirmForm);
+  root.querySelectorAll("form[method=post]").forEach(wireSubmitOnce);
+  root.querySelectorAll("input[type=radio][name=token]").forEach(wireTokenChoice);
+  root.querySelectorAll("[data-share]").forEach(wireShare);
+  root.querySelectorAll("select[data-autosubmit]").forEach((select) => {
     select.addEventListener("change", () => select.form?.requestSubmit());
+  });
+}
+
+function init() {
+  wireWithin(document);
+  // Page scripts that replace part of the page (a transfer's live status) announce it.
+  document.addEventListener("seiwallet:updated", (event) => {
+    if (event.target instanceof Element) wireWithin(event.target);
   });
 }
 

@@ -54,14 +54,18 @@ function csrfToken() {
   return document.querySelector('meta[name="csrf-token"]')?.getAttribute("content") ?? "";
 }
 
-/** POST JSON; resolve to the JSON body, or throw WebAuthnFlowError for a problem response. */
-export async function postJSON(url, body) {
+/**
+ * POST JSON; resolve to the JSON body, or throw WebAuthnFlowError for a problem response.
+ * @param {{headers?: Record<string, string>}} [options] extra headers (an Idempotency-Key)
+ */
+export async function postJSON(url, body, { headers = {} } = {}) {
   let response;
   try {
     response = await fetch(url, {
       method: "POST",
       credentials: "same-origin",
       headers: {
+        ...headers,
         "Content-Type": "application/json",
         Accept: "application/json, application/problem+json",
         "X-CSRF-Token": csrfToken(),
