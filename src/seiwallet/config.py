@@ -231,6 +231,42 @@ class ComplianceSettings(BaseModel):
     )
 
 
+class RelayerSettings(BaseModel):
+    """How the worker's relayer submits signed transfers from the sponsors and watches them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Transactions one sponsor may have broadcast and not yet mined (held in the node's pool).
+    max_in_flight: int = Field(default=256, ge=1, le=10_000)
+    #: Transfers one sponsor signs, records and broadcasts together (one JSON-RPC batch).
+    batch_size: int = Field(default=100, ge=1, le=1_000)
+    #: How often the outbox and the receipts are read when there is nothing else to do.
+    poll_seconds: float = Field(default=0.1, gt=0, le=60)
+    #: A sponsor whose mined nonce has not moved for this long, with transactions in flight, has
+    #: its lowest ones sent again (the same bytes: a node may drop them from its pool) or its
+    #: nonce gap filled.
+    resend_after_seconds: float = Field(default=2.0, gt=0, le=3600)
+    #: A transaction still without a receipt after this long is replaced with higher fees.
+    stuck_after_seconds: float = Field(default=30.0, gt=0, le=3600)
+    #: Gas limit of a transfer signed with a plain key (65-byte signature): it is simulated at
+    #: this limit (``eth_call``) instead of estimated, a tenth of the node's work; only the gas
+    #: used is charged. Other signatures (smart accounts) are estimated.
+    transfer_gas_limit: int = Field(default=150_000, ge=50_000, le=10_000_000)
+    #: A sponsor whose balance (wei) falls under this logs one alert on ``seiwallet.alerts``.
+    low_balance_wei: int = Field(default=10 * 10**18, ge=0)
+    #: How often the sponsors' balances are read.
+    balance_check_seconds: float = Field(default=10.0, gt=0, le=3600)
+    #: Delays after the network or the sponsors failed: doubled from the first to the cap.
+    backoff_initial_seconds: float = Field(default=1.0, gt=0, le=3600)
+    backoff_max_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    #: A transfer fails after this many of its transactions failed on-chain.
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    #: An authorization with less validity left (seconds) is failed rather than submitted.
+    expiry_margin_seconds: int = Field(default=2, ge=0, le=3600)
+    #: How long a worker holds the transfers it took from the outbox before another may take them.
+    claim_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
 class Settings(BaseSettings):
     """Everything a seiwallet process is configured with."""
 
@@ -263,6 +299,7 @@ class Settings(BaseSettings):
     local_chain: LocalChainSettings = Field(default_factory=LocalChainSettings)
     signer: SignerSettings = Field(default_factory=SignerSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    relayer: RelayerSettings = Field(default_factory=RelayerSettings)
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
 
     @classmethod

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -22,6 +24,8 @@ from rich.table import Table
 from seiwallet import __version__
 from seiwallet.addresses import parse_evm_address
 from seiwallet.chain.deploy import local_accounts
+from seiwallet.chain.errors import RpcUnavailable
+from seiwallet.chain.follower import Follower
 from seiwallet.chain.localnet import LocalChain
 from seiwallet.chain.sender import TransactionSender, TxRequest
 from seiwallet.chain.tokens import balance_of, encode_mint, is_blacklisted, read_token
@@ -40,6 +44,8 @@ from seiwallet.db import describe_url, session_factory
 from seiwallet.db.migrations import current_revision, head_revision, upgrade
 from seiwallet.errors import InvalidInput, SeiwalletError
 from seiwallet.money import TokenAmount
+from seiwallet.transfers.handlers import TransferEventHandler
+from seiwallet.transfers.relayer import Relayer
 
 log = logging.getLogger("seiwallet")
 
@@ -213,7 +219,7 @@ async def _faucet(config: Settings, owner: str, amount_text: str, symbol: str) -
 @app.command()
 @handles_errors
 def worker(verbose: Verbose = False) -> None:
-    """Run the background worker: the chain follower and sponsor-transaction recovery."""
+    """Run the background worker: the relayer (submits signed transfers) and the chain follower."""
     configure_logging(verbose)
     asyncio.run(_run_worker(settings()))
 
@@ -227,23 +233,44 @@ async def _run_worker(config: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        for account in sponsor_accounts(config):
-            sender = TransactionSender(
-                rpc, account, chain_id=config.network.chain_id, sessions=sessions
-            )
-            report = await sender.recover()
-            log.info("sponsor %s: %s", account.address, report)
-        follower = await build_follower(config, rpc, sessions)
+        chain_id = config.network.chain_id
+        senders = [
+            TransactionSender(rpc, account, chain_id=chain_id, sessions=sessions)
+            for account in sponsor_accounts(config)
+        ]
+        relayer = Relayer(rpc, sessions, senders, chain_id=chain_id, settings=config.relayer)
+        follower = await build_follower(config, rpc, sessions, handlers=[TransferEventHandler()])
         checkpoint = follower.checkpoint()
         log.info(
-            "following chain %s %s",
-            config.network.chain_id,
+            "following chain %s %s; relaying from %d sponsor(s)",
+            chain_id,
             f"after block {checkpoint[0]}" if checkpoint else f"from block {follower.start_block}",
+            len(senders),
         )
-        await follower.run(stop)
+        # The relayer recovers the sponsors' open transactions before it submits anything new.
+        async with asyncio.TaskGroup() as group:
+            group.create_task(_follow(follower, stop))
+            group.create_task(relayer.run(stop))
     finally:
         await rpc.aclose()
         engine.dispose()
+
+
+async def _follow(follower: Follower, stop: asyncio.Event, *, backoff_max: float = 30.0) -> None:
+    """Run the follower until ``stop``, waiting out the network instead of dying with it."""
+    failures, last_failure = 0, -math.inf
+    while not stop.is_set():
+        try:
+            await follower.run(stop)
+        except RpcUnavailable as exc:
+            # A failure long after the last one starts a new outage: back off from the start.
+            failures = failures + 1 if time.monotonic() - last_failure < 2 * backoff_max else 1
+            last_failure = time.monotonic()
+            if failures == 1:
+                log.warning("follower: the network is not answering (%s); waiting", exc)
+            wait = min(backoff_max, 0.5 * 2 ** min(failures, 10))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
 
 
 @app.command()

@@ -5,7 +5,7 @@ Entry points call these and pass the results down; nothing here is a global.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from eth_account import Account
@@ -17,7 +17,7 @@ from seiwallet.addresses import parse_evm_address
 from seiwallet.chain.deploy import local_accounts
 from seiwallet.chain.errors import DeploymentMissing
 from seiwallet.chain.events import FIAT_TOKEN_EVENTS_ABI, EventDecoder
-from seiwallet.chain.follower import Follower
+from seiwallet.chain.follower import EventHandler, Follower
 from seiwallet.chain.localnet import load_deployment
 from seiwallet.chain.router import router_artifact
 from seiwallet.chain.rpc import RpcClient
@@ -92,9 +92,16 @@ def event_decoder(contracts: Contracts) -> EventDecoder:
 
 
 async def build_follower(
-    settings: Settings, rpc: RpcClient, sessions: sessionmaker[Session]
+    settings: Settings,
+    rpc: RpcClient,
+    sessions: sessionmaker[Session],
+    *,
+    handlers: Sequence[EventHandler] = (),
 ) -> Follower:
-    """The chain follower for the profile, starting where the contracts were deployed."""
+    """The chain follower for the profile, starting where the contracts were deployed.
+
+    ``handlers`` are the domains' reactions to the events, run in the follower's transaction.
+    """
     contracts = contracts_for(settings)
     if contracts.router is None and not contracts.tokens:
         raise DeploymentMissing(
@@ -113,6 +120,7 @@ async def build_follower(
         decoder=event_decoder(contracts),
         start_block=start,
         confirmations=settings.effective_confirmations,
+        handlers=handlers,
     )
 
 

@@ -261,6 +261,8 @@ class _WriterLock:
         if connection.info.pop(_HOLDS_WRITER_LOCK, False):
             self._lock.release()
 
-    def on_reset(self, dbapi_connection: Any, record: ConnectionPoolEntry, *_: Any) -> None:
+    def on_reset(
+        self, dbapi_connection: Any, record: ConnectionPoolEntry, reset_state: Any
+    ) -> None:
         if record.info.pop(_HOLDS_WRITER_LOCK, False):
             self._lock.release()

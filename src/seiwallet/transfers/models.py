@@ -76,7 +76,9 @@ class Transfer(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "idempotency_key"),
         UniqueConstraint("chain_id", "token", "nonce"),
-        Index("ix_transfers_status", "chain_id", "status"),
+        # The relayer's claim: due outbox rows of a chain, oldest first (stays cheap under a
+        # backlog of delayed transfers).
+        Index("ix_transfers_outbox", "chain_id", "status", "next_attempt_at", "created_at"),
         Index("ix_transfers_user_created", "user_id", "created_at"),
         Index("ix_transfers_to", "chain_id", "to_address"),
     )
