@@ -1,0 +1,408 @@
+"""End-to-end person-to-person transfers per second: API → signer → relayer → chain → follower.
+
+Each transfer goes the whole way a person's does: ``POST /v1/transfers`` (recipient, balance
+and compliance checks, the intent, an Idempotency-Key) and ``POST /v1/transfers/{id}/approve``
+with a device-key approval, through the app's real ASGI stack in this process (a bearer token per
+user); the **signer process** verifies the approval, evaluates the policy and signs; the
+**worker process** (``seiwallet worker``: relayer and follower) submits the authorizations from
+the sponsor accounts and confirms them from the token's ``AuthorizationUsed`` events. The clock
+runs from the first API call to the last transfer confirmed; every transfer is then checked
+(confirmed, its recipient's balance on chain).
+
+Baseline, side by side on the same chain and in the same run: the foundation's
+``chain_baseline`` (pre-signed EIP-3009 transfers submitted raw, nothing else) for the same
+number of transfers. On the chain's default Sei-like settings (0.4 s blocks, 10 M gas) both are
+bounded by block gas; ``ratio`` = ours / baseline (goal ≥ 0.8). Latency: per transfer from its
+approval to its confirmation (p50, p99), against the block time. Then the same pipeline on a
+chain with the block gas limit lifted (``--uncapped-gas-limit``, default 300 M) gives
+``uncapped_per_s``: the software's own limit, apart from the chain's.
+
+    .venv/bin/python bench/transfers.py [--quick] [--transfers 2000] [--users 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's test helpers
+
+from tests.e2e.web_helpers import start_signer
+
+import chain_baseline as baseline_bench
+from seiwallet.accounts.models import SessionKind
+from seiwallet.accounts.oidc import VerifiedIdentity
+from seiwallet.api.app import create_app
+from seiwallet.api.services import build_services
+from seiwallet.chain.localnet import LocalChain
+from seiwallet.chain.rpc import RpcClient
+from seiwallet.chain.tokens import balance_of, encode_call, read_token
+from seiwallet.config import LocalChainSettings, Settings
+from seiwallet.signer.approvals import DeviceApproval, challenge_bytes
+from seiwallet.signer.service import approval_subject
+from seiwallet.transfers.models import Transfer, TransferStatus
+
+BENCH = "transfers"
+METRIC = "confirmed_transfers_per_second"
+BASELINE = "chain_baseline: pre-signed EIP-3009 transfers submitted raw"
+ORIGIN = "http://localhost:8000"
+#: Each transfer moves 0.01 USDC, as the baseline's do.
+AMOUNT = "0.01"
+console = baseline_bench.console
+
+
+class BenchFailure(Exception):
+    pass
+
+
+@dataclass
+class Person:
+    user_id: str
+    address: str
+    token: str
+    key: ec.EllipticCurvePrivateKey
+    authenticator_id: str
+
+
+@dataclass
+class PipelineResult:
+    transfers: int
+    seconds: float
+    per_second: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    gas_limit: int
+    #: The front half alone: created and signed through the API and the signer, per second.
+    api_per_second: float
+
+
+def _device_approval(person: Person, wallet_id: str, digest_hex: str) -> dict[str, Any]:
+    nonce = os.urandom(16)
+    expires_at = int(time.time()) + 120
+    challenge = challenge_bytes(
+        approval_subject(wallet_id, bytes.fromhex(digest_hex)), nonce, expires_at
+    )
+    return DeviceApproval(
+        authenticator_id=person.authenticator_id,
+        nonce=nonce,
+        expires_at=expires_at,
+        signature=person.key.sign(challenge, ec.ECDSA(hashes.SHA256())),
+    ).to_json()
+
+
+async def _mint(
+    rpc: RpcClient, chain: LocalChain, token_address: str, holders: list[str], units: int
+) -> None:
+    admin = baseline_bench.Key.from_bytes(bytes(chain.accounts.token_admin.key))
+    first = await rpc.get_transaction_count(admin.address, "pending")
+    raws = [
+        baseline_bench.sign_type2(
+            admin,
+            chain_id=chain.settings.network.chain_id,
+            nonce=first + index,
+            to=token_address,
+            data=bytes.fromhex(
+                encode_call("mint(address,uint256)", ["address", "uint256"], [holder, units])[2:]
+            ),
+            gas=baseline_bench.MINT_GAS,
+        )
+        for index, holder in enumerate(holders)
+    ]
+    await baseline_bench.send_all(rpc, raws)
+    await baseline_bench.wait_mined(rpc, {admin.address: first + len(raws)}, timeout=120)
+
+
+async def run_pipeline(
+    chain: LocalChain, home: Path, *, transfers: int, users: int, concurrency: int
+) -> PipelineResult:
+    """The whole platform on ``chain``: signer and worker processes, the API in process."""
+    platform = home / "platform"
+    (platform / "deployments").mkdir(parents=True)
+    shutil.copy(chain.settings.deployment_manifest_path, platform / "deployments" / "local.json")
+    database_url = f"sqlite:///{platform / 'platform.sqlite3'}"
+    port = chain.settings.local_chain.port
+    settings = Settings(
+        profile="local",
+        data_dir=platform,
+        database_url=database_url,
+        local_chain=LocalChainSettings(port=port),
+        web={"public_url": ORIGIN},
+        signer={"origins": [ORIGIN]},
+        compliance={"per_transfer_cap": {}},
+    )
+    signer = start_signer(home / "signer-home", origin=ORIGIN)
+    client = signer.client()
+    services = build_services(settings, signer=client)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        app = create_app(settings, services=services)
+        transfers_service = await services.connect_chain()
+        usdc = transfers_service.token("USDC")
+        people: list[Person] = []
+        for index in range(users):
+            identity = VerifiedIdentity(
+                issuer="https://bench.example",
+                subject=f"person-{index}",
+                email=f"person{index}@bench.example",
+                email_verified=True,
+            )
+            result = await services.sign_in.complete(identity)
+            key = ec.generate_private_key(ec.SECP256R1())
+            public = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+            authenticator_id = f"dk_bench_{index}"
+            await client.add_authenticator(
+                result.user.id,
+                {
+                    "kind": "device",
+                    "id": authenticator_id,
+                    "public_key": public.hex(),
+                    "label": "bench",
+                },
+            )
+            _, token = services.sessions.open(
+                result.user.id, SessionKind.API, label="bench", authenticator_id=authenticator_id
+            )
+            assert result.user.wallet_address is not None
+            people.append(
+                Person(result.user.id, result.user.wallet_address, token, key, authenticator_id)
+            )
+        rpc = services.rpc
+        assert rpc is not None
+        per_person = -(-transfers // users)
+        await _mint(
+            rpc, chain, usdc.address, [p.address for p in people], per_person * 10_000 + 1_000_000
+        )
+
+        log_path = home / "worker.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEIWALLET_")}
+        env.update(
+            SEIWALLET_PROFILE="local",
+            SEIWALLET_DATA_DIR=str(platform),
+            SEIWALLET_DATABASE_URL=database_url,
+            SEIWALLET_LOCAL_CHAIN__PORT=str(port),
+        )
+        with log_path.open("wb") as log_file:
+            worker = subprocess.Popen(  # noqa: ASYNC220 - once, before the clock starts
+                [sys.executable, "-m", "seiwallet", "worker"],
+                env=env,
+                stdout=log_file,
+                stderr=log_file,
+            )
+        await asyncio.sleep(3.0)  # the worker's start-up (imports, recovery, first poll)
+        if worker.poll() is not None:
+            raise BenchFailure(f"the worker exited: {log_path.read_text()[-2000:]}")
+
+        recipients = [baseline_bench._address(os.urandom(64)) for _ in range(transfers)]
+        gate = asyncio.Semaphore(concurrency)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=ORIGIN, timeout=60) as http:
+
+            async def send(index: int) -> None:
+                person = people[index % users]
+                headers = {"authorization": f"Bearer {person.token}"}
+                async with gate:
+                    created = await http.post(
+                        "/v1/transfers",
+                        json={"recipient": recipients[index], "token": "USDC", "amount": AMOUNT},
+                        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+                    )
+                    if created.status_code != 201:
+                        raise BenchFailure(f"create refused: {created.text}")
+                    body = created.json()
+                    approval = _device_approval(person, body["wallet_id"], body["intent_digest"])
+                    approved = await http.post(
+                        f"/v1/transfers/{body['id']}/approve",
+                        json={"approvals": [approval]},
+                        headers=headers,
+                    )
+                    if approved.status_code != 200:
+                        raise BenchFailure(f"approval refused: {approved.text}")
+
+            started = time.perf_counter()
+            await asyncio.gather(*(send(i) for i in range(transfers)))
+            api_done = time.perf_counter()
+            console.log(
+                f"API: {transfers} transfers created and signed in {api_done - started:.1f} s "
+                f"({transfers / (api_done - started):,.0f}/s)"
+            )
+            deadline = time.monotonic() + 120 + transfers / 20
+            while True:
+                with services.db() as db:
+                    counts = dict(
+                        db.execute(
+                            select(Transfer.status, func.count()).group_by(Transfer.status)
+                        ).all()
+                    )
+                confirmed = counts.get(TransferStatus.CONFIRMED, 0)
+                if counts.get(TransferStatus.FAILED):
+                    raise BenchFailure(f"{counts[TransferStatus.FAILED]} transfers failed")
+                if confirmed >= transfers:
+                    finished = time.perf_counter()
+                    break
+                if time.monotonic() > deadline or worker.poll() is not None:
+                    raise BenchFailure(
+                        f"only {confirmed}/{transfers} confirmed ({counts}); "
+                        f"worker log: {log_path.read_text()[-1500:]}"
+                    )
+                await asyncio.sleep(0.02)
+        seconds = finished - started
+        with services.db() as db:
+            rows = db.execute(
+                select(Transfer.signed_at, Transfer.confirmed_at, Transfer.to_address)
+            ).all()
+        latencies = sorted(
+            (row.confirmed_at - row.signed_at).total_seconds() * 1000
+            for row in rows
+            if row.confirmed_at and row.signed_at
+        )
+        # Every recipient holds exactly what was sent (a sample of 200 balances read from chain).
+        for row in rows[:200]:
+            if await balance_of(rpc, usdc.address, row.to_address) != 10_000:
+                raise BenchFailure(f"{row.to_address} does not hold the 0.01 USDC sent to it")
+        return PipelineResult(
+            transfers=transfers,
+            seconds=seconds,
+            per_second=transfers / seconds,
+            latency_p50_ms=statistics.median(latencies),
+            latency_p99_ms=latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))],
+            gas_limit=chain.settings.local_chain.gas_limit,
+            api_per_second=transfers / (api_done - started),
+        )
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            worker.wait(10)
+        await services.aclose()
+        await client.aclose()
+        signer.stop()
+
+
+async def run_baseline(chain: LocalChain, transfers: int) -> float:
+    """chain_baseline's raw submission of pre-signed transfers on the same chain: mined/s."""
+    async with RpcClient(chain.rpc_url, timeout=120.0, retries=0) as rpc:
+        token = await read_token(rpc, chain.deployment.token("USDC").address)
+        workload = baseline_bench.build_workload(
+            "baseline", token, transfers=transfers, sponsors=4, payers=100
+        )
+        await baseline_bench.fund(rpc, chain, token, [workload])
+        await baseline_bench.preflight(rpc, token, workload)
+        async with RpcClient(chain.rpc_url, timeout=120.0, retries=0) as sender:
+            await sender.chain_id()
+            timing = await baseline_bench.measure(
+                rpc, workload, baseline_bench.batched_submitter(sender, 200)
+            )
+        outcome = await baseline_bench.check(rpc, token, workload, timing)
+        return outcome.timing.mined_per_second
+
+
+def _options(gas_limit: int) -> baseline_bench.Options:
+    return baseline_bench.Options(
+        transfers=0, sponsors=4, payers=100, batch_size=200, gas_limit=gas_limit,
+        block_time=LocalChainSettings().block_time, quick=True,
+    )  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer transfers (under 60 s)")
+    parser.add_argument("--transfers", type=int, default=None)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--uncapped-gas-limit", type=int, default=300_000_000)
+    args = parser.parse_args()
+    transfers = args.transfers or (600 if args.quick else 3000)
+    logging.basicConfig(level=logging.WARNING)
+    block_time = LocalChainSettings().block_time
+    home = Path(tempfile.mkdtemp(prefix="bench-transfers-"))
+    chains: list[LocalChain] = []
+    try:
+        chain = baseline_bench.start_chain(home / "chain", _options(LocalChainSettings().gas_limit))
+        chains.append(chain)
+        console.log(f"Sei-like chain at {chain.rpc_url}")
+        baseline = asyncio.run(run_baseline(chain, transfers))
+        console.log(f"baseline: {baseline:,.1f} mined/s")
+        capped = asyncio.run(
+            run_pipeline(
+                chain,
+                home / "capped",
+                transfers=transfers,
+                users=args.users,
+                concurrency=args.concurrency,
+            )
+        )
+        console.log(f"pipeline: {capped.per_second:,.1f} confirmed/s")
+        chain.stop()
+        uncapped_chain = baseline_bench.start_chain(
+            home / "chain-uncapped", _options(args.uncapped_gas_limit)
+        )
+        chains.append(uncapped_chain)
+        uncapped = asyncio.run(
+            run_pipeline(
+                uncapped_chain,
+                home / "uncapped",
+                transfers=transfers * 2,
+                users=args.users,
+                concurrency=args.concurrency,
+            )
+        )
+        console.log(f"pipeline, gas limit lifted: {uncapped.per_second:,.1f} confirmed/s")
+    except BenchFailure as exc:
+        console.print(f"[red]benchmark failed:[/red] {exc}")
+        return 1
+    finally:
+        for running in chains:
+            running.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    ratio = capped.per_second / baseline
+    print(
+        f"{transfers} transfers end to end on the Sei-like chain: {capped.per_second:,.1f}/s "
+        f"confirmed vs {baseline:,.1f}/s mined raw (ratio {ratio:.2f}); approval → confirmed "
+        f"p50 {capped.latency_p50_ms:,.0f} ms, p99 {capped.latency_p99_ms:,.0f} ms "
+        f"({block_time * 1000:.0f} ms blocks); gas limit lifted: {uncapped.per_second:,.1f}/s"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": BENCH,
+                "metric": METRIC,
+                "value": round(capped.per_second, 1),
+                "unit": "transfers/s",
+                "baseline": BASELINE,
+                "baseline_value": round(baseline, 1),
+                "ratio": round(ratio, 3),
+                "latency_p50_ms": round(capped.latency_p50_ms, 1),
+                "latency_p99_ms": round(capped.latency_p99_ms, 1),
+                "block_time_ms": round(block_time * 1000),
+                "uncapped_per_s": round(uncapped.per_second, 1),
+                "api_signed_per_s": round(capped.api_per_second, 1),
+                "uncapped_gas_limit": args.uncapped_gas_limit,
+                "transfers": transfers,
+                "users": args.users,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
