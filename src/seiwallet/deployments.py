@@ -35,6 +35,9 @@ class Contracts:
     tokens: Mapping[str, str]
     #: The block the contracts appeared in, when known (the follower starts there).
     deployed_at: int | None
+    #: The invite escrow (money sent to an alias with no wallet yet), when deployed: from the
+    #: local manifest; not configurable for public networks yet.
+    invite_escrow: str | None = None
 
 
 def contracts_for(settings: Settings) -> Contracts:
@@ -42,7 +45,12 @@ def contracts_for(settings: Settings) -> Contracts:
     if settings.network.is_local:
         deployment = load_deployment(settings)
         tokens = {symbol: token.address for symbol, token in deployment.tokens.items()}
-        return Contracts(deployment.router, {**tokens, **settings.tokens}, deployment.block_number)
+        return Contracts(
+            deployment.router,
+            {**tokens, **settings.tokens},
+            deployment.block_number,
+            invite_escrow=deployment.invite_escrow,
+        )
     tokens = {}
     for symbol, address in settings.token_addresses().items():
         tokens[symbol] = _configured_address(f"{ENV_PREFIX}TOKENS", address)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,21 @@ def test_the_sei_like_chain_resumes_and_recreates_predictably(tmp_path: Path) ->
         assert resumed.report.mode is StartMode.RESUMED
         assert resumed.deployment == deployment
 
+    # A manifest from before the invite escrow: the same chain resumes and gets an escrow added.
+    older = json.loads(settings.deployment_manifest_path.read_text())
+    for key in ("invite_escrow", "invite_escrow_releaser", "invite_escrow_code_hash"):
+        del older[key]
+    settings.deployment_manifest_path.write_text(json.dumps(older))
+    with LocalChain(settings) as upgraded:
+        assert upgraded.report.mode is StartMode.RESUMED
+        assert "invite escrow" in upgraded.report.detail
+        assert upgraded.deployment.router == deployment.router
+        assert upgraded.deployment.invite_escrow not in (None, deployment.invite_escrow)
+    assert load_deployment(settings) == upgraded.deployment
+    with LocalChain(settings) as again:
+        assert again.report.mode is StartMode.RESUMED
+        assert again.deployment == upgraded.deployment
+
     (tmp_path / "chain" / "state.json").write_text('{"truncated": ')
     with LocalChain(settings) as recreated:
         assert recreated.report.mode is StartMode.STATE_UNUSABLE
@@ -42,6 +58,7 @@ def test_the_sei_like_chain_resumes_and_recreates_predictably(tmp_path: Path) ->
         assert recreated.report.moved_state_to.exists()
         # A new chain gets the same addresses: deployment is deterministic.
         assert recreated.deployment.router == deployment.router
+        assert recreated.deployment.invite_escrow == deployment.invite_escrow
 
     settings.deployment_manifest_path.unlink()
     with LocalChain(settings) as mismatched:

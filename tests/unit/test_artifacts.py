@@ -41,15 +41,25 @@ def test_the_committed_artifact_is_what_the_sources_compile_to() -> None:
     assert result.returncode == 0, result.stderr or result.stdout
 
 
-def test_the_router_artifact_records_how_it_was_built() -> None:
-    path = ROOT / "src" / "seiwallet" / "chain" / "artifacts" / "PaymentRouter.json"
-    data = json.loads(path.read_text())
+ARTIFACTS_DIR = ROOT / "src" / "seiwallet" / "chain" / "artifacts"
+CONTRACTS = sorted(path.stem for path in (ROOT / "contracts").glob("*.sol"))
+
+
+def test_every_contract_has_a_committed_artifact_and_nothing_else_does() -> None:
+    assert {"PaymentRouter", "InviteEscrow"} <= set(CONTRACTS)
+    assert sorted(path.stem for path in ARTIFACTS_DIR.glob("*.json")) == CONTRACTS
+
+
+@pytest.mark.parametrize("name", CONTRACTS)
+def test_the_artifact_records_how_it_was_built(name: str) -> None:
+    data = json.loads((ARTIFACTS_DIR / f"{name}.json").read_text())
     assert data["compiler"]["settings"] == {
         "evmVersion": "prague",  # Sei runs Pectra: a later EVM target could emit opcodes it lacks
         "optimizer": {"enabled": True, "runs": 200},
     }
     assert data["compiler"]["version"].startswith("0.8.37+")
-    source = (ROOT / "contracts" / "PaymentRouter.sol").read_bytes()
+    assert (data["contractName"], data["sourceName"]) == (name, f"contracts/{name}.sol")
+    source = (ROOT / "contracts" / f"{name}.sol").read_bytes()
     assert data["sourceSha256"] == hashlib.sha256(source).hexdigest()
 
 
@@ -59,6 +69,20 @@ def test_our_artifact_loads_from_the_package() -> None:
     assert router.libraries == frozenset()
     assert router.runtime_code() == bytes.fromhex(router.deployed_bytecode[2:])
     assert router.function("pay")["inputs"][0]["internalType"] == "struct PaymentRouter.Payment"
+    escrow = load_artifact("InviteEscrow")
+    assert escrow.libraries == frozenset()
+    assert [i["type"] for i in escrow.function("deposit")["inputs"]] == [
+        "address",
+        "address",
+        "uint256",
+        "uint256",
+        "uint256",
+        "bytes32",
+        "uint256",
+        "bytes",
+    ]
+    # EIP-170: runtime code above 24 576 bytes cannot be deployed.
+    assert len(escrow.runtime_code()) < 24_576
 
 
 def test_a_missing_artifact_says_how_to_build_it() -> None:

@@ -1,7 +1,8 @@
-"""Deploy Circle's FiatToken (USDC, EURC) and our PaymentRouter, and describe them in a manifest.
+"""Deploy Circle's FiatToken (USDC, EURC), our PaymentRouter and InviteEscrow; write a manifest.
 
 FiatToken is deployed only on chains we run ourselves (anvil); on Sei the tokens are Circle's
-own and only the router is ours (:func:`deploy_router`). The steps follow Circle's deployment:
+own and only the router and the escrow are ours (:func:`deploy_router`,
+:func:`deploy_invite_escrow`). The steps follow Circle's deployment:
 ``SignatureChecker`` library → ``FiatTokenV2_2`` implementation, linked to it and initialized with
 throw-away values so nobody can take it over → one ``FiatTokenProxy`` per token, created by a
 dedicated proxy-admin account (the proxy's admin cannot call the token) → ``initialize``,
@@ -19,7 +20,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -60,6 +61,11 @@ MANIFEST_VERSION = 1
 #: The implementation is initialized with this address in every role, as Circle's scripts do.
 THROWAWAY_ADDRESS = "0x0000000000000000000000000000000000000001"
 
+#: BIP-44 index of the local invite escrow's releaser: past anvil's ten funded accounts (of which
+#: 8 and 9 are the demo's customer and merchant), so it is a role of its own; the local chain
+#: gives it gas. Address 0xBcd4042DE499D14e55001CcbB24a551F3b954096.
+RELEASER_INDEX = 10
+
 #: Unlimited minting for the local master minter's own minter (a test chain, not a real issuer).
 _UNLIMITED = 2**256 - 1
 
@@ -94,8 +100,9 @@ class LocalAccounts:
 
     Index 0 deploys, 1 is the tokens' proxy admin (an account of its own, because the proxy's
     admin cannot call the token), 2 owns the tokens and is their master minter, minter, pauser,
-    blacklister and lost-and-found, 3 collects fees and owns the router, 4–7 are sponsors that
-    pay gas for users. One place, so a test and the demo cannot disagree on who is who.
+    blacklister and lost-and-found, 3 collects fees and owns the router and the invite escrow,
+    4–7 are sponsors that pay gas for users, 10 (:data:`RELEASER_INDEX`) is the invite escrow's
+    releaser. One place, so a test and the demo cannot disagree on who is who.
     """
 
     deployer: LocalAccount
@@ -103,17 +110,23 @@ class LocalAccounts:
     token_admin: LocalAccount
     fee_collector: LocalAccount
     sponsors: tuple[LocalAccount, ...]
+    releaser: LocalAccount
 
     @classmethod
     def from_mnemonic(cls, mnemonic: str = ANVIL_MNEMONIC, *, sponsors: int = 4) -> LocalAccounts:
         """Derive the role accounts (BIP-44 path ``m/44'/60'/0'/0/i``) from ``mnemonic``."""
-        keys = _derive(mnemonic, 4 + sponsors)
+        if 4 + sponsors > RELEASER_INDEX:
+            raise ValueError(
+                f"at most {RELEASER_INDEX - 4} sponsors: index {RELEASER_INDEX} is the releaser"
+            )
+        keys = _derive(mnemonic, RELEASER_INDEX + 1)
         return cls(
             deployer=keys[0],
             proxy_admin=keys[1],
             token_admin=keys[2],
             fee_collector=keys[3],
-            sponsors=tuple(keys[4:]),
+            sponsors=tuple(keys[4 : 4 + sponsors]),
+            releaser=keys[RELEASER_INDEX],
         )
 
     @property
@@ -192,6 +205,12 @@ class Deployment:
     router_code_hash: str
     fiat_token_implementation: str | None = None
     signature_checker: str | None = None
+    #: The invite escrow, its releaser and the keccak256 of its runtime code. ``None`` in a
+    #: manifest written before the escrow existed (still read; the local chain then adds one).
+    #: Its owner is ``roles.router_owner``.
+    invite_escrow: str | None = None
+    invite_escrow_releaser: str | None = None
+    invite_escrow_code_hash: str | None = None
     version: int = field(default=MANIFEST_VERSION)
 
     def token(self, symbol: str) -> DeployedToken:
@@ -216,6 +235,10 @@ class Deployment:
             "router_code_hash": self.router_code_hash,
             "fiat_token_implementation": self.fiat_token_implementation,
             "signature_checker": self.signature_checker,
+            # Top-level keys, not roles: a reader that predates them ignores them.
+            "invite_escrow": self.invite_escrow,
+            "invite_escrow_releaser": self.invite_escrow_releaser,
+            "invite_escrow_code_hash": self.invite_escrow_code_hash,
         }
 
     @classmethod
@@ -237,6 +260,9 @@ class Deployment:
             router_code_hash=str(data["router_code_hash"]),
             fiat_token_implementation=data.get("fiat_token_implementation"),
             signature_checker=data.get("signature_checker"),
+            invite_escrow=_optional_str(data.get("invite_escrow")),
+            invite_escrow_releaser=_optional_str(data.get("invite_escrow_releaser")),
+            invite_escrow_code_hash=_optional_str(data.get("invite_escrow_code_hash")),
             version=int(version),
         )
 
@@ -248,6 +274,10 @@ class Deployment:
     def from_json(cls, text: str) -> Deployment:
         """Parse a manifest written by :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def write_manifest(deployment: Deployment, path: Path) -> None:
@@ -386,11 +416,11 @@ def deploy_local(
     tokens: Sequence[TokenSpec] = DEFAULT_TOKENS,
     timeout: float = 60.0,
 ) -> Deployment:
-    """Deploy the FiatToken stablecoins and the router on a chain we run, and describe them.
+    """Deploy the FiatToken stablecoins, the router and the invite escrow on a chain we run.
 
-    Runs in three rounds of transactions: (1) library, implementation, router and the
-    implementation's throw-away initialization; (2) the proxies; (3) initializing every proxy
-    and configuring its minter.
+    Runs in three rounds of transactions: (1) library, implementation, router, invite escrow
+    and the implementation's throw-away initialization; (2) the proxies; (3) initializing every
+    proxy and configuring its minter.
     """
     roles_keys = accounts or local_accounts()
     roles = roles_keys.roles
@@ -398,6 +428,7 @@ def deploy_local(
     implementation = load_fiat_token_artifact("FiatTokenV2_2")
     proxy = load_fiat_token_artifact("FiatTokenProxy")
     router = load_artifact("PaymentRouter")
+    escrow = load_artifact("InviteEscrow")
     deployer, proxy_admin, admin = (
         roles_keys.deployer,
         roles_keys.proxy_admin,
@@ -409,6 +440,7 @@ def deploy_local(
     library_address = sender.next_address(deployer, 0)
     implementation_address = sender.next_address(deployer, 1)
     router_address = sender.next_address(deployer, 2)
+    escrow_address = sender.next_address(deployer, 3)
     linked = {SIGNATURE_CHECKER: library_address}
     sender.send(deployer, library.encode_deploy(), label="deploy SignatureChecker")
     # The constructor does not call the library, so it can be estimated before the library
@@ -422,6 +454,11 @@ def deploy_local(
         deployer,
         router.encode_deploy(roles.router_owner, roles_keys.fee_collector.address),
         label="deploy PaymentRouter",
+    )
+    sender.send(
+        deployer,
+        escrow.encode_deploy(roles.router_owner, roles_keys.releaser.address),
+        label="deploy InviteEscrow",
     )
     # Circle initializes the implementation with dead values so nobody can claim its roles.
     for call in _initializers(
@@ -465,6 +502,7 @@ def deploy_local(
     receipts = sender.wait()
 
     router_code = bytes(w3.eth.get_code(to_checksum_address(router_address)))
+    escrow_code = bytes(w3.eth.get_code(to_checksum_address(escrow_address)))
     deployment = Deployment(
         chain_id=w3.eth.chain_id,
         block_number=max(int(r["blockNumber"]) for r in receipts),
@@ -486,6 +524,9 @@ def deploy_local(
         router_code_hash="0x" + keccak(router_code).hex(),
         fiat_token_implementation=implementation_address,
         signature_checker=library_address,
+        invite_escrow=escrow_address,
+        invite_escrow_releaser=roles_keys.releaser.address,
+        invite_escrow_code_hash="0x" + keccak(escrow_code).hex(),
     )
     problems = check_deployment(w3, deployment)
     if problems:
@@ -535,6 +576,64 @@ def deploy_router(
     return address, int(receipt["blockNumber"])
 
 
+def deploy_invite_escrow(
+    w3: Web3,
+    deployer: LocalAccount,
+    *,
+    owner: str,
+    releaser: str,
+    timeout: float = 60.0,
+) -> tuple[str, int]:
+    """Deploy only the InviteEscrow (e.g. on Sei, next to the router); (address, block)."""
+    sender = _Sender(w3, timeout=timeout)
+    address = sender.next_address(deployer)
+    sender.send(
+        deployer,
+        load_artifact("InviteEscrow").encode_deploy(
+            to_checksum_address(owner), to_checksum_address(releaser)
+        ),
+        label="deploy InviteEscrow",
+    )
+    (receipt,) = sender.wait()
+    return address, int(receipt["blockNumber"])
+
+
+def add_invite_escrow(
+    w3: Web3,
+    deployment: Deployment,
+    accounts: LocalAccounts | None = None,
+    *,
+    timeout: float = 60.0,
+) -> Deployment:
+    """Deploy the invite escrow next to a local deployment whose manifest predates it.
+
+    The escrow is owned by the router's owner and released by the local releaser account;
+    the other contracts stay where they are. Returns the completed manifest.
+    """
+    if deployment.invite_escrow is not None:
+        return deployment
+    keys = accounts or local_accounts()
+    address, block = deploy_invite_escrow(
+        w3,
+        keys.deployer,
+        owner=deployment.roles.router_owner,
+        releaser=keys.releaser.address,
+        timeout=timeout,
+    )
+    code = bytes(w3.eth.get_code(to_checksum_address(address)))
+    upgraded = replace(
+        deployment,
+        block_number=max(deployment.block_number, block),
+        invite_escrow=address,
+        invite_escrow_releaser=keys.releaser.address,
+        invite_escrow_code_hash="0x" + keccak(code).hex(),
+    )
+    problems = check_deployment(w3, upgraded)
+    if problems:
+        raise ChainError("the deployment does not check out: " + "; ".join(problems))
+    return upgraded
+
+
 def check_deployment(w3: Web3, deployment: Deployment) -> list[str]:
     """What does not match between the manifest and the chain (empty if everything does)."""
     problems: list[str] = []
@@ -548,6 +647,20 @@ def check_deployment(w3: Web3, deployment: Deployment) -> list[str]:
         problems.append(f"the code at the router address {deployment.router} is not the manifest's")
     elif router_code != load_artifact("PaymentRouter").runtime_code():
         problems.append("the deployed router was built from other sources than this version's")
+    # A manifest from before the escrow has none to check (the local chain adds one).
+    if deployment.invite_escrow is not None:
+        escrow_code = bytes(w3.eth.get_code(to_checksum_address(deployment.invite_escrow)))
+        if not escrow_code:
+            problems.append(f"no contract at the invite escrow address {deployment.invite_escrow}")
+        elif "0x" + keccak(escrow_code).hex() != deployment.invite_escrow_code_hash:
+            problems.append(
+                f"the code at the invite escrow address {deployment.invite_escrow} is not the "
+                "manifest's"
+            )
+        elif escrow_code != load_artifact("InviteEscrow").runtime_code():
+            problems.append(
+                "the deployed invite escrow was built from other sources than this version's"
+            )
     fiat_token = load_fiat_token_artifact("FiatTokenV2_2") if deployment.tokens else None
     for symbol, token in sorted(deployment.tokens.items()):
         address = to_checksum_address(token.address)

@@ -234,6 +234,83 @@ BatchGasTooLow = _reverted(
     "a payment in the batch ran out of gas: resend the batch with a higher gas limit",
 )
 
+# -- our InviteEscrow (custom errors, matched by selector) -------------------------------------
+InvitationExists = _reverted(
+    "InvitationExists",
+    "escrow.invitation_exists",
+    "InvitationExists",
+    "an invitation with exactly these terms is already in the escrow",
+    409,
+)
+UnknownInvitation = _reverted(
+    "UnknownInvitation",
+    "escrow.unknown_invitation",
+    "UnknownInvitation",
+    "the escrow holds no invitation with this id",
+    404,
+)
+InvitationAlreadySettled = _reverted(
+    "InvitationAlreadySettled",
+    "escrow.invitation_settled",
+    "InvitationAlreadySettled",
+    "this invitation was already claimed or returned to its sender",
+    409,
+)
+InvitationExpired = _reverted(
+    "InvitationExpired",
+    "escrow.invitation_expired",
+    "InvitationExpired",
+    "this invitation's deadline has passed: it can only go back to its sender now",
+    409,
+)
+InvitationNotExpired = _reverted(
+    "InvitationNotExpired",
+    "escrow.invitation_not_expired",
+    "InvitationNotExpired",
+    "this invitation's deadline has not passed yet: it cannot be returned to its sender before",
+    409,
+)
+NotReleaser = _reverted(
+    "NotReleaser",
+    "escrow.not_releaser",
+    "NotReleaser",
+    "only the escrow's releaser may release or register invitations: check the releaser key",
+    403,
+)
+AuthorizationNotUsed = _reverted(
+    "AuthorizationNotUsed",
+    "escrow.authorization_not_used",
+    "AuthorizationNotUsed",
+    "the token has not seen this invitation's authorization used: deposit it instead",
+    409,
+)
+EscrowUnderfunded = _reverted(
+    "EscrowUnderfunded",
+    "escrow.underfunded",
+    "EscrowUnderfunded",
+    "the escrow does not hold the money for this invitation beyond its open invitations: the "
+    "authorization was canceled, not used, or its transfer went elsewhere",
+    409,
+)
+DeadlineOutOfRange = _reverted(
+    "DeadlineOutOfRange",
+    "escrow.deadline_out_of_range",
+    "DeadlineOutOfRange",
+    "the invitation's deadline has passed already (or is beyond 2**64 - 1 seconds)",
+)
+ValueTooLarge = _reverted(
+    "ValueTooLarge",
+    "escrow.value_too_large",
+    "ValueTooLarge",
+    "an invitation holds at most 2**96 - 1 base units of a token",
+)
+ZeroClaimHash = _reverted(
+    "ZeroClaimHash",
+    "escrow.zero_claim_hash",
+    "ZeroClaimHash",
+    "an invitation needs a claim hash (of a salt and the recipient's alias)",
+)
+
 #: Known revert reasons, most specific first; the first whose fragment occurs wins.
 KNOWN_REVERTS: tuple[type[ExecutionReverted], ...] = (
     AddressBlacklisted,
@@ -251,6 +328,17 @@ KNOWN_REVERTS: tuple[type[ExecutionReverted], ...] = (
     PayerMismatch,
     ZeroAmount,
     BatchGasTooLow,
+    InvitationExists,
+    UnknownInvitation,
+    InvitationAlreadySettled,
+    InvitationExpired,
+    InvitationNotExpired,
+    NotReleaser,
+    AuthorizationNotUsed,
+    EscrowUnderfunded,
+    DeadlineOutOfRange,
+    ValueTooLarge,
+    ZeroClaimHash,
 )
 
 
@@ -284,8 +372,9 @@ class TransactionTimeout(ChainError):
 _ERROR_STRING_SELECTOR = keccak(text="Error(string)")[:4]
 _PANIC_SELECTOR = keccak(text="Panic(uint256)")[:4]
 
-#: Custom errors of our contracts, by 4-byte selector → name (their arguments are not needed
-#: to choose the error class; they stay in ``data`` for logs).
+#: Custom errors of our contracts (PaymentRouter and InviteEscrow, which share ``ZeroAddress`` and
+#: ``ZeroAmount``), by 4-byte selector → name (their arguments are not needed to choose the error
+#: class; they stay in ``data`` for logs).
 CUSTOM_ERROR_SIGNATURES = (
     "InvoiceAlreadySettled(bytes32)",
     "FeeExceedsAmount()",
@@ -300,6 +389,19 @@ CUSTOM_ERROR_SIGNATURES = (
     "ReentrancyGuardReentrantCall()",
     "SafeERC20FailedOperation(address)",
     "OwnableUnauthorizedAccount(address)",
+    "OwnableInvalidOwner(address)",
+    # InviteEscrow
+    "InvitationExists(bytes32)",
+    "UnknownInvitation(bytes32)",
+    "InvitationAlreadySettled(bytes32)",
+    "InvitationExpired(bytes32,uint256)",
+    "InvitationNotExpired(bytes32,uint256)",
+    "NotReleaser(address)",
+    "AuthorizationNotUsed(bytes32)",
+    "EscrowUnderfunded(address,uint256,uint256)",
+    "DeadlineOutOfRange(uint256)",
+    "ValueTooLarge(uint256)",
+    "ZeroClaimHash()",
 )
 _CUSTOM_ERRORS: Mapping[bytes, str] = {
     keccak(text=signature)[:4]: signature.split("(")[0] for signature in CUSTOM_ERROR_SIGNATURES

@@ -59,6 +59,9 @@ EVENT_KEYS: Mapping[str, str] = {
     "PaymentSettled": "invoiceId",
     "PaymentFailed": "invoiceId",
     "PaymentRefunded": "invoiceId",
+    "InvitationCreated": "id",
+    "InvitationClaimed": "id",
+    "InvitationReclaimed": "id",
     "AuthorizationUsed": "nonce",
     "AuthorizationCanceled": "nonce",
 }

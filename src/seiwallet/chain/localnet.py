@@ -2,9 +2,10 @@
 
 :class:`LocalChain` starts the anvil binary from ``node_modules`` (0.4 s blocks, a 10 M gas
 limit, the Prague EVM, chain id :data:`~seiwallet.config.LOCAL_CHAIN_ID`), waits until *its own*
-process answers, deploys the stablecoins and the router if the chain does not already hold them,
-funds the sponsor accounts and writes the deployment manifest every other process reads with
-:func:`load_deployment`.
+process answers, deploys the stablecoins, the router and the invite escrow if the chain does not
+already hold them (a resumed chain whose manifest predates the escrow gets one added in place),
+funds the sponsor and releaser accounts and writes the deployment manifest every other process
+reads with :func:`load_deployment`.
 
 The chain's state is saved to ``<data_dir>/chain/state.json`` (every few seconds and on stop), so a
 restart resumes the same chain. When that cannot work it starts a new chain instead, the same way
@@ -43,6 +44,7 @@ from seiwallet.chain.artifacts import ArtifactNotFound, find_node_modules
 from seiwallet.chain.deploy import (
     Deployment,
     LocalAccounts,
+    add_invite_escrow,
     check_deployment,
     deploy_local,
     local_accounts,
@@ -306,11 +308,12 @@ class LocalChain:
 
         problem = self._manifest_problem()
         if problem is None:
+            upgraded = self._add_missing_contracts()
             deployment = self.deployment
             return StartReport(
                 StartMode.RESUMED,
                 f"resumed the saved chain at block {self.web3().eth.block_number}; contracts as "
-                f"in {manifest_path} (router {deployment.router})",
+                f"in {manifest_path} (router {deployment.router})" + upgraded,
             )
         # Recreate rather than deploy on top: a new chain gets the same addresses every time.
         self._terminate()
@@ -472,15 +475,31 @@ class LocalChain:
         self._deployment = deployment
         return None
 
+    def _add_missing_contracts(self) -> str:
+        """Deploy what a manifest older than this version lacks (the invite escrow) in place.
+
+        The chain and everything on it are kept; the manifest is rewritten. Returns what was
+        added, for the start report ("" if nothing).
+        """
+        deployment = self.deployment
+        if deployment.invite_escrow is not None:
+            return ""
+        deployment = add_invite_escrow(self.web3(), deployment, self.accounts)
+        write_manifest(deployment, self.settings.deployment_manifest_path)
+        self._deployment = deployment
+        return f"; deployed the invite escrow it lacked at {deployment.invite_escrow}"
+
     def _deploy(self) -> None:
         deployment = deploy_local(self.web3(), self.accounts)
         write_manifest(deployment, self.settings.deployment_manifest_path)
         self._deployment = deployment
 
     def _fund_sponsors(self) -> None:
-        """Top up the accounts that pay gas for users (anvil can set balances directly)."""
+        """Top up the accounts that pay gas: the sponsors (for users) and the escrow's releaser
+        (anvil can set balances directly)."""
         w3 = self.web3()
         addresses = [account.address for account in self.accounts.sponsors]
+        addresses.append(self.accounts.releaser.address)
         for key in self.settings.sponsor_keys:
             addresses.append(
                 w3.eth.account.from_key(key.get_secret_value()).address,
