@@ -20,8 +20,9 @@ from seiwallet.chain.localnet import LocalChain
 from seiwallet.chain.models import ChainEvent, FollowerCursor
 from seiwallet.chain.router import Authorization, Payment, encode_pay, payment_authorization
 from seiwallet.chain.rpc import RpcClient
-from seiwallet.cli.runtime import Contracts, event_decoder
+from seiwallet.cli.runtime import event_decoder
 from seiwallet.db import session_factory
+from seiwallet.deployments import Contracts
 
 pytestmark = pytest.mark.chain
 

@@ -31,9 +31,10 @@ from seiwallet.chain.models import ChainEvent, SentTransaction, TxStatus
 from seiwallet.chain.rpc import Call, RpcClient
 from seiwallet.chain.sender import TransactionSender
 from seiwallet.chain.tokens import Authorization3009, authorization_typed_data
-from seiwallet.cli.runtime import Contracts, event_decoder
+from seiwallet.cli.runtime import event_decoder
 from seiwallet.config import RelayerSettings
 from seiwallet.db import session_factory
+from seiwallet.deployments import Contracts
 from seiwallet.transfers.handlers import TransferEventHandler
 from seiwallet.transfers.models import Transfer, TransferStatus
 from seiwallet.transfers.relayer import NETWORK_DELAY, Outbound, Relayer, transfer_purpose

@@ -31,17 +31,12 @@ from seiwallet.chain.sender import TransactionSender, TxRequest
 from seiwallet.chain.tokens import balance_of, encode_mint, is_blacklisted, read_token
 from seiwallet.cli.app import app, configure_logging, console, handles_errors, settings
 from seiwallet.cli.demo_data import DemoData, seed
-from seiwallet.cli.runtime import (
-    build_follower,
-    contracts_for,
-    open_chain,
-    open_database,
-    sponsor_accounts,
-)
+from seiwallet.cli.runtime import build_follower, open_database, sponsor_accounts
 from seiwallet.cli.status import gather_status, render_status
 from seiwallet.config import Settings
 from seiwallet.db import describe_url, session_factory
 from seiwallet.db.migrations import current_revision, head_revision, upgrade
+from seiwallet.deployments import contracts_for, open_chain
 from seiwallet.errors import InvalidInput, SeiwalletError
 from seiwallet.money import TokenAmount
 from seiwallet.transfers.handlers import TransferEventHandler

@@ -5,26 +5,25 @@ Entry points call these and pass the results down; nothing here is a global.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from seiwallet.addresses import parse_evm_address
 from seiwallet.chain.deploy import local_accounts
 from seiwallet.chain.errors import DeploymentMissing
+from seiwallet.chain.escrow import escrow_artifact
 from seiwallet.chain.events import FIAT_TOKEN_EVENTS_ABI, EventDecoder
 from seiwallet.chain.follower import EventHandler, Follower
-from seiwallet.chain.localnet import load_deployment
 from seiwallet.chain.router import router_artifact
 from seiwallet.chain.rpc import RpcClient
 from seiwallet.config import ENV_PREFIX, Settings
 from seiwallet.db import check_connection, create_engine_for
 from seiwallet.db.migrations import upgrade
-from seiwallet.errors import ConfigError, InvalidInput
+from seiwallet.deployments import Contracts, contracts_for
+from seiwallet.errors import ConfigError
 
 
 def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
@@ -36,51 +35,6 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
     return engine
 
 
-async def open_chain(settings: Settings) -> RpcClient:
-    """A JSON-RPC client of the profile's chain, its chain id checked against the profile."""
-    rpc = RpcClient(settings.effective_rpc_url, timeout=settings.rpc_timeout)
-    try:
-        await rpc.expect_chain_id(settings.network.chain_id, profile=settings.profile)
-    except BaseException:
-        await rpc.aclose()
-        raise
-    return rpc
-
-
-@dataclass(frozen=True)
-class Contracts:
-    """Where our router and the stablecoins are on the profile's chain."""
-
-    router: str | None
-    tokens: Mapping[str, str]
-    #: The block the contracts appeared in, when known (the follower starts there).
-    deployed_at: int | None
-
-
-def contracts_for(settings: Settings) -> Contracts:
-    """The local chain's manifest, or the addresses configured for a public network."""
-    if settings.network.is_local:
-        deployment = load_deployment(settings)
-        tokens = {symbol: token.address for symbol, token in deployment.tokens.items()}
-        return Contracts(deployment.router, {**tokens, **settings.tokens}, deployment.block_number)
-    tokens = {}
-    for symbol, address in settings.token_addresses().items():
-        tokens[symbol] = _configured_address(f"{ENV_PREFIX}TOKENS", address)
-    router = (
-        _configured_address(f"{ENV_PREFIX}ROUTER_ADDRESS", settings.router_address)
-        if settings.router_address
-        else None
-    )
-    return Contracts(router, tokens, None)
-
-
-def _configured_address(setting: str, value: str) -> str:
-    try:
-        return parse_evm_address(value)
-    except InvalidInput as exc:
-        raise ConfigError(setting, str(exc)) from None
-
-
 def event_decoder(contracts: Contracts) -> EventDecoder:
     """A decoder for the router's events and the FiatToken events of every configured token."""
     abis: dict[str, list[dict[str, object]]] = {
@@ -88,6 +42,8 @@ def event_decoder(contracts: Contracts) -> EventDecoder:
     }
     if contracts.router:
         abis[contracts.router] = [dict(entry) for entry in router_artifact().abi]
+    if contracts.invite_escrow:
+        abis[contracts.invite_escrow] = [dict(entry) for entry in escrow_artifact().abi]
     return EventDecoder(abis)
 
 

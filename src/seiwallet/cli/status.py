@@ -13,15 +13,11 @@ from seiwallet.chain.errors import ChainError
 from seiwallet.chain.follower import read_checkpoint
 from seiwallet.chain.rpc import RpcClient
 from seiwallet.chain.tokens import is_paused, read_token
-from seiwallet.cli.runtime import (
-    contracts_for,
-    open_chain,
-    open_database,
-    sponsor_accounts,
-)
+from seiwallet.cli.runtime import open_database, sponsor_accounts
 from seiwallet.config import Settings
 from seiwallet.db import describe_url, session_factory
 from seiwallet.db.migrations import current_revision, head_revision
+from seiwallet.deployments import contracts_for, open_chain
 
 #: Blocks over which the block time is measured: timestamps are whole seconds, so a short
 #: window of 0.4 s blocks would read as 0 s or 1 s.
