@@ -172,3 +172,20 @@ async def test_sending_needs_an_idempotency_key_and_not_to_yourself(app, browser
     )
     assert myself.status_code == 422
     assert myself.json()["code"] == "transfer.self"
+
+
+async def test_probing_aliases_is_slowed_down(app, browsers) -> None:
+    ada, ada_csrf = await _person(browsers, "Ada", "ada@example.com")
+    await ada.post_json("/v1/faucet", {"token": "USDC", "amount": "5"}, csrf=ada_csrf)
+    for index in range(10):
+        missed = await _send(
+            ada, ada_csrf, {"recipient": f"p{index}@example.com", "token": "USDC", "amount": "1"},
+            key=f"probe-{index}",
+        )  # fmt: skip
+        assert missed.status_code == 404
+    slowed = await _send(
+        ada, ada_csrf, {"recipient": "bob@example.com", "token": "USDC", "amount": "1"}, key="x"
+    )
+    assert slowed.status_code == 429
+    assert slowed.json()["code"] == "transfer.lookup_rate_limited"
+    assert int(slowed.headers["retry-after"]) > 0

@@ -45,6 +45,7 @@ from seiwallet.signer.intents import intent_digest, parse_intent
 from seiwallet.transfers.errors import (
     IdempotencyConflict,
     InsufficientBalance,
+    LookupRateLimited,
     RecipientInvalid,
     RecipientUnknown,
     SelfTransfer,
@@ -266,6 +267,36 @@ class RecipientResolver:
             ).first()
 
 
+class LookupLimiter:
+    """At most ``limit`` unknown-alias lookups per user per ``window`` seconds.
+
+    Someone probing which phone numbers have a wallet must try many: after a few misses the
+    answer is "slow down" for every alias, known or not. (Kept per API process: with several
+    processes the limit is per process; invitations, which answer every alias alike, remove
+    the signal altogether.)
+    """
+
+    def __init__(self, limit: int = 10, window: float = 600.0, clock: Clock = time.time) -> None:
+        self._limit = limit
+        self._window = window
+        self._clock = clock
+        self._misses: dict[str, list[float]] = {}
+
+    def _recent(self, user_id: str) -> list[float]:
+        cutoff = self._clock() - self._window
+        misses = [t for t in self._misses.get(user_id, []) if t > cutoff]
+        self._misses[user_id] = misses
+        return misses
+
+    def check(self, user_id: str) -> None:
+        misses = self._recent(user_id)
+        if len(misses) >= self._limit:
+            raise LookupRateLimited(int(misses[0] + self._window - self._clock()) + 1)
+
+    def missed(self, user_id: str) -> None:
+        self._recent(user_id).append(self._clock())
+
+
 class TransferService:
     """Create, approve and list a user's transfers."""
 
@@ -287,6 +318,7 @@ class TransferService:
         self._gate = gate
         self.resolver = resolver or RecipientResolver(sessions)
         self._clock = clock
+        self._lookups = LookupLimiter(clock=clock)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -332,7 +364,12 @@ class TransferService:
             raise InvalidInput("the amount must be more than zero")
         if len(request.note) > 140:
             raise InvalidInput("a note is at most 140 characters")
-        recipient = self.resolver.resolve(request.recipient)
+        self._lookups.check(owner.user_id)
+        try:
+            recipient = self.resolver.resolve(request.recipient)
+        except RecipientUnknown:
+            self._lookups.missed(owner.user_id)
+            raise
         if recipient.address.lower() == owner.address.lower():
             raise SelfTransfer
         self._gate.check(
