@@ -4,13 +4,17 @@ Each intent carries a device-key approval made beforehand (the phone's work, not
 signer's); the signer verifies it, consumes its nonce, evaluates the wallet's policy (per-
 transaction and rolling 24-hour limits, so the spend window is read), unseals the wallet key,
 signs the EIP-712 digest and appends a hash-chained audit record, durably, one commit per batch.
-The signer process is pinned to one core.
+The signer process is pinned to one core, which it has to itself: this (client) process runs on
+the other cores while the signer is measured.
 
 Baseline, side by side in the same run: ``eth_account.Account.sign_typed_data`` on the same
 typed data with the key in the clear — which verifies nothing, evaluates nothing and records
-nothing.
+nothing — timed on the signer's core.
 
-    .venv/bin/python bench/signer.py [--quick] [--batch 500]
+    .venv/bin/python bench/signer.py [--quick] [--batch 500] [--profile signer.prof]
+
+``--profile`` runs the signer under cProfile (far slower: for where the time goes, not for the
+figure); ``py-spy record --pid`` on the signer's process is the low-overhead alternative.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -40,14 +45,31 @@ from tests.fixtures.authenticators import SoftDeviceKey
 
 USDC = TokenDomain("USD Coin", "2", 713715, "0x8464135c8F25Da09e49BC8782676a84730C318bC")
 RECIPIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+#: The one core the signer runs on; the baseline is timed on it too.
+SIGNER_CORE = 0
 
 
-def start_signer(data_dir: Path) -> subprocess.Popen[bytes]:
+def pin(cores: set[int]) -> None:
+    """Run this (the bench's) process on ``cores``, where the OS allows it."""
+    if hasattr(os, "sched_setaffinity") and cores:
+        os.sched_setaffinity(0, cores)
+
+
+def other_cores() -> set[int]:
+    """The cores the client may use: all but the signer's (all of them on a one-core machine)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return set()
+    cores = set(os.sched_getaffinity(0))
+    return cores - {SIGNER_CORE} or cores
+
+
+def start_signer(data_dir: Path, profile: Path | None = None) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEIWALLET_")}
     env["SEIWALLET_DATA_DIR"] = str(data_dir)
-    command = [sys.executable, "-m", "seiwallet", "signer"]
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    command = [sys.executable, *profiler, "-m", "seiwallet", "signer"]
     if shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]  # one core, as the issue asks
+        command = ["taskset", "-c", str(SIGNER_CORE), *command]  # one core, as the issue asks
     log = (data_dir / "signer.log").open("ab")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
@@ -176,12 +198,19 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a run under 60 s")
     parser.add_argument("--batch", type=int, default=500, help="intents per RPC call")
     parser.add_argument("--wallets", type=int, default=50)
+    parser.add_argument(
+        "--profile", type=Path, help="run the signer under cProfile, writing its stats here"
+    )
     args = parser.parse_args()
     count = 6_000 if args.quick else 30_000
     baseline_count = 1_500 if args.quick else 5_000
 
+    # The signer has its core to itself: the client (which builds and reads every batch's JSON)
+    # runs on the other cores, or the scheduler would now and then run it on the signer's.
+    every_core = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
+    pin(other_cores())
     data_dir = Path(tempfile.mkdtemp(prefix="seiwallet-bench-signer-"))
-    process = start_signer(data_dir)
+    process = start_signer(data_dir, args.profile)
     try:
         secret = (data_dir / "signer" / "secret").read_text().strip()
         async with SignerClient(
@@ -192,10 +221,14 @@ async def main() -> None:
             await measure_signer(requests[: args.batch], client, args.batch)  # warm up
             ours = await measure_signer(requests[args.batch :], client, args.batch)
             audit = await client.audit(after_seq=0, limit=1)
+        # The baseline on the signer's core, alone, as the signer was measured.
+        pin({SIGNER_CORE} & every_core or every_core)
         baseline = measure_eth_account(requests[:baseline_count])
+        pin(every_core)
     finally:
-        process.terminate()
-        process.wait(10)
+        # SIGINT: uvicorn stops and re-raises it, and cProfile writes its stats on the way out.
+        process.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
+        process.wait(30)
         if os.environ.get("KEEP"):
             print("kept", data_dir)
         else:

@@ -211,6 +211,70 @@ async def test_fifty_concurrent_requests_cannot_exceed_the_daily_limit(
     assert all(e.rule == "daily_limit" for e in declined)
 
 
+async def test_concurrent_batches_cannot_exceed_the_daily_limit_either(
+    client: SignerClient,
+) -> None:
+    """Batches run on worker threads; the wallet's lock still serializes their decisions."""
+    wallet = await new_wallet(client)
+    current = await client.get_policy(wallet.id)
+    update = {
+        "kind": "policy.update",
+        "version": 1,
+        "expected_version": current["version"],
+        "policy": {
+            "tokens": [
+                {
+                    "chain_id": USDC.chain_id,
+                    "address": USDC.verifying_contract,
+                    "daily_limit": "10000000",
+                }
+            ]
+        },
+    }
+    await client.sign(wallet.id, update, wallet.approve(update))
+    batches = [[transfer(1_000_000) for _ in range(8)] for _ in range(4)]
+    answers = await asyncio.gather(
+        *(
+            client.sign_batch([(wallet.id, i, wallet.approve(i)) for i in batch])
+            for batch in batches
+        )
+    )
+    results = [result for answer in answers for result in answer]
+    assert sum(isinstance(r, dict) for r in results) == 10
+    declined = [r for r in results if isinstance(r, PolicyDeclined)]
+    assert len(declined) == 22
+    assert all(e.rule == "daily_limit" for e in declined)
+
+
+async def test_a_removed_device_cannot_approve_even_once_its_key_is_known(
+    client: SignerClient,
+) -> None:
+    """The signer checks signatures ahead under the keys it has seen; removing the device still
+    refuses its approvals (its key's signatures verify, the stored authenticator does not)."""
+    wallet = await new_wallet(client, "laptop")
+    for _ in range(2):  # the laptop's key is now known to the signer's check-ahead
+        intent = transfer()
+        await client.sign(wallet.id, intent, wallet.approve(intent, "laptop"))
+    subject = approval_subject(
+        wallet.id, action_digest("authenticator.remove", {"authenticator_id": "laptop"})
+    )
+    approval = wallet.devices["phone"].approve(subject, os.urandom(16), int(time.time()) + 120)
+    await client.remove_authenticator(wallet.id, "laptop", [approval.to_json()])
+    intent = transfer()
+    with pytest.raises(ApprovalRefused, match="revoked"):
+        await client.sign(wallet.id, intent, wallet.approve(intent, "laptop"))
+    # A forgery under a key the signer never stored is refused as such, whatever it saw before.
+    forger = SoftDeviceKey(authenticator_id="phone")
+    intent = transfer()
+    forged = forger.approve(
+        approval_subject(wallet.id, intent_digest(parse_intent(intent))),
+        os.urandom(16),
+        int(time.time()) + 120,
+    )
+    with pytest.raises(ApprovalRefused, match="bad_signature"):
+        await client.sign(wallet.id, intent, [forged.to_json()])
+
+
 def verify_audit(signer: SignerProcess) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "seiwallet", "signer", "verify-audit"],

@@ -10,6 +10,8 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, Table, create_engine, inspect, select, update
@@ -383,6 +385,49 @@ def test_a_batch_spans_wallets_with_one_commit(store: SignerStore) -> None:
             with pytest.raises(ApprovalRefused):
                 tx.consume_nonce(f"n-{wallet_id}", NOW + 300)
     assert len(store.read_audit(wallet_id="w2")) == 2
+
+
+def test_sqlite_reads_through_the_driver_are_sqlalchemys(tmp_path: Path) -> None:
+    """On SQLite a batch reads through the driver; every read gives SQLAlchemy's rows.
+
+    SQLite only, by construction (PostgreSQL reads through SQLAlchemy): its own store.
+    """
+    store = SignerStore(create_signer_engine(f"sqlite:///{tmp_path / 'signer.sqlite3'}"))
+    store.create_schema()
+    policy = Policy.parse(
+        {"tokens": [{"chain_id": CHAIN_ID, "address": TOKEN, "daily_limit": "9"}]}
+    )
+    for wallet_id in ("w1", "w2"):
+        add_wallet(store, wallet_id, policy=policy, authenticators=2)
+    hour = NOW // SPEND_BUCKET_SECONDS
+    with store.batch_transaction(["w1", "w2"]) as batch:
+        batch.for_wallet("w1").consume_nonce("n-1", NOW + 300)
+        for at in (NOW - 2 * SPEND_BUCKET_SECONDS, NOW):
+            batch.for_wallet("w2").record_spend(
+                chain_id=CHAIN_ID,
+                token=TOKEN,
+                amount_units=2**70,
+                recipient=RECIPIENT,
+                at=at,
+                intent_digest="0x" + "22" * 32,
+            )
+    reads: list[tuple[str, dict[str, Any]]] = [
+        ("lock_wallets", {"ids": ["w1", "w2", "w9"]}),
+        ("load_authenticators", {"ids": ["w1", "w2"]}),
+        ("find_nonces", {"nonces": ["n-1", "n-2"]}),
+        ("window_totals", {"ids": ["w1", "w2"], "after_hour": hour - 5}),
+        ("hour_totals", {"ids": ["w2"], "hours": [hour - 2, hour]}),
+        ("window_edge", {"ids": ["w2"], "since": NOW - 3 * SPEND_BUCKET_SECONDS, "until": NOW + 1}),
+    ]
+    with store.batch_transaction(["w1", "w2"]) as batch:
+        assert batch._raw is not None
+        for name, params in reads:
+            through_driver = batch._raw.read(name, params)
+            through_sqlalchemy = batch._connection.execute(getattr(batch._sql, name), params)
+            expected = [tuple(row) for row in through_sqlalchemy.all()]
+            assert [tuple(row) for row in through_driver] == expected, name
+            assert expected, name  # every read found something to compare
+        assert batch._raw.audit_head() == store.audit_head()
 
 
 def test_overlapping_batches_neither_deadlock_nor_lose_spends(store: SignerStore) -> None:

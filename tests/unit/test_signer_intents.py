@@ -46,10 +46,12 @@ from seiwallet.signer.intents import (
     RouterRefund,
     SafeSign,
     Spend,
+    _lean_transfer,
     canonical_bytes,
     describe,
     intent_digest,
     parse_intent,
+    parse_intent_with_digest,
     signing_hash,
     spend,
 )
@@ -369,6 +371,93 @@ def test_parse_refuses(path: str, value: Any, named: str) -> None:
         parse_intent(_with(TRANSFER_JSON, path, value))
     assert named in str(caught.value)
     assert isinstance(caught.value, InvalidInput)  # a 422 at the edge
+    # The signer's lean path refuses it too, with the very same words.
+    assert _lean_transfer(_with(TRANSFER_JSON, path, value)) is None
+    with pytest.raises(IntentInvalid) as again:
+        parse_intent_with_digest(_with(TRANSFER_JSON, path, value))
+    assert str(again.value) == str(caught.value)
+
+
+# -- the signer's lean path for transfers -----------------------------------------------------
+
+# Token names as printable ASCII (the lean path writes their canonical bytes with orjson), with
+# the characters JSON escapes, and beyond ASCII (written by the json module).
+token_names = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=30),
+    st.sampled_from(['USD "Coin"', "back\\slash", "Ünïcödé €", "名前", "emoji 😀", "a\u2028b"]),
+    st.text(min_size=1, max_size=12),
+)
+
+
+@st.composite
+def transfer_documents(draw: st.DrawFn) -> dict[str, Any]:
+    intent = draw(transfers())
+    token = TokenDomain(
+        draw(token_names), draw(token_names), intent.token.chain_id, intent.token.verifying_contract
+    )
+    data = intent.to_json()
+    data["token"] = {**data["token"], "name": token.name, "version": token.version}
+    return data
+
+
+def _outcome(parse: Any, data: Any) -> tuple[str, Any]:
+    """What a parser makes of ``data``: ("ok", its result) or ("refused", the message)."""
+    try:
+        return "ok", parse(data)
+    except IntentInvalid as refused:
+        return "refused", str(refused)
+
+
+@given(transfer_documents())
+@settings(max_examples=300)
+def test_the_lean_path_is_the_general_one(data: dict[str, Any]) -> None:
+    general = _outcome(parse_intent, data)
+    if general[0] == "refused":  # a name the constructor refuses (control characters)
+        assert _outcome(parse_intent_with_digest, data) == general
+        return
+    expected = general[1]
+    intent, digest = parse_intent_with_digest(data)
+    assert intent == expected
+    assert type(intent) is Erc3009Transfer
+    assert digest == intent_digest(expected)
+    lean = _lean_transfer(data)
+    assert lean is not None
+    assert lean[1] == canonical_bytes(expected)
+    assert signing_hash(intent, ACCOUNT.address) == signing_hash(expected, ACCOUNT.address)
+    assert describe(intent) == describe(expected)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=6,
+)
+
+
+@given(
+    st.sampled_from(
+        [
+            "kind", "version", "token", "to", "amount_units", "valid_after", "valid_before",
+            "nonce", "token.name", "token.version", "token.chain_id", "token.verifying_contract",
+            "extra", "token.extra",
+        ]
+    ),
+    json_values,
+)  # fmt: skip
+@settings(max_examples=500)
+def test_the_lean_path_refuses_what_the_general_one_refuses(path: str, value: Any) -> None:
+    data = _with(TRANSFER_JSON, path, value)
+    general = _outcome(parse_intent, data)
+    if general[0] == "ok":
+        general = ("ok", (general[1], intent_digest(general[1])))
+    assert _outcome(parse_intent_with_digest, data) == general
+
+
+def test_other_kinds_take_the_general_path() -> None:
+    for intent in every_kind():
+        data = intent.to_json()
+        assert parse_intent_with_digest(data) == (intent, intent_digest(intent))
+        assert (_lean_transfer(data) is not None) == isinstance(intent, Erc3009Transfer)
 
 
 def test_parse_refuses_what_is_not_an_object() -> None:

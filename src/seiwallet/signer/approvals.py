@@ -34,11 +34,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from hashlib import sha256
 from typing import Any, ClassVar, Final, TypeAlias
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from webauthn import verify_authentication_response
 from webauthn.helpers import parse_client_data_json
 from webauthn.helpers.exceptions import InvalidAuthenticationResponse
@@ -55,11 +57,13 @@ __all__ = [
     "Approval",
     "Authenticator",
     "AuthenticatorKind",
+    "CheckedSignature",
     "DeviceApproval",
     "PasskeyApproval",
     "RefusalReason",
     "VerifiedApproval",
     "challenge_bytes",
+    "check_device_signature",
     "parse_approval",
     "verify_approval",
 ]
@@ -84,8 +88,10 @@ _MAX_USER_HANDLE_BYTES: Final = 64  # WebAuthn §5.4.3
 _MAX_DER_P256_SIGNATURE_BYTES: Final = 72
 _P256_POINT_BYTES: Final = 65
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
-# Built once: constructing the algorithm object costs a fifth of a verification.
-_ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
+# Built once: constructing the algorithm object costs a fifth of a verification. Device keys
+# sign ECDSA-P256-SHA256 over the challenge; the SHA-256 is taken here (hashlib) and the
+# verification told so, which is the same check and spares OpenSSL a digest context per call.
+_ECDSA_PREHASHED_SHA256: Final = ec.ECDSA(Prehashed(hashes.SHA256()))
 
 
 class AuthenticatorKind(StrEnum):
@@ -358,6 +364,12 @@ Approval: TypeAlias = PasskeyApproval | DeviceApproval
 
 def parse_approval(data: Mapping[str, Any]) -> Approval:
     """Read an approval of either kind from JSON, by its ``kind``."""
+    lean = _lean_device_approval(data)
+    return lean if lean is not None else _parse_approval(data)
+
+
+def _parse_approval(data: Mapping[str, Any]) -> Approval:
+    """The general parser: either kind, every field checked, each fault named."""
     kind = data.get("kind") if isinstance(data, Mapping) else None
     if kind == AuthenticatorKind.PASSKEY:
         return PasskeyApproval.from_json(data)
@@ -366,10 +378,65 @@ def parse_approval(data: Mapping[str, Any]) -> Approval:
     raise ApprovalMalformed("kind must be 'passkey' or 'device'")
 
 
+_DEVICE_KEYS: Final = frozenset(("kind", "authenticator_id", "expires_at", *DeviceApproval._BYTES))
+
+
+def _lean_device_approval(data: object) -> DeviceApproval | None:
+    """A well-formed device approval, parsed without the general path's per-field machinery;
+    ``None`` for anything else (the general path then parses it, or names what is wrong).
+
+    Accepts exactly what ``DeviceApproval.from_json`` accepts and builds the same value: the
+    same keys, an id of 1 to 64 characters, ``expires_at`` unix seconds, and nonce and signature
+    in canonical unpadded base64url of the allowed sizes.
+    """
+    if type(data) is not dict or data.keys() != _DEVICE_KEYS or data["kind"] != "device":
+        return None
+    who, expires_at = data["authenticator_id"], data["expires_at"]
+    if (
+        type(who) is not str
+        or not 0 < len(who) <= _MAX_ID_CHARS
+        or type(expires_at) is not int
+        or not 0 <= expires_at <= _MAX_EXPIRES_AT
+    ):
+        return None
+    nonce = _lean_b64url(data["nonce"], MIN_NONCE_BYTES, MAX_NONCE_BYTES)
+    signature = _lean_b64url(data["signature"], 8, _MAX_DER_P256_SIGNATURE_BYTES)
+    if nonce is None or signature is None:
+        return None
+    approval = object.__new__(DeviceApproval)
+    # Frozen: set the fields as __init__ would, minus the checks made above.
+    approval.__dict__.update(
+        authenticator_id=who, nonce=nonce, expires_at=expires_at, signature=signature
+    )
+    return approval
+
+
+def _lean_b64url(value: object, low: int, high: int) -> bytes | None:
+    """Strict unpadded base64url of ``low`` to ``high`` bytes, as :func:`_unb64url` reads it,
+    or ``None``. Canonical means the bits the last character carries beyond the data are
+    zero (2 beyond one byte, 4 beyond two): checked on that character, not by re-encoding."""
+    if type(value) is not str:
+        return None
+    tail = len(value) % 4
+    if tail == 1 or not _BASE64URL.fullmatch(value):
+        return None
+    if tail and _B64URL_VALUE[value[-1]] & _UNUSED_BITS[tail]:
+        return None
+    padded = (value + "=" * (-len(value) % 4)).encode("ascii")
+    data = binascii.a2b_base64(padded.translate(_FROM_URLSAFE))
+    return data if low <= len(data) <= high else None
+
+
+_B64URL_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64URL_VALUE: Final = {char: index for index, char in enumerate(_B64URL_ALPHABET)}
+_UNUSED_BITS: Final = {2: 0b1111, 3: 0b11}  # 2 chars carry 1 byte (+4 bits), 3 carry 2 (+2)
+_FROM_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+
+
 # -- verification ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VerifiedApproval:
     """An approval that verified: what the store must record before anything is released.
 
@@ -383,45 +450,104 @@ class VerifiedApproval:
     new_sign_count: int
 
 
+_CHECKED: Final = object()  # only check_device_signature makes a CheckedSignature
+
+
+class CheckedSignature:
+    """A device approval's signature, verified over its challenge under ``public_key``.
+
+    Made only by :func:`check_device_signature`. It proves one pure fact — this signature
+    verifies for this key over the challenge of this digest, nonce and expiry — so the signature
+    check can run before the signer locks anything (overlapping another batch's commit).
+    :func:`verify_approval` relies on it only for the very key, digest, nonce, expiry and
+    signature it covers, and still makes every other check.
+    """
+
+    __slots__ = ("digest", "expires_at", "nonce", "public_key", "signature")
+
+    def __init__(self, public_key: bytes, digest: bytes, approval: DeviceApproval, *, _key: object):
+        if _key is not _CHECKED:
+            raise TypeError("only check_device_signature() makes a CheckedSignature")
+        self.public_key = public_key
+        self.digest = digest
+        self.nonce = approval.nonce
+        self.expires_at = approval.expires_at
+        self.signature = approval.signature
+
+    def covers(self, public_key: bytes, digest: bytes, approval: DeviceApproval) -> bool:
+        """Whether this is the check of exactly that approval's signature, over that digest,
+        under that key."""
+        return (
+            self.public_key == public_key
+            and self.digest == digest
+            and self.signature == approval.signature
+            and self.nonce == approval.nonce
+            and self.expires_at == approval.expires_at
+        )
+
+
+def check_device_signature(
+    approval: DeviceApproval, public_key: bytes, digest: bytes
+) -> CheckedSignature | None:
+    """Verify only a device approval's signature over (``digest``, its nonce and expiry) under
+    ``public_key``; ``None`` if it does not verify (or cannot be checked).
+
+    Nothing else is checked here (authenticator, revocation, expiry, nonce): that is
+    :func:`verify_approval`'s, which takes the result as ``checked``.
+    """
+    try:
+        challenge = challenge_bytes(digest, approval.nonce, approval.expires_at)
+        _device_public_key(public_key).verify(
+            approval.signature, sha256(challenge).digest(), _ECDSA_PREHASHED_SHA256
+        )
+    except (InvalidSignature, InvalidInput, ValueError, TypeError):
+        return None
+    return CheckedSignature(public_key, digest, approval, _key=_CHECKED)
+
+
 def verify_approval(
-    approval: Approval, authenticator: Authenticator, digest: bytes, *, now: int
+    approval: Approval,
+    authenticator: Authenticator,
+    digest: bytes,
+    *,
+    now: int,
+    checked: CheckedSignature | None = None,
 ) -> VerifiedApproval:
     """Check that ``authenticator`` approved the intent with ``digest``, now; refuse otherwise.
 
     Raises :class:`ApprovalRefused` whose ``reason`` is a :class:`RefusalReason`. Does not
     consume the nonce: that is the store's, in the same transaction as the signature.
+
+    ``checked``, from :func:`check_device_signature`, spares verifying a device approval's
+    signature a second time — only if it covers this authenticator's key, this challenge and
+    this signature; otherwise the signature is verified here. Every other check runs either way.
     """
     who = approval.authenticator_id
-
-    def refuse(reason: RefusalReason) -> ApprovalRefused:
-        return ApprovalRefused(reason, authenticator_id=who)
-
     if who != authenticator.id:
-        raise refuse(RefusalReason.WRONG_AUTHENTICATOR)
+        raise ApprovalRefused(RefusalReason.WRONG_AUTHENTICATOR, authenticator_id=who)
     if approval.KIND is not authenticator.kind:
-        raise refuse(RefusalReason.WRONG_KIND)
+        raise ApprovalRefused(RefusalReason.WRONG_KIND, authenticator_id=who)
     if authenticator.revoked:
-        raise refuse(RefusalReason.REVOKED)
+        raise ApprovalRefused(RefusalReason.REVOKED, authenticator_id=who)
     if now < authenticator.active_from:
-        raise refuse(RefusalReason.NOT_YET_ACTIVE)
+        raise ApprovalRefused(RefusalReason.NOT_YET_ACTIVE, authenticator_id=who)
     if approval.expires_at <= now:
-        raise refuse(RefusalReason.EXPIRED)
+        raise ApprovalRefused(RefusalReason.EXPIRED, authenticator_id=who)
     # A long-lived approval is a signing token that outlives the user's attention; refuse it
     # even though it verifies (a clock skew of the device is the client's to fix).
     if approval.expires_at - now > MAX_APPROVAL_LIFETIME:
-        raise refuse(RefusalReason.LIFETIME_TOO_LONG)
-    challenge = challenge_bytes(digest, approval.nonce, approval.expires_at)
+        raise ApprovalRefused(RefusalReason.LIFETIME_TOO_LONG, authenticator_id=who)
     if isinstance(approval, DeviceApproval):
-        _verify_device(approval, authenticator, challenge)
+        # A check made ahead covers the same challenge only if it covers the same digest,
+        # nonce and expiry (which it computed the challenge from, as challenge_bytes does here).
+        if checked is None or not checked.covers(authenticator.public_key, digest, approval):
+            challenge = challenge_bytes(digest, approval.nonce, approval.expires_at)
+            _verify_device(approval, authenticator, challenge)
         new_sign_count = authenticator.sign_count
     else:
+        challenge = challenge_bytes(digest, approval.nonce, approval.expires_at)
         new_sign_count = _verify_passkey(approval, authenticator, challenge)
-    return VerifiedApproval(
-        authenticator_id=who,
-        nonce=approval.nonce,
-        expires_at=approval.expires_at,
-        new_sign_count=new_sign_count,
-    )
+    return VerifiedApproval(who, approval.nonce, approval.expires_at, new_sign_count)
 
 
 def _verify_device(
@@ -433,7 +559,7 @@ def _verify_device(
         # device signs the challenge itself, so mismatch and forgery look the same.
         # ECDSA signatures are malleable ((r, s) and (r, n-s) both verify); harmless here, since
         # replay protection keys on the nonce inside the challenge, never on signature bytes.
-        key.verify(approval.signature, challenge, _ECDSA_SHA256)
+        key.verify(approval.signature, sha256(challenge).digest(), _ECDSA_PREHASHED_SHA256)
     except InvalidSignature:
         raise ApprovalRefused(
             RefusalReason.BAD_SIGNATURE, authenticator_id=approval.authenticator_id

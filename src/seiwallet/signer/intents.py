@@ -45,6 +45,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Final, TypeAlias
 from urllib.parse import urlsplit
 
+import orjson
 from eth_abi.abi import encode as abi_encode
 from eth_account.messages import SignableMessage, encode_defunct, encode_typed_data
 from eth_utils.address import to_checksum_address
@@ -59,12 +60,12 @@ from seiwallet.chain.router import (
 from seiwallet.chain.tokens import (
     RECEIVE_WITH_AUTHORIZATION,
     TRANSFER_WITH_AUTHORIZATION,
-    Authorization3009,
     TokenDomain,
     authorization_digest,
 )
 from seiwallet.errors import InvalidInput
 from seiwallet.signer.errors import IntentInvalid
+from seiwallet.signer.keccak import keccak256
 from seiwallet.signer.policy import Spend
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
     "describe",
     "intent_digest",
     "parse_intent",
+    "parse_intent_with_digest",
     "signing_hash",
     "spend",
 ]
@@ -122,6 +124,13 @@ _RESERVED_PRIMARY_TYPES: Final = frozenset(
         "SafeTx",
     }
 )
+
+#: ``keccak256`` of EIP-3009's ``TransferWithAuthorization`` type.
+_TRANSFER_TYPEHASH: Final = keccak(
+    text=f"{TRANSFER_WITH_AUTHORIZATION}(address from,address to,uint256 value,"
+    "uint256 validAfter,uint256 validBefore,bytes32 nonce)"
+)
+_ADDRESS_PAD: Final = bytes(12)  # an address is the low 20 bytes of its ABI word
 
 _UINT256_MAX: Final = 2**256 - 1
 # Opaque JSON (typed data, policies) keeps integers where JavaScript and RFC 8785 agree.
@@ -926,6 +935,130 @@ def parse_intent(data: Mapping[str, Any]) -> Intent:
     return cls(**values)
 
 
+def parse_intent_with_digest(data: Mapping[str, Any]) -> tuple[Intent, bytes]:
+    """:func:`parse_intent` and :func:`intent_digest` together, as the signer needs them.
+
+    An ``erc3009.transfer`` in its exact JSON form takes a lean path (:func:`_lean_transfer`);
+    anything else, and anything the lean path is unsure of, goes through :func:`parse_intent`,
+    which accepts the same intents and names the fault of the others.
+    """
+    lean = _lean_transfer(data)
+    if lean is not None:
+        intent, canonical = lean
+        return intent, hashlib.sha256(INTENT_DIGEST_DOMAIN + canonical).digest()
+    parsed = parse_intent(data)
+    return parsed, intent_digest(parsed)
+
+
+_TRANSFER_KEYS: Final = frozenset(("kind", "version", *Erc3009Transfer._FIELDS))
+_TOKEN_KEYS: Final = frozenset(_DOMAIN_KEYS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _lean_domain(name: str, version: str, chain_id: str, contract: str) -> TokenDomain | None:
+    """A token domain in its JSON spelling, checked as :func:`parse_intent` checks it, or
+    ``None`` (the general parser will say what is wrong). Memoised: tokens recur in every batch,
+    and the key is the exact text, so a hit returns what a miss would."""
+    raw = {"name": name, "version": version, "chain_id": chain_id, "verifying_contract": contract}
+    kind = Erc3009Transfer.KIND
+    try:
+        return _domain(kind, _load_domain(kind, "token", raw))
+    except IntentInvalid:
+        return None
+
+
+def _lean_uint(raw: object) -> int | None:
+    # _DECIMAL's language: ASCII digits, no leading zero, at most 78 of them.
+    if (
+        type(raw) is not str
+        or not raw.isascii()
+        or not raw.isdigit()
+        or len(raw) > 78
+        or (raw[0] == "0" and len(raw) > 1)
+    ):
+        return None
+    value = int(raw)
+    return value if value <= _UINT256_MAX else None
+
+
+def _lean_transfer(data: object) -> tuple[Erc3009Transfer, bytes] | None:
+    """An ``erc3009.transfer`` intent and its canonical bytes, or ``None`` to take the long way.
+
+    Accepts exactly what :func:`parse_intent` accepts for this kind (every codec's one spelling,
+    and the constructor's checks: non-zero ``to`` and token, positive amount, a non-empty
+    window, a 32-byte nonce) and builds the same value, without re-checking what the checks
+    below already proved. Its JSON form is then ``data`` itself, so the canonical bytes are
+    ``data`` sorted and compacted; they are written by orjson when every free-text value (the
+    token's name and version) is printable ASCII, where orjson and :func:`canonical_bytes` write
+    the same bytes (only ``"`` and ``\\`` escaped, the same way); otherwise by the json module.
+    A property test holds the lean path to the general one.
+    """
+    if type(data) is not dict or data.keys() != _TRANSFER_KEYS:
+        return None
+    version = data["version"]
+    token = data["token"]
+    if (
+        data["kind"] != Erc3009Transfer.KIND
+        or type(version) is not int
+        or version != Erc3009Transfer.VERSION
+        or type(token) is not dict
+        or token.keys() != _TOKEN_KEYS
+    ):
+        return None
+    name, token_version = token["name"], token["version"]
+    chain_id, contract = token["chain_id"], token["verifying_contract"]
+    if not (type(name) is type(token_version) is type(chain_id) is type(contract) is str):
+        return None
+    domain = _lean_domain(name, token_version, chain_id, contract)
+    to = data["to"]
+    if domain is None or type(to) is not str or _checksummed(to) != to or int(to, 16) == 0:
+        return None
+    amount = _lean_uint(data["amount_units"])
+    valid_after = _lean_uint(data["valid_after"])
+    valid_before = _lean_uint(data["valid_before"])
+    nonce = _lean_nonce(data["nonce"])
+    if (
+        amount is None
+        or amount == 0
+        or valid_after is None
+        or valid_before is None
+        or valid_before <= valid_after
+        or nonce is None
+    ):
+        return None
+    intent = object.__new__(Erc3009Transfer)
+    # The dataclass is frozen: set its fields as its own __init__ would, minus the checks.
+    intent.__dict__.update(
+        token=domain,
+        to=to,
+        amount_units=amount,
+        valid_after=valid_after,
+        valid_before=valid_before,
+        nonce=nonce,
+    )
+    if _ascii_text(name) and _ascii_text(token_version):
+        canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    else:
+        canonical = canonical_bytes(intent)
+    return intent, canonical
+
+
+def _lean_nonce(raw: object) -> bytes | None:
+    """32 bytes written ``0x`` + 64 lowercase hex digits (as _HEX_BYTES reads them), or None."""
+    if type(raw) is not str or len(raw) != 66 or not raw.startswith("0x"):
+        return None
+    try:
+        nonce = bytes.fromhex(raw[2:])
+    except ValueError:
+        return None
+    # fromhex also takes upper case and spaces: only the one spelling round-trips.
+    return nonce if len(nonce) == 32 and nonce.hex() == raw[2:] else None
+
+
+def _ascii_text(text: str) -> bool:
+    return text.isascii() and text.isprintable()
+
+
 def canonical_bytes(intent: Intent) -> bytes:
     """The one byte encoding of an intent: sorted-key, whitespace-free UTF-8 JSON (see module)."""
     return json.dumps(
@@ -951,15 +1084,20 @@ def signing_hash(intent: Intent, wallet_address: str) -> bytes | None:
     kind = intent.KIND
     wallet = _address(kind, "wallet_address", wallet_address)
     if isinstance(intent, Erc3009Transfer):
-        authorization = Authorization3009(
-            from_address=wallet,
-            to=intent.to,
-            value=intent.amount_units,
-            valid_after=intent.valid_after,
-            valid_before=intent.valid_before,
-            nonce=intent.nonce,
+        # EIP-712 TransferWithAuthorization: every field is one static ABI word, so the struct
+        # is a concatenation (a test pins this to eth-account's encoding of the typed data).
+        struct_hash = keccak256(
+            _TRANSFER_TYPEHASH
+            + _ADDRESS_PAD
+            + bytes.fromhex(wallet[2:])
+            + _ADDRESS_PAD
+            + bytes.fromhex(intent.to[2:])
+            + intent.amount_units.to_bytes(32, "big")
+            + intent.valid_after.to_bytes(32, "big")
+            + intent.valid_before.to_bytes(32, "big")
+            + intent.nonce
         )
-        return authorization_digest(intent.token, authorization, TRANSFER_WITH_AUTHORIZATION)
+        return keccak256(b"\x19\x01" + intent.token.separator + struct_hash)
     if isinstance(intent, RouterPay):
         authorization = payment_authorization(
             intent.payment(),
@@ -1035,7 +1173,9 @@ def describe(intent: Intent) -> str:
     return intent.describe()
 
 
+@functools.lru_cache(maxsize=4096)
 def _token(domain: TokenDomain) -> str:
+    # Memoised by the (frozen) domain: every summary of a token's transfers starts with it.
     return f"{_printable(domain.name)} ({_short(domain.verifying_contract)})"
 
 

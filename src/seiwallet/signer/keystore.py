@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import coincurve
 from coincurve._libsecp256k1 import ffi, lib  # the cffi binding coincurve itself calls
@@ -54,6 +54,7 @@ __all__ = [
     "SIGNATURE_BYTES",
     "KeyStore",
     "SealedKey",
+    "SigningSession",
     "public_key_of",
 ]
 
@@ -202,6 +203,19 @@ class KeyStore:
             wipe(secret)
 
     @contextmanager
+    def session(self) -> Iterator[SigningSession]:
+        """Sign many digests, opening each wallet's key once: for one batch of requests.
+
+        A key opened in the session stays in clear (in a bytearray) until the session ends,
+        when every one is zeroed — also when the batch fails. Keep sessions short: one batch.
+        """
+        session = SigningSession(self)
+        try:
+            yield session
+        finally:
+            session.close()
+
+    @contextmanager
     def open(self, sealed: SealedKey, aad: bytes) -> Iterator[coincurve.PrivateKey]:
         """The wallet key as a coincurve ``PrivateKey``, usable only inside the ``with``.
 
@@ -265,6 +279,61 @@ class KeyStore:
             wipe(secret)
             raise SealedKeyInvalid("it does not hold a valid secp256k1 key")
         return secret
+
+
+class SigningSession:
+    """Signing with each wallet's key unsealed once; see :meth:`KeyStore.session`.
+
+    Keys are cached by their exact sealed bytes and associated data, so a cached key is only
+    ever used for the wallet whose sealed key and binding opened it.
+
+    :meth:`sign_later` opens the key at once (a key that does not open is refused then) and
+    queues the signature; :meth:`sign_queued` makes the queued ones one after another, which
+    keeps libsecp256k1's code and tables hot in the processor's caches (measured a few µs per
+    signature quicker than signing between other work).
+    """
+
+    def __init__(self, keys: KeyStore) -> None:
+        self._keys = keys
+        self._open: dict[tuple[bytes, bytes], bytearray] = {}
+        self._queued: list[tuple[bytearray, bytes, Any]] = []
+        self._closed = False
+
+    def _secret(self, sealed_key: bytes, aad: bytes, digest: bytes) -> bytearray:
+        if self._closed:
+            raise RuntimeError("this signing session has ended")
+        if len(digest) != DIGEST_BYTES:
+            raise IntentInvalid(f"a digest to sign is {DIGEST_BYTES} bytes, not {len(digest)}")
+        key = (sealed_key, aad)
+        secret = self._open.get(key)
+        if secret is None:
+            secret = self._open[key] = self._keys._unseal(SealedKey.from_bytes(sealed_key), aad)
+        return secret
+
+    def sign_hash(self, sealed_key: bytes, aad: bytes, digest: bytes) -> bytes:
+        """As :meth:`KeyStore.sign_hash`, given the sealed key as stored (its ``to_bytes()``)."""
+        return _sign_recoverable(self._secret(sealed_key, aad, digest), bytes(digest))
+
+    def sign_later(self, sealed_key: bytes, aad: bytes, digest: bytes, tag: Any) -> None:
+        """Open the key now (raising as :meth:`sign_hash` would) and queue the signature;
+        :meth:`sign_queued` returns it beside ``tag`` (anything the caller needs with it)."""
+        self._queued.append((self._secret(sealed_key, aad, digest), bytes(digest), tag))
+
+    def sign_queued(self) -> list[tuple[Any, bytes]]:
+        """Make the queued signatures, in order: ``(tag, signature)`` for each."""
+        queued, self._queued = self._queued, []
+        return [(tag, _sign_recoverable(secret, digest)) for secret, digest, tag in queued]
+
+    def close(self) -> None:
+        """Zero every key the session opened; it cannot sign any more (queued ones are lost)."""
+        self._closed = True
+        self._queued.clear()
+        for secret in self._open.values():
+            wipe(secret)
+        self._open.clear()
+
+    def __repr__(self) -> str:
+        return f"<SigningSession: {len(self._open)} keys open, {len(self._queued)} queued>"
 
 
 # -- libsecp256k1 on bytearrays ------------------------------------------------------------------

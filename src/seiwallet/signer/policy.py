@@ -111,10 +111,13 @@ class Spend:
                 f"amount must be an integer of base units from 0 to 2**256-1, "
                 f"not {self.amount_units!r}"
             )
-        for name in ("token", "recipient"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
-                raise IntentInvalid(f"{name} must be a 0x address, not {value!r}")
+        _check_address("token", self.token)
+        _check_address("recipient", self.recipient)
+
+
+def _check_address(name: str, value: object) -> None:
+    if not isinstance(value, str) or len(value) != 42 or value[:2] != "0x":
+        raise IntentInvalid(f"{name} must be a 0x address, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,12 +332,11 @@ def _spend_decision(policy: Policy, spend: Spend, spent_in_window: int) -> Decis
     if limits is None:
         return None
     amount = spend.amount_units
-    token = f"of token {spend.token} on chain {spend.chain_id}"
     if limits.per_transaction_limit is not None and amount > limits.per_transaction_limit:
         return Decision(
             False,
             "per_transaction_limit",
-            f"{amount} base units {token} exceed the per-transaction limit of "
+            f"{amount} base units {_of_token(spend)} exceed the per-transaction limit of "
             f"{limits.per_transaction_limit}",
         )
     if limits.daily_limit is not None:
@@ -346,10 +348,15 @@ def _spend_decision(policy: Policy, spend: Spend, spent_in_window: int) -> Decis
             return Decision(
                 False,
                 "daily_limit",
-                f"{amount} base units {token} exceed what remains of the 24-hour limit of "
+                f"{amount} base units {_of_token(spend)} exceed what remains of the 24-hour "
+                "limit of "
                 f"{limits.daily_limit}: {spent_in_window} already spent, {remaining} left",
             )
     return None
+
+
+def _of_token(spend: Spend) -> str:
+    return f"of token {spend.token} on chain {spend.chain_id}"
 
 
 def _rule_scope(rule: QuorumRule, policy: Policy, kind: str) -> str:

@@ -8,19 +8,24 @@ a refusal says nothing else. Only the methods in :data:`METHODS` exist. Errors a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import hmac
 import inspect
 import json
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from seiwallet.errors import SeiwalletError
@@ -41,8 +46,37 @@ METHODS = (
     "audit",
 )
 
+#: Threads the service runs on. Two let a signing batch be read and checked while the previous
+#: one waits for its commit to reach the disk (the service lets one batch compute at a time);
+#: two more keep a health check or a wallet creation from queueing behind signing batches.
+RPC_WORKERS = 4
+
 #: Largest request body accepted (a batch of a few thousand intents fits).
 MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def dump_json(content: Any) -> bytes:
+    """What Starlette's JSONResponse writes (compact UTF-8 JSON), by orjson when it can.
+
+    orjson writes the same compact form ~15× faster (a batch's answer: ~0.8 ms less on the
+    signer's core); what it refuses (integers beyond 64 bits, non-string keys, lone surrogates)
+    is written by the json module as before. (Requests are read by the json module: orjson
+    reads integers beyond 64 bits as floats, and telling whether a body holds one costs more
+    than orjson saves.)
+    """
+    try:
+        return orjson.dumps(content)
+    except TypeError:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        ).encode("utf-8")
+
+
+class _JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dump_json(content)
 
 
 class _Refusal(Exception):
@@ -53,12 +87,12 @@ class _Refusal(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _answer_error(code: str, message: str, status: int, **details: Any) -> JSONResponse:
+def _answer_error(code: str, message: str, status: int, **details: Any) -> Response:
     body = {"code": code, "message": message} | {k: v for k, v in details.items() if v is not None}
-    return JSONResponse({"error": body}, status_code=status)
+    return _JSONResponse({"error": body}, status_code=status)
 
 
-def _error(exc: SeiwalletError) -> JSONResponse:
+def _error(exc: SeiwalletError) -> Response:
     return _answer_error(
         exc.code,
         str(exc),
@@ -72,6 +106,7 @@ def _error(exc: SeiwalletError) -> JSONResponse:
 def create_app(service: SignerService, secret: str) -> Starlette:
     """The signer's ASGI application around a service object."""
     expected = f"Bearer {secret}".encode()
+    workers = ThreadPoolExecutor(max_workers=RPC_WORKERS, thread_name_prefix="signer-rpc")
 
     async def parse(request: Request) -> tuple[Callable[..., Any], dict[str, Any]]:
         presented = request.headers.get("authorization", "").encode()
@@ -104,17 +139,27 @@ def create_app(service: SignerService, secret: str) -> Starlette:
         except _Refusal as refusal:
             return _answer_error(refusal.code, refusal.message, refusal.status)
         try:
-            # The service is synchronous and CPU-bound (crypto, one short database transaction):
-            # running it on the loop serialises requests, which one core could not parallelise.
-            result = handler(**params)
+            # The service is synchronous: it runs on a few worker threads, so that while one
+            # signing batch waits for its commit to reach the disk, the next one is read and
+            # its approvals checked (the service's and the store's locks keep the rest serial
+            # where it must be: per wallet, one SQLite writer, one batch computing at a time).
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(workers, functools.partial(handler, **params))
         except SeiwalletError as exc:
             return _error(exc)
         except Exception:
             log.exception("signer: unexpected error in %s", request.path_params["method"])
             return _answer_error("signer.internal", "internal signer error", 500)
-        return JSONResponse({"result": result})
+        return _JSONResponse({"result": result})
 
-    return Starlette(routes=[Route("/v1/{method}", rpc, methods=["POST"])])
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            workers.shutdown(wait=True)
+
+    return Starlette(routes=[Route("/v1/{method}", rpc, methods=["POST"])], lifespan=lifespan)
 
 
 def prepare_socket(path: Path) -> None:
