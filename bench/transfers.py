@@ -239,7 +239,10 @@ async def run_pipeline(
                         raise BenchFailure(f"approval refused: {approved.text}")
 
             started = time.perf_counter()
-            await asyncio.gather(*(send(i) for i in range(transfers)))
+            # A task group: the first failure cancels the others before the services close.
+            async with asyncio.TaskGroup() as group:
+                for index in range(transfers):
+                    group.create_task(send(index))
             api_done = time.perf_counter()
             console.log(
                 f"API: {transfers} transfers created and signed in {api_done - started:.1f} s "
@@ -368,6 +371,9 @@ def main() -> int:
         console.log(f"pipeline, gas limit lifted: {uncapped.per_second:,.1f} confirmed/s")
     except BenchFailure as exc:
         console.print(f"[red]benchmark failed:[/red] {exc}")
+        return 1
+    except ExceptionGroup as group:
+        console.print(f"[red]benchmark failed:[/red] {group.exceptions[0]}")
         return 1
     finally:
         for running in chains:

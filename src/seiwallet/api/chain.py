@@ -7,15 +7,20 @@ the chain within the cache's few seconds (the in-flight transfers are subtracted
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from typing import Final
 
+from seiwallet.chain.errors import RpcError
 from seiwallet.chain.rpc import RpcClient
 from seiwallet.chain.tokens import balance_of, read_token
 from seiwallet.config import Settings
 from seiwallet.deployments import contracts_for
 from seiwallet.transfers.services import TokenInfo
 
+_ATTEMPTS: Final = 3
+_TRANSIENT: Final = re.compile(r"BlockOutOfRange|header not found|unknown block", re.IGNORECASE)
 #: How long a balance read from the chain is served from memory.
 BALANCE_TTL: Final = 2.0
 _NAMES: Final = {"USDC": "USD Coin", "EURC": "Euro Coin"}
@@ -35,7 +40,17 @@ class CachedBalances:
         hit = self._cache.get(key)
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
-        value = await balance_of(self._rpc, token, owner)
+        for attempt in range(_ATTEMPTS):
+            try:
+                value = await balance_of(self._rpc, token, owner)
+                break
+            except RpcError as exc:
+                # A node resolving "latest" while its head moves can answer for a block it no
+                # longer (or not yet) holds: anvil's BlockOutOfRangeError, geth's "header not
+                # found". Asking again is right; anything else is not ours to retry.
+                if attempt + 1 == _ATTEMPTS or not _TRANSIENT.search(str(exc)):
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
         self._cache[key] = (now, value)
         return value
 
