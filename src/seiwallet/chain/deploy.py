@@ -554,6 +554,21 @@ def _initializers(spec: TokenSpec, implementation: ContractArtifact, *, role: st
     ]
 
 
+def _deploy_alone(
+    w3: Web3, deployer: LocalAccount, name: str, *args: str, timeout: float
+) -> tuple[str, int]:
+    """Deploy one of our contracts by itself, its constructor taking addresses; (address, block)."""
+    sender = _Sender(w3, timeout=timeout)
+    address = sender.next_address(deployer)
+    sender.send(
+        deployer,
+        load_artifact(name).encode_deploy(*(to_checksum_address(a) for a in args)),
+        label=f"deploy {name}",
+    )
+    (receipt,) = sender.wait()
+    return address, int(receipt["blockNumber"])
+
+
 def deploy_router(
     w3: Web3,
     deployer: LocalAccount,
@@ -563,17 +578,7 @@ def deploy_router(
     timeout: float = 60.0,
 ) -> tuple[str, int]:
     """Deploy only the PaymentRouter (e.g. on Sei, next to Circle's USDC); (address, block)."""
-    sender = _Sender(w3, timeout=timeout)
-    address = sender.next_address(deployer)
-    sender.send(
-        deployer,
-        load_artifact("PaymentRouter").encode_deploy(
-            to_checksum_address(owner), to_checksum_address(fee_collector)
-        ),
-        label="deploy PaymentRouter",
-    )
-    (receipt,) = sender.wait()
-    return address, int(receipt["blockNumber"])
+    return _deploy_alone(w3, deployer, "PaymentRouter", owner, fee_collector, timeout=timeout)
 
 
 def deploy_invite_escrow(
@@ -585,17 +590,7 @@ def deploy_invite_escrow(
     timeout: float = 60.0,
 ) -> tuple[str, int]:
     """Deploy only the InviteEscrow (e.g. on Sei, next to the router); (address, block)."""
-    sender = _Sender(w3, timeout=timeout)
-    address = sender.next_address(deployer)
-    sender.send(
-        deployer,
-        load_artifact("InviteEscrow").encode_deploy(
-            to_checksum_address(owner), to_checksum_address(releaser)
-        ),
-        label="deploy InviteEscrow",
-    )
-    (receipt,) = sender.wait()
-    return address, int(receipt["blockNumber"])
+    return _deploy_alone(w3, deployer, "InviteEscrow", owner, releaser, timeout=timeout)
 
 
 def add_invite_escrow(
