@@ -102,6 +102,8 @@ def test_sign_in_enrol_sign_out_and_recover_a_lost_phone(
     phone.goto(base_url)
     expect(phone.get_by_role("heading", level=1)).to_contain_text("No seed phrase")
     screenshots(phone, "welcome")
+    phone.get_by_role("link", name=re.compile("Development sign-in")).click()
+    screenshots(phone, "dev-provider")
     sign_in(phone, base_url, new=("Ada Lovelace", "ada@example.com"))
     expect(phone).to_have_url(f"{base_url}/setup/passkey")
     screenshots(phone, "setup-passkey")

@@ -40,13 +40,16 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    # The wallet app's stylesheet when mounted in it (a relative path from /dev-idp/…); plain
+    # HTML still reads well without it.
     html = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{escape(title)}</title></head><body><main>"
+        "<link rel='stylesheet' href='../static/css/app.css'>"
+        f"<title>{escape(title)}</title></head><body><main class='page'>"
+        "<p class='banner banner-warning'><span><strong>Development identity provider</strong>: "
+        "local profile only; anyone can sign in as anyone here.</span></p>"
         f"<h1>{escape(title)}</h1>"
-        "<p><strong>Development identity provider</strong> — local profile only; "
-        "anyone can sign in as anyone here.</p>"
         f"{body}</main></body></html>"
     )
     return HTMLResponse(html, status_code=status, headers=_NO_STORE)
@@ -65,20 +68,30 @@ def _chooser(idp: DevIdentityProvider, auth: DevAuthorization, params: dict[str,
     persons = "".join(
         "<li><form method='post' action='authorize'>"
         f"{hidden}<input type='hidden' name='subject' value='{escape(p.subject)}'>"
-        f"<button type='submit'>Sign in as {escape(p.name)} &lt;{escape(p.email)}&gt;</button>"
+        "<button type='submit' class='btn btn-secondary btn-block'>"
+        f"Sign in as {escape(p.name)} &lt;{escape(p.email)}&gt;</button>"
         "</form></li>"
         for p in idp.persons()
     )
-    listing = f"<ul>{persons}</ul>" if persons else "<p>No test persons yet.</p>"
+    listing = (
+        f"<ul class='actions'>{persons}</ul>"
+        if persons
+        else "<p class='hint'>No test persons yet.</p>"
+    )
     return (
-        f"<p>Client <code>{escape(auth.client_id)}</code> asks who you are.</p>"
-        f"<h2>Choose a test person</h2>{listing}"
-        "<h2>Create a test person</h2>"
-        f"<form method='post' action='authorize'>{hidden}"
-        "<label>Name <input name='new_name' required></label> "
-        "<label>E-mail <input name='new_email' type='email' required></label> "
-        "<label>Phone <input name='new_phone' type='tel'></label> "
-        "<button type='submit'>Create and sign in</button></form>"
+        f"<p class='lead'>The app <code>{escape(auth.client_id)}</code> asks who you are.</p>"
+        f"<section class='card'><h2 class='card-title'>Choose a test person</h2>{listing}</section>"
+        "<section class='card'><h2 class='card-title'>Create a test person</h2>"
+        f"<form method='post' action='authorize' class='form'>{hidden}"
+        "<div class='field'><label for='new_name'>Name</label>"
+        "<input class='input' id='new_name' name='new_name' required autocomplete='name'></div>"
+        "<div class='field'><label for='new_email'>E-mail</label>"
+        "<input class='input' id='new_email' name='new_email' type='email' required></div>"
+        "<div class='field'><label for='new_phone'>Phone (optional, with country code)</label>"
+        "<input class='input' id='new_phone' name='new_phone' type='tel' "
+        "placeholder='+852 9123 4567'></div>"
+        "<button type='submit' class='btn btn-primary btn-block'>Create and sign in</button>"
+        "</form></section>"
     )
 
 
