@@ -334,11 +334,15 @@ async def request_money(
 
 # -- the faucet (local profile) ------------------------------------------------------------------
 async def grant_test_money(svc: Services, session: SessionInfo) -> list[dict[str, Any]]:
-    """Mint test USDC and EURC to the wallet with the API faucet's own logic (local chain only)."""
+    """Mint test USDC and EURC to the wallet, as the API's faucet does (local chain only)."""
     granted = []
     for symbol in wallet_view.OFFERED:
-        body = transfers_api.FaucetBody(token=symbol, amount=FAUCET_GRANT)
-        granted.append(await transfers_api.faucet(body, svc, session))
+        amount = await transfers_api.mint_test_money(
+            svc, session.wallet_address, symbol, FAUCET_GRANT
+        )
+        granted.append(
+            {"token": amount.symbol, "amount": amount.format(), "to": session.wallet_address}
+        )
     return granted
 
 

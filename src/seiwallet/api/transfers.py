@@ -203,14 +203,13 @@ async def transfers_csv(svc: Svc, caller: Caller) -> Response:
     )
 
 
-@router.post("/faucet")
-async def faucet(body: FaucetBody, svc: Svc, caller: Caller) -> dict[str, Any]:
-    """Test money on the local chain (refused on the Sei networks)."""
+async def mint_test_money(svc: Services, to: str, symbol: str, amount_text: str) -> TokenAmount:
+    """Mint test stablecoins to ``to`` on the local chain (refused on the Sei networks)."""
     if not svc.settings.network.is_local:
         raise InvalidInput("the faucet mints test money on the local chain only")
     transfers = await transfers_of(svc)
-    info = transfers.token(body.token)
-    amount = TokenAmount.parse(body.amount, info.decimals, info.symbol)
+    info = transfers.token(symbol)
+    amount = TokenAmount.parse(amount_text, info.decimals, info.symbol)
     if amount.units <= 0 or amount.to_decimal() > FAUCET_MAX:
         raise InvalidInput(f"the faucet gives between 0 and {FAUCET_MAX:,} {info.symbol}")
     sender = svc.extras.get("faucet")
@@ -227,11 +226,16 @@ async def faucet(body: FaucetBody, svc: Svc, caller: Caller) -> dict[str, Any]:
         svc.extras["faucet"] = sender
     await sender.send_and_wait(
         TxRequest(
-            to=info.address,
-            data=encode_mint(caller.wallet_address, amount.units),
-            purpose=f"faucet:{info.symbol}",
+            to=info.address, data=encode_mint(to, amount.units), purpose=f"faucet:{info.symbol}"
         )
     )
     if svc.balances is not None:
-        svc.balances.forget(caller.wallet_address)
-    return {"token": info.symbol, "amount": amount.format(), "to": caller.wallet_address}
+        svc.balances.forget(to)
+    return amount
+
+
+@router.post("/faucet")
+async def faucet(body: FaucetBody, svc: Svc, caller: Caller) -> dict[str, Any]:
+    """Test money on the local chain (refused on the Sei networks)."""
+    amount = await mint_test_money(svc, caller.wallet_address, body.token, body.amount)
+    return {"token": amount.symbol, "amount": amount.format(), "to": caller.wallet_address}
