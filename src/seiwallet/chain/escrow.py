@@ -29,9 +29,14 @@ from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_utils.crypto import keccak
 
-from seiwallet.addresses import parse_evm_address
 from seiwallet.chain.artifacts import ContractArtifact, event_topic, load_artifact
 from seiwallet.chain.events import DecodedEvent
+from seiwallet.chain.terms import (
+    checksummed,
+    nonzero_address,
+    require_bytes32,
+    require_uint,
+)
 from seiwallet.chain.tokens import Authorization3009
 from seiwallet.errors import InvalidInput
 
@@ -50,8 +55,6 @@ CLAIM_TYPEHASH = keccak(text=CLAIM_TYPE)
 MAX_VALUE_UNITS = 2**96 - 1
 MAX_DEADLINE = 2**64 - 1
 
-_UINT256_MAX = 2**256 - 1
-
 
 class InvitationStatus(enum.IntEnum):
     """Where an invitation stands on-chain (the contract's ``Status``)."""
@@ -60,33 +63,6 @@ class InvitationStatus(enum.IntEnum):
     OPEN = 1
     RELEASED = 2
     RECLAIMED = 3
-
-
-def _require_bytes32(name: str, value: bytes) -> None:
-    if not isinstance(value, bytes) or len(value) != 32:
-        raise InvalidInput(f"{name} must be exactly 32 bytes")
-
-
-def _require_uint(name: str, value: int, maximum: int = _UINT256_MAX) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        raise InvalidInput(f"{name} must be an integer from 0 to {maximum}")
-
-
-def _checksummed(name: str, value: str) -> str:
-    """A checksummed address; a mixed-case address with a wrong EIP-55 checksum is refused."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a 0x-prefixed 20-byte address, got {value!r}")
-    try:
-        return str(parse_evm_address(value))
-    except InvalidInput as exc:
-        raise InvalidInput(f"{name}: {exc}") from None
-
-
-def _nonzero(name: str, value: str) -> str:
-    address = _checksummed(name, value)
-    if int(address, 16) == 0:
-        raise InvalidInput(f"{name} cannot be the zero address")
-    return address
 
 
 def new_claim_salt() -> bytes:
@@ -101,7 +77,7 @@ def claim_hash(salt: bytes, alias: str) -> bytes:
     refuses values that plainly are not (empty, or padded with whitespace), because an alias
     hashed in another form than the one the recipient later proves is unclaimable.
     """
-    _require_bytes32("salt", salt)
+    require_bytes32("salt", salt)
     if not isinstance(alias, str) or not alias or alias != alias.strip():
         raise InvalidInput("claim_hash needs the normalised alias (non-empty, no padding)")
     return keccak(
@@ -128,11 +104,11 @@ class Invitation:
     deadline: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "token", _nonzero("token", self.token))
-        object.__setattr__(self, "sender", _nonzero("sender", self.sender))
-        _require_uint("value_units", self.value_units, MAX_VALUE_UNITS)
-        _require_bytes32("claim_hash", self.claim_hash)
-        _require_uint("deadline", self.deadline, MAX_DEADLINE)
+        object.__setattr__(self, "token", nonzero_address("token", self.token))
+        object.__setattr__(self, "sender", nonzero_address("sender", self.sender))
+        require_uint("value_units", self.value_units, MAX_VALUE_UNITS)
+        require_bytes32("claim_hash", self.claim_hash)
+        require_uint("deadline", self.deadline, MAX_DEADLINE)
         # The escrow refuses these too; refusing them here saves a signature and a revert.
         if self.value_units == 0:
             raise InvalidInput("an invitation's value must be positive")
@@ -180,7 +156,7 @@ def invitation_nonce(invitation: Invitation, *, escrow: str, chain_id: int) -> b
             [
                 INVITATION_TYPEHASH,
                 chain_id,
-                _checksummed("escrow", escrow),
+                checksummed("escrow", escrow),
                 *invitation.as_abi(),
             ],
         )
@@ -203,7 +179,7 @@ def invitation_authorization(
     """
     return Authorization3009(
         from_address=invitation.sender,
-        to=_checksummed("escrow", escrow),
+        to=checksummed("escrow", escrow),
         value=invitation.value_units,
         valid_after=valid_after,
         valid_before=valid_before,
@@ -225,7 +201,7 @@ def deposit_proven(
     token), in log order.
     """
     nonce = "0x" + invitation_nonce(invitation, escrow=escrow, chain_id=chain_id).hex()
-    escrow_address = _checksummed("escrow", escrow)
+    escrow_address = checksummed("escrow", escrow)
     token = invitation.token
     previous: DecodedEvent | None = None
     for event in events:
@@ -266,8 +242,8 @@ def encode_deposit(
     """Calldata of ``deposit(...)``: the sender's signed authorization plus the terms."""
     if not isinstance(signature, bytes) or not signature:
         raise InvalidInput("a deposit needs the sender's non-empty signature")
-    _require_uint("valid_after", valid_after)
-    _require_uint("valid_before", valid_before)
+    require_uint("valid_after", valid_after)
+    require_uint("valid_before", valid_before)
     token, sender, value, claim, deadline = invitation.as_abi()
     return _encode(
         "deposit", token, sender, value, valid_after, valid_before, claim, deadline, signature
@@ -285,25 +261,25 @@ def encode_register(invitation: Invitation) -> bytes:
 
 def encode_release(invitation_id: bytes, to: str) -> bytes:
     """Calldata of ``release(id, to)`` (releaser only, before the deadline)."""
-    _require_bytes32("invitation_id", invitation_id)
-    return _encode("release", invitation_id, _nonzero("to", to))
+    require_bytes32("invitation_id", invitation_id)
+    return _encode("release", invitation_id, nonzero_address("to", to))
 
 
 def encode_reclaim(invitation_id: bytes) -> bytes:
     """Calldata of ``reclaim(id)`` (anyone, from the deadline on): back to the sender."""
-    _require_bytes32("invitation_id", invitation_id)
+    require_bytes32("invitation_id", invitation_id)
     return _encode("reclaim", invitation_id)
 
 
 def encode_set_releaser(new_releaser: str) -> bytes:
     """Calldata of ``setReleaser(newReleaser)`` (owner only, immediate)."""
-    return _encode("setReleaser", _nonzero("new_releaser", new_releaser))
+    return _encode("setReleaser", nonzero_address("new_releaser", new_releaser))
 
 
 def encode_get_invitation(invitation_id: bytes) -> bytes:
     """Calldata of the ``invitations(id)`` view; decode the answer with
     :func:`decode_invitation_state`."""
-    _require_bytes32("invitation_id", invitation_id)
+    require_bytes32("invitation_id", invitation_id)
     return _encode("invitations", invitation_id)
 
 
@@ -313,10 +289,10 @@ def decode_invitation_state(raw: bytes) -> InvitationState:
         ["address", "uint64", "uint8", "address", "uint96", "bytes32"], raw
     )
     return InvitationState(
-        token=_checksummed("token", token),
+        token=checksummed("token", token),
         deadline=int(deadline),
         status=InvitationStatus(int(status)),
-        sender=_checksummed("sender", sender),
+        sender=checksummed("sender", sender),
         value_units=int(value),
         claim_hash=bytes(claim),
     )

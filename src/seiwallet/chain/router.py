@@ -18,8 +18,12 @@ from typing import Any
 from eth_abi.abi import encode as abi_encode
 from eth_utils.crypto import keccak
 
-from seiwallet.addresses import parse_evm_address
 from seiwallet.chain.artifacts import ContractArtifact, event_topic, load_artifact
+from seiwallet.chain.terms import (
+    checksummed,
+    require_bytes32,
+    require_uint,
+)
 from seiwallet.chain.tokens import Authorization3009
 from seiwallet.errors import InvalidInput
 
@@ -37,28 +41,6 @@ REFUND_TYPE = (
 PAYMENT_TYPEHASH = keccak(text=PAYMENT_TYPE)
 REFUND_TYPEHASH = keccak(text=REFUND_TYPE)
 
-_UINT256_MAX = 2**256 - 1
-
-
-def _require_bytes32(name: str, value: bytes) -> None:
-    if not isinstance(value, bytes) or len(value) != 32:
-        raise InvalidInput(f"{name} must be exactly 32 bytes")
-
-
-def _require_uint256(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _UINT256_MAX:
-        raise InvalidInput(f"{name} must be an integer from 0 to 2**256-1 (base units)")
-
-
-def _checksummed(name: str, value: str) -> str:
-    """A checksummed address; a mixed-case address with a wrong EIP-55 checksum is refused."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a 0x-prefixed 20-byte address, got {value!r}")
-    try:
-        return str(parse_evm_address(value))
-    except InvalidInput as exc:
-        raise InvalidInput(f"{name}: {exc}") from None
-
 
 @dataclass(frozen=True)
 class Payment:
@@ -75,11 +57,11 @@ class Payment:
     fee_units: int
 
     def __post_init__(self) -> None:
-        _require_bytes32("invoice_id", self.invoice_id)
-        object.__setattr__(self, "merchant", _checksummed("merchant", self.merchant))
-        object.__setattr__(self, "token", _checksummed("token", self.token))
-        _require_uint256("amount_units", self.amount_units)
-        _require_uint256("fee_units", self.fee_units)
+        require_bytes32("invoice_id", self.invoice_id)
+        object.__setattr__(self, "merchant", checksummed("merchant", self.merchant))
+        object.__setattr__(self, "token", checksummed("token", self.token))
+        require_uint("amount_units", self.amount_units)
+        require_uint("fee_units", self.fee_units)
         # The router refuses these too; refusing them here saves a signature and a revert.
         if self.amount_units == 0:
             raise InvalidInput("a payment's amount must be positive")
@@ -112,9 +94,9 @@ class Authorization:
     signature: bytes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "from_address", _checksummed("from_address", self.from_address))
-        _require_uint256("valid_after", self.valid_after)
-        _require_uint256("valid_before", self.valid_before)
+        object.__setattr__(self, "from_address", checksummed("from_address", self.from_address))
+        require_uint("valid_after", self.valid_after)
+        require_uint("valid_before", self.valid_before)
         if not isinstance(self.signature, bytes) or not self.signature:
             raise InvalidInput("an authorization needs a non-empty signature")
 
@@ -137,9 +119,9 @@ class Refund:
     amount_units: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "payer", _checksummed("payer", self.payer))
-        _require_bytes32("refund_id", self.refund_id)
-        _require_uint256("amount_units", self.amount_units)
+        object.__setattr__(self, "payer", checksummed("payer", self.payer))
+        require_bytes32("refund_id", self.refund_id)
+        require_uint("amount_units", self.amount_units)
         if self.amount_units == 0:
             raise InvalidInput("a refund's amount must be positive")
         if self.amount_units > self.payment.amount_units:
@@ -171,7 +153,7 @@ def payment_nonce(payment: Payment, *, router: str, chain_id: int) -> bytes:
             [
                 PAYMENT_TYPEHASH,
                 *payment.as_abi(),
-                _checksummed("router", router),
+                checksummed("router", router),
                 chain_id,
             ],
         )
@@ -189,7 +171,7 @@ def refund_nonce(refund: Refund, *, router: str, chain_id: int) -> bytes:
                 refund.payer,
                 refund.refund_id,
                 refund.amount_units,
-                _checksummed("router", router),
+                checksummed("router", router),
                 chain_id,
             ],
         )
@@ -207,8 +189,8 @@ def payment_authorization(
 ) -> Authorization3009:
     """The EIP-3009 terms the payer signs (as ``ReceiveWithAuthorization``) to make ``payment``."""
     return Authorization3009(
-        from_address=_checksummed("payer", payer),
-        to=_checksummed("router", router),
+        from_address=checksummed("payer", payer),
+        to=checksummed("router", router),
         value=payment.amount_units,
         valid_after=valid_after,
         valid_before=valid_before,
@@ -222,7 +204,7 @@ def refund_authorization(
     """The EIP-3009 terms the merchant signs (as ``ReceiveWithAuthorization``) for ``refund``."""
     return Authorization3009(
         from_address=refund.payment.merchant,
-        to=_checksummed("router", router),
+        to=checksummed("router", router),
         value=refund.amount_units,
         valid_after=valid_after,
         valid_before=valid_before,
