@@ -39,7 +39,7 @@ from seiwallet.accounts.models import DeviceLogin, DeviceLoginStatus, Enrolment,
 from seiwallet.accounts.oidc import Clock
 from seiwallet.accounts.passkeys import PasskeyService
 from seiwallet.accounts.sessions import SessionInfo, SessionService
-from seiwallet.db import SQLITE_BEGIN
+from seiwallet.db import SQLITE_BEGIN, as_utc
 from seiwallet.errors import InvalidInput
 from seiwallet.signer.client import SignerClient
 
@@ -48,10 +48,6 @@ POLL_INTERVAL: Final = 2  # seconds, RFC 8628 §3.2 ``interval``
 # No vowels-lookalikes: B, D, G, H, J… (RFC 8628 §6.1 suggests a base-20 alphabet).
 _USER_CODE_ALPHABET: Final = "BCDFGHJKLMNPQRSTVWXZ"
 _WRITE: Final = {SQLITE_BEGIN: "IMMEDIATE"}
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _digest(device_code: str) -> str:
@@ -156,7 +152,7 @@ class DeviceLoginService:
             if (
                 row is None
                 or row.status is not DeviceLoginStatus.PENDING
-                or _aware(row.expires_at) <= self._now()
+                or as_utc(row.expires_at) <= self._now()
             ):
                 raise DeviceLoginExpired
             return PendingDevice(
@@ -166,7 +162,7 @@ class DeviceLoginService:
                 str(row.authenticator_id),
                 row.public_key,
                 row.status,
-                _aware(row.expires_at),
+                as_utc(row.expires_at),
             )
 
     async def approve(
@@ -220,11 +216,11 @@ class DeviceLoginService:
                 raise DeviceLoginExpired
             too_fast = (
                 row.last_polled_at is not None
-                and (now - _aware(row.last_polled_at)).total_seconds() < POLL_INTERVAL - 0.5
+                and (now - as_utc(row.last_polled_at)).total_seconds() < POLL_INTERVAL - 0.5
             )
             row.last_polled_at = now
             status = row.status
-            expired = _aware(row.expires_at) <= now
+            expired = as_utc(row.expires_at) <= now
             if status is DeviceLoginStatus.APPROVED:
                 row.status = DeviceLoginStatus.DONE
             user_id, authenticator_id, label = row.user_id, row.authenticator_id, row.label

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet.accounts.models import MailboxMessage, Notice, User
 from seiwallet.accounts.oidc import Clock
+from seiwallet.db import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class DevMailbox:
                     m.recipient,
                     m.subject,
                     m.body,
-                    m.created_at if m.created_at.tzinfo else m.created_at.replace(tzinfo=UTC),
+                    as_utc(m.created_at),
                 )
                 for m in db.scalars(query.limit(limit))
             ]
@@ -210,7 +211,7 @@ class Notifier:
                     r.event,
                     json.loads(r.params),
                     r.security,
-                    r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC),
+                    as_utc(r.created_at),
                 )
                 for r in rows
             ]

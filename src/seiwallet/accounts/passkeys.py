@@ -63,7 +63,7 @@ from seiwallet.accounts.models import (
 )
 from seiwallet.accounts.oidc import Clock
 from seiwallet.accounts.sessions import SessionInfo
-from seiwallet.db import SQLITE_BEGIN
+from seiwallet.db import SQLITE_BEGIN, as_utc
 from seiwallet.signer.approvals import challenge_bytes
 from seiwallet.signer.client import SignerClient
 from seiwallet.signer.errors import SignerError
@@ -86,10 +86,6 @@ APPROVABLE: Final = {
     # A signer intent (a transfer, a payment): the document is the intent's digest.
     "intent": ("digest",),
 }
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -166,9 +162,9 @@ class PasskeyService:
                     kind=r.kind,
                     label=r.label,
                     enrolment=r.enrolment,
-                    created_at=_aware(r.created_at),
-                    active_from=_aware(r.active_from),
-                    revoked_at=_aware(r.revoked_at) if r.revoked_at else None,
+                    created_at=as_utc(r.created_at),
+                    active_from=as_utc(r.active_from),
+                    revoked_at=as_utc(r.revoked_at) if r.revoked_at else None,
                 )
                 for r in rows
             ]
@@ -223,7 +219,7 @@ class PasskeyService:
         if ceremony.consumed_at is not None:
             raise CeremonyInvalid("was already answered")
         now = self._now()
-        if _aware(ceremony.expires_at) <= now:
+        if as_utc(ceremony.expires_at) <= now:
             raise CeremonyInvalid("expired")
         taken = db.execute(
             update(WebAuthnCeremony)

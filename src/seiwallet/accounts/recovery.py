@@ -35,7 +35,7 @@ from seiwallet.accounts.models import OneTimeCode
 from seiwallet.accounts.notices import Mailer, Notifier
 from seiwallet.accounts.oidc import Clock
 from seiwallet.accounts.sessions import SessionInfo, SessionService
-from seiwallet.db import SQLITE_BEGIN
+from seiwallet.db import SQLITE_BEGIN, as_utc
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ PURPOSE: Final = "recovery"
 #: How long a proven second factor lets this session enrol a passkey.
 RECOVERY_WINDOW: Final = timedelta(minutes=15)
 _WRITE: Final = {SQLITE_BEGIN: "IMMEDIATE"}
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def mask(channel: str, destination: str) -> str:
@@ -121,11 +117,11 @@ class OneTimeCodes:
         """The live code of this purpose the session is waiting to enter, if any."""
         with self._sessions() as db:
             row = self._latest(db, session.id, purpose)
-            if row is None or row.consumed_at is not None or _aware(row.expires_at) <= self._now():
+            if row is None or row.consumed_at is not None or as_utc(row.expires_at) <= self._now():
                 return None
             return CodeSent(
                 Destination(row.channel, row.destination),
-                _aware(row.expires_at),
+                as_utc(row.expires_at),
                 self.max_attempts - row.attempts,
             )
 
@@ -146,7 +142,7 @@ class OneTimeCodes:
             sent = db.scalar(select(func.count()).select_from(OneTimeCode).where(*recent))
             if (sent or 0) >= self._per_hour:
                 oldest = db.scalar(select(func.min(OneTimeCode.created_at)).where(*recent))
-                wait = (_aware(oldest) + timedelta(hours=1) - now) if oldest else timedelta(hours=1)
+                wait = (as_utc(oldest) + timedelta(hours=1) - now) if oldest else timedelta(hours=1)
                 log.warning("%s codes rate-limited for user %s", purpose, session.user_id)
                 raise TooManyCodes(int(wait.total_seconds()))
             db.execute(
@@ -191,7 +187,7 @@ class OneTimeCodes:
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
             row = self._latest(db, session.id, purpose)
-            if row is None or row.consumed_at is not None or _aware(row.expires_at) <= now:
+            if row is None or row.consumed_at is not None or as_utc(row.expires_at) <= now:
                 raise OneTimeCodeSpent
             if not (
                 len(code) == 6 and code.isascii() and code.isdigit()

@@ -45,7 +45,7 @@ from seiwallet.accounts.errors import (
 )
 from seiwallet.accounts.models import SignInRequest, User, UserIdentity, UserStatus, new_user_id
 from seiwallet.accounts.oidc import AuthRequest, Clock, VerifiedIdentity
-from seiwallet.db import SQLITE_BEGIN
+from seiwallet.db import SQLITE_BEGIN, as_utc
 from seiwallet.signer.client import SignerClient
 from seiwallet.signer.errors import AlreadyExists, SignerError
 
@@ -59,11 +59,6 @@ _WRITE: Final = {SQLITE_BEGIN: "IMMEDIATE"}
 def state_hash(state: str) -> str:
     """How a sign-in's ``state`` is stored: hex SHA-256 (256 random bits need no salt)."""
     return hashlib.sha256(state.encode()).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite gives back naive datetimes; every one we store is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -114,7 +109,7 @@ class SignedInUser:
             wallet_id=user.wallet_id,
             wallet_address=user.wallet_address,
             wallet_sei_address=user.wallet_sei_address,
-            created_at=_aware(user.created_at),
+            created_at=as_utc(user.created_at),
         )
 
 
@@ -161,7 +156,7 @@ class SignInService:
         self, provider: str, auth_request: AuthRequest, *, redirect_after: str | None = None
     ) -> None:
         """Keep a sign-in sent to ``provider`` until its callback, for at most 10 minutes."""
-        if redirect_after is not None and not _is_local_path(redirect_after):
+        if redirect_after is not None and not is_local_path(redirect_after):
             raise RedirectRefused
         now = self._now()
         with self._sessions.begin() as session:
@@ -188,7 +183,7 @@ class SignInService:
                 raise SignInRequestUnknown
             if row.consumed_at is not None:
                 raise SignInRequestReplayed
-            if _aware(row.expires_at) <= now:
+            if as_utc(row.expires_at) <= now:
                 raise SignInRequestExpired(int(SIGN_IN_TTL.total_seconds()))
             # The conditional update is what makes it single-use under concurrency.
             consumed = session.execute(
@@ -205,7 +200,7 @@ class SignInService:
                 nonce=row.nonce,
                 code_verifier=row.code_verifier,
                 redirect_after=row.redirect_after,
-                created_at=_aware(row.created_at),
+                created_at=as_utc(row.created_at),
             )
 
     def purge_expired(self) -> int:
@@ -313,7 +308,7 @@ class SignInService:
         ).one_or_none()
         if found is None:
             return None
-        return _Reservation(found.id, found.status, _aware(found.created_at), ours=False)
+        return _Reservation(found.id, found.status, as_utc(found.created_at), ours=False)
 
     async def _create_wallet(
         self, reservation: _Reservation, authenticator: Mapping[str, Any] | None
@@ -388,7 +383,7 @@ def e164(number: str | None) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _is_local_path(target: str) -> bool:
+def is_local_path(target: str) -> bool:
     """A path on this site: one leading slash, no scheme, host or backslash tricks."""
     return (
         target.startswith("/")

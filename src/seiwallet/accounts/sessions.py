@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from seiwallet.accounts.errors import NotSignedIn, SessionUnknown
 from seiwallet.accounts.models import SessionKind, User, UserSession, UserStatus
 from seiwallet.accounts.oidc import Clock
+from seiwallet.db import as_utc
 
 #: Prefix of every session secret: recognisable in a leaked log, so it can be revoked.
 TOKEN_PREFIX: Final = "sws_"  # noqa: S105 - a prefix, not a secret
@@ -32,10 +33,6 @@ _SEEN_GRANULARITY: Final = timedelta(minutes=1)
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -137,7 +134,7 @@ class SessionService:
             row, user = found.UserSession, found.User
             if (
                 row.revoked_at is not None
-                or _aware(row.expires_at) <= now
+                or as_utc(row.expires_at) <= now
                 or (kind is not None and row.kind is not kind)
                 or user.status is not UserStatus.ACTIVE
                 or user.wallet_id is None
@@ -158,10 +155,10 @@ class SessionService:
                 phone=user.phone,
                 phone_verified=user.phone_verified,
                 authenticator_id=row.authenticator_id,
-                created_at=_aware(row.created_at),
-                last_seen_at=_aware(row.last_seen_at),
-                expires_at=_aware(row.expires_at),
-                recovery_until=_aware(row.recovery_until) if row.recovery_until else None,
+                created_at=as_utc(row.created_at),
+                last_seen_at=as_utc(row.last_seen_at),
+                expires_at=as_utc(row.expires_at),
+                recovery_until=as_utc(row.recovery_until) if row.recovery_until else None,
             )
         # A read-only check most of the time; a write at most once a minute per session.
         if now - info.last_seen_at >= _SEEN_GRANULARITY:
@@ -188,12 +185,12 @@ class SessionService:
                     id=r.id,
                     kind=r.kind,
                     label=r.label,
-                    created_at=_aware(r.created_at),
-                    last_seen_at=_aware(r.last_seen_at),
-                    expires_at=_aware(r.expires_at),
+                    created_at=as_utc(r.created_at),
+                    last_seen_at=as_utc(r.last_seen_at),
+                    expires_at=as_utc(r.expires_at),
                 )
                 for r in rows
-                if _aware(r.expires_at) > now
+                if as_utc(r.expires_at) > now
             ]
 
     def revoke(self, user_id: str, session_id: str) -> None:

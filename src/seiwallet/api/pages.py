@@ -25,6 +25,7 @@ from seiwallet.accounts.errors import (
     SignInRequestError,
 )
 from seiwallet.accounts.models import Enrolment, SessionKind
+from seiwallet.accounts.services import is_local_path
 from seiwallet.accounts.sessions import SessionInfo
 from seiwallet.api import wallet_view
 from seiwallet.api.auth import (
@@ -105,15 +106,8 @@ def _redirect(url: str) -> RedirectResponse:
 
 
 def _local_path(target: str | None, default: str) -> str:
-    if (
-        target
-        and target.startswith("/")
-        and not target.startswith("//")
-        and "\\" not in target
-        and not any(ord(c) < 0x20 for c in target)
-    ):
-        return target
-    return default
+    """``target`` if it is a path on this site (no open redirect), else ``default``."""
+    return target if target and is_local_path(target) else default
 
 
 async def _form(request: Request) -> dict[str, str]:

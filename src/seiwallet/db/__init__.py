@@ -5,6 +5,7 @@ from __future__ import annotations
 from seiwallet.db.engine import (
     DATABASE_URL_SETTING,
     SQLITE_BEGIN,
+    as_utc,
     check_connection,
     create_engine_for,
     describe_url,
@@ -16,6 +17,7 @@ from seiwallet.db.engine import (
 __all__ = [
     "DATABASE_URL_SETTING",
     "SQLITE_BEGIN",
+    "as_utc",
     "check_connection",
     "create_engine_for",
     "describe_url",

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -88,6 +89,11 @@ def sqlite_path(url: str | URL) -> Path | None:
             return None
         return Path(database.removeprefix("file:").split("?", 1)[0])
     return Path(database)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A datetime read back from the database, aware: SQLite returns the UTC we stored naive."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:

@@ -37,7 +37,7 @@ from seiwallet.accounts.models import User, UserStatus
 from seiwallet.addresses import InvalidAddress, parse_evm_address
 from seiwallet.chain.tokens import TokenDomain
 from seiwallet.compliance.gate import ComplianceGate, Movement
-from seiwallet.db import SQLITE_BEGIN
+from seiwallet.db import SQLITE_BEGIN, as_utc
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
 from seiwallet.signer.client import SignerClient
@@ -184,13 +184,9 @@ class TransferView:
             gas_cost_wei=row.gas_cost_wei,
             failure_reason=row.failure_reason,
             delay_reason=row.delay_reason,
-            created_at=_aware(row.created_at),
-            confirmed_at=_aware(row.confirmed_at) if row.confirmed_at else None,
+            created_at=as_utc(row.created_at),
+            confirmed_at=as_utc(row.confirmed_at) if row.confirmed_at else None,
         )
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _check_key(key: str | None) -> str:
@@ -465,7 +461,7 @@ class TransferService:
             ):
                 return TransferView.of(row)
             raise TransferNotAwaitingApproval(row.status)
-        if _aware(row.created_at).timestamp() + APPROVAL_WINDOW < self._clock():
+        if as_utc(row.created_at).timestamp() + APPROVAL_WINDOW < self._clock():
             self._set(row.id, TransferStatus.EXPIRED, from_status=TransferStatus.AWAITING_APPROVAL)
             raise TransferNotAwaitingApproval(TransferStatus.EXPIRED)
         result = await self._signer.sign(owner.wallet_id, json.loads(row.intent), list(approvals))
