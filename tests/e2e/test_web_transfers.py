@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from tests.e2e.web_helpers import Browser, settings_for, start_signer, web_app
 from tests.fixtures.signer import SignerProcess
 
 from seiwallet.api.services import Services
 from seiwallet.chain.localnet import LocalChain
 from seiwallet.config import LocalChainSettings
+from seiwallet.transfers.models import Transfer
 
 pytestmark = pytest.mark.chain
 
@@ -189,3 +191,22 @@ async def test_probing_aliases_is_slowed_down(app, browsers) -> None:
     assert slowed.status_code == 429
     assert slowed.json()["code"] == "transfer.lookup_rate_limited"
     assert int(slowed.headers["retry-after"]) > 0
+
+
+async def test_an_approval_after_the_window_expires_the_transfer(app, browsers) -> None:
+    services, _ = app
+    ada, ada_csrf = await _person(browsers, "Ada", "ada@example.com")
+    await _person(browsers, "Bob", "bob@example.com")
+    await ada.post_json("/v1/faucet", {"token": "USDC", "amount": "5"}, csrf=ada_csrf)
+    created = await _send(ada, ada_csrf, {"recipient": BOB, "token": "USDC", "amount": "1"})
+    transfer_id = created.json()["id"]
+    with services.db.begin() as db:  # the person walked away for 11 minutes
+        db.execute(
+            update(Transfer)
+            .where(Transfer.id == transfer_id)
+            .values(created_at=datetime.now(UTC) - timedelta(minutes=11))
+        )
+    late = await ada.approve_transfer(ada_csrf, transfer_id)
+    assert late.status_code == 409
+    assert late.json()["code"] == "transfer.not_awaiting_approval"
+    assert (await ada.http.get(f"/v1/transfers/{transfer_id}")).json()["status"] == "expired"

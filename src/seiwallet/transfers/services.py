@@ -14,6 +14,7 @@ token accepts once.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -329,7 +330,7 @@ class TransferService:
     async def available(self, owner: Owner, token: TokenInfo) -> int:
         """What can be sent now: the chain balance less this wallet's transfers in flight."""
         on_chain = await self._balances.balance(token.address, owner.address)
-        return max(0, on_chain - self._in_flight(owner, token))
+        return max(0, on_chain - await asyncio.to_thread(self._in_flight, owner, token))
 
     def _in_flight(self, owner: Owner, token: TokenInfo) -> int:
         with self._sessions() as db:
@@ -349,7 +350,7 @@ class TransferService:
         """A new transfer awaiting approval, or the one this key already made (``False``)."""
         key = _check_key(idempotency_key)
         fingerprint = request.fingerprint()
-        earlier = self._by_key(owner.user_id, key)
+        earlier = await asyncio.to_thread(self._by_key, owner.user_id, key)
         if earlier is not None:
             if earlier.request_hash != fingerprint:
                 raise IdempotencyConflict
@@ -362,7 +363,7 @@ class TransferService:
             raise InvalidInput("a note is at most 140 characters")
         self._lookups.check(owner.user_id)
         try:
-            recipient = self.resolver.resolve(request.recipient)
+            recipient = await asyncio.to_thread(self.resolver.resolve, request.recipient)
         except RecipientUnknown:
             self._lookups.missed(owner.user_id)
             raise
@@ -423,13 +424,10 @@ class TransferService:
             created_at=self._now(),
         )
         try:
-            with self._sessions.begin() as db:
-                db.add(row)
-                db.flush()
-                view = TransferView.of(row)
+            view = await asyncio.to_thread(self._insert, row)
         except IntegrityError:
             # The same key raced in from a second request: the first one's transfer stands.
-            earlier = self._by_key(owner.user_id, key)
+            earlier = await asyncio.to_thread(self._by_key, owner.user_id, key)
             if earlier is None:  # pragma: no cover - the unique key is what failed
                 raise
             if earlier.request_hash != fingerprint:
@@ -437,6 +435,12 @@ class TransferService:
             return TransferView.of(earlier), False
         log.info("transfer %s created (%s %s)", view.id, amount.format(), token.symbol)
         return view, True
+
+    def _insert(self, row: Transfer) -> TransferView:
+        with self._sessions.begin() as db:
+            db.add(row)
+            db.flush()
+            return TransferView.of(row)
 
     def _by_key(self, user_id: str, key: str) -> Transfer | None:
         with self._sessions() as db:
@@ -452,7 +456,7 @@ class TransferService:
 
         Approving an already signed transfer returns it unchanged (a retried request).
         """
-        row = self._get(owner.user_id, transfer_id)
+        row = await asyncio.to_thread(self._get, owner.user_id, transfer_id)
         if row.status is not TransferStatus.AWAITING_APPROVAL:
             if row.status in (
                 TransferStatus.SIGNED,
@@ -462,16 +466,19 @@ class TransferService:
                 return TransferView.of(row)
             raise TransferNotAwaitingApproval(row.status)
         if as_utc(row.created_at).timestamp() + APPROVAL_WINDOW < self._clock():
-            self._set(row.id, TransferStatus.EXPIRED, from_status=TransferStatus.AWAITING_APPROVAL)
+            await asyncio.to_thread(self._expire, row.id)
             raise TransferNotAwaitingApproval(TransferStatus.EXPIRED)
         result = await self._signer.sign(owner.wallet_id, json.loads(row.intent), list(approvals))
-        signature = str(result["signature"])
+        return await asyncio.to_thread(self._signed, row.id, str(result["signature"]))
+
+    def _signed(self, transfer_id: str, signature: str) -> TransferView:
+        """Store the signature: the transfer joins the relayer's outbox (once)."""
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
             db.execute(
                 update(Transfer)
                 .where(
-                    Transfer.id == row.id,
+                    Transfer.id == transfer_id,
                     Transfer.status == TransferStatus.AWAITING_APPROVAL,
                 )
                 .values(
@@ -481,19 +488,21 @@ class TransferService:
                 )
                 .execution_options(synchronize_session=False)
             )
-            fresh = db.get(Transfer, row.id, populate_existing=True)
+            fresh = db.get(Transfer, transfer_id, populate_existing=True)
             if fresh is None:  # pragma: no cover - transfers are never deleted
                 raise TransferNotFound
             return TransferView.of(fresh)
 
-    def _set(
-        self, transfer_id: str, status: TransferStatus, *, from_status: TransferStatus
-    ) -> None:
+    def _expire(self, transfer_id: str) -> None:
+        """An approval that came too late: the transfer can no longer happen."""
         with self._sessions.begin() as db:
             db.execute(
                 update(Transfer)
-                .where(Transfer.id == transfer_id, Transfer.status == from_status)
-                .values(status=status)
+                .where(
+                    Transfer.id == transfer_id,
+                    Transfer.status == TransferStatus.AWAITING_APPROVAL,
+                )
+                .values(status=TransferStatus.EXPIRED)
                 .execution_options(synchronize_session=False)
             )
 
