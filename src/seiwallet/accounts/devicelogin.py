@@ -17,6 +17,7 @@ approval is the wallet's own passkey over the device key's digest.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -169,7 +170,7 @@ class DeviceLoginService:
         self, session: SessionInfo, user_code: str, approval: dict[str, Any] | None
     ) -> PendingDevice:
         """Add the device key to the wallet (with the passkey's approval) and release the login."""
-        pending = self.find(user_code)
+        pending = await asyncio.to_thread(self.find, user_code)
         added = await self._signer.add_authenticator(
             session.wallet_id, pending.document(), [approval] if approval else []
         )
@@ -177,6 +178,17 @@ class DeviceLoginService:
         enrolment = Enrolment.APPROVED if approval else Enrolment.FIRST
         if active_from > self._now():
             enrolment = Enrolment.RECOVERY
+        await asyncio.to_thread(self._approved, session, pending, enrolment, active_from)
+        return pending
+
+    def _approved(
+        self,
+        session: SessionInfo,
+        pending: PendingDevice,
+        enrolment: Enrolment,
+        active_from: datetime,
+    ) -> None:
+        """The signer added the key: list it with the user's devices and release the login."""
         self._passkeys.record_device(
             session.user_id,
             pending.authenticator_id,
@@ -192,7 +204,6 @@ class DeviceLoginService:
                 .values(status=DeviceLoginStatus.APPROVED, user_id=session.user_id)
                 .execution_options(synchronize_session=False)
             )
-        return pending
 
     def deny(self, session: SessionInfo, user_code: str) -> None:
         pending = self.find(user_code)

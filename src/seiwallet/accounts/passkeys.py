@@ -18,6 +18,7 @@ once and within five minutes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -272,6 +273,21 @@ class PasskeyService:
         self, session: SessionInfo, credential: Mapping[str, Any], label: str
     ) -> Enrolled:
         """Verify the browser's registration and add the passkey to the wallet in the signer."""
+        enrolment, spec = await asyncio.to_thread(self._record, session, credential, label)
+        authenticator_id = str(spec["id"])
+        try:
+            added = await self._signer.add_authenticator(session.wallet_id, spec)
+        except SignerError:
+            await asyncio.to_thread(self._forget, authenticator_id)
+            raise
+        active_from = datetime.fromtimestamp(int(added["active_from"]), UTC)
+        await asyncio.to_thread(self._activate, authenticator_id, active_from)
+        return Enrolled(authenticator_id, enrolment, active_from)
+
+    def _record(
+        self, session: SessionInfo, credential: Mapping[str, Any], label: str
+    ) -> tuple[Enrolment, dict[str, Any]]:
+        """Take the ceremony, verify the registration, keep the row; what to ask the signer."""
         enrolment = self.enrolment_for(session)
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
@@ -315,7 +331,7 @@ class PasskeyService:
                     active_from=now + self.recovery_timelock,
                 )
             )
-        spec = {
+        return enrolment, {
             "kind": "passkey",
             "id": authenticator_id,
             "public_key": verified.credential_public_key.hex(),
@@ -323,15 +339,16 @@ class PasskeyService:
             "sign_count": verified.sign_count,
             "label": label,
         }
-        try:
-            added = await self._signer.add_authenticator(session.wallet_id, spec)
-        except SignerError:
-            with self._sessions.begin() as db:
-                row = db.get(UserAuthenticator, authenticator_id)
-                if row is not None:
-                    db.delete(row)
-            raise
-        active_from = datetime.fromtimestamp(int(added["active_from"]), UTC)
+
+    def _forget(self, authenticator_id: str) -> None:
+        """The signer refused the passkey: the app keeps no row of it either."""
+        with self._sessions.begin() as db:
+            row = db.get(UserAuthenticator, authenticator_id)
+            if row is not None:
+                db.delete(row)
+
+    def _activate(self, authenticator_id: str, active_from: datetime) -> None:
+        """Record when the signer lets the passkey approve (now, or after the time-lock)."""
         with self._sessions.begin() as db:
             db.execute(
                 update(UserAuthenticator)
@@ -339,7 +356,6 @@ class PasskeyService:
                 .values(active_from=active_from)
                 .execution_options(synchronize_session=False)
             )
-        return Enrolled(authenticator_id, enrolment, active_from)
 
     # -- approvals -------------------------------------------------------------------------------
     def approval_options(

@@ -11,6 +11,7 @@ default) while the wallet's other devices are told and may cancel it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -130,6 +131,20 @@ class OneTimeCodes:
     ) -> CodeSent:
         """Send a fresh code (``{code}`` and ``{minutes}`` in ``body`` are filled in)."""
         code = f"{secrets.randbelow(10**6):06d}"
+        now = await asyncio.to_thread(self._store, session, purpose, destination, code)
+        minutes = int(self.ttl.total_seconds() // 60)
+        await self._mailer.send(
+            destination.channel,
+            destination.address,
+            subject,
+            body.format(code=code, minutes=minutes),
+        )
+        return CodeSent(destination, now + self.ttl, self.max_attempts)
+
+    def _store(
+        self, session: SessionInfo, purpose: str, destination: Destination, code: str
+    ) -> datetime:
+        """Keep the code's MAC (retiring the session's previous code); when it was made."""
         code_id = uuid.uuid4().hex
         now = self._now()
         with self._sessions.begin() as db:
@@ -169,14 +184,7 @@ class OneTimeCodes:
                     expires_at=now + self.ttl,
                 )
             )
-        minutes = int(self.ttl.total_seconds() // 60)
-        await self._mailer.send(
-            destination.channel,
-            destination.address,
-            subject,
-            body.format(code=code, minutes=minutes),
-        )
-        return CodeSent(destination, now + self.ttl, self.max_attempts)
+        return now
 
     def check(self, session: SessionInfo, purpose: str, code: str) -> Destination:
         """Check the session's code of this purpose; it is used up either way at the limit."""
