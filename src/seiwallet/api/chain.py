@@ -23,41 +23,84 @@ _ATTEMPTS: Final = 3
 _TRANSIENT: Final = re.compile(r"BlockOutOfRange|header not found|unknown block", re.IGNORECASE)
 #: How long a balance read from the chain is served from memory.
 BALANCE_TTL: Final = 2.0
+#: Entries kept before the cache starts over (a bound on memory, not a tuning knob).
+_CACHED_MAX: Final = 100_000
 _NAMES: Final = {"USDC": "USD Coin", "EURC": "Euro Coin"}
 
 
 class CachedBalances:
-    """``BalanceReader`` over JSON-RPC with a short per-(token, owner) cache."""
+    """``BalanceReader`` over JSON-RPC with a short per-(token, owner) cache.
+
+    Concurrent misses for one (token, owner) share one read: a person's burst of transfers, or
+    a page and a transfer at once, costs one ``eth_call``. After :meth:`forget` every caller
+    reads afresh, and a read that began before it is not kept.
+    """
 
     def __init__(self, rpc: RpcClient, ttl: float = BALANCE_TTL) -> None:
         self._rpc = rpc
         self._ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, int]] = {}
+        self._reading: dict[tuple[str, str], asyncio.Future[int]] = {}
+        # Each forget() is a new epoch; a read is kept only if its owner was not forgotten
+        # since the read began (an owner no longer listed counts as forgotten at ``_floor``).
+        self._epoch = 0
+        self._floor = 0
+        self._forgotten: dict[str, int] = {}
 
     async def balance(self, token: str, owner: str) -> int:
         key = (token.lower(), owner.lower())
-        now = time.monotonic()
         hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self._ttl:
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
             return hit[1]
-        for attempt in range(_ATTEMPTS):
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(key))
+            self._reading[key] = reading
+        # Shielded: one caller giving up (its client gone) must not cancel the others' read.
+        return await asyncio.shield(reading)
+
+    async def _read(self, key: tuple[str, str]) -> int:
+        token, owner = key
+        started, epoch = time.monotonic(), self._epoch
+        try:
+            value = await self._read_chain(token, owner)
+        finally:
+            if self._reading.get(key) is asyncio.current_task():
+                del self._reading[key]
+        if self._forgotten.get(owner, self._floor) <= epoch:
+            if len(self._cache) >= _CACHED_MAX:
+                self._cache.clear()
+            self._cache[key] = (started, value)
+        return value
+
+    async def _read_chain(self, token: str, owner: str) -> int:
+        attempt = 0
+        while True:
             try:
-                value = await balance_of(self._rpc, token, owner)
-                break
+                return await balance_of(self._rpc, token, owner)
             except RpcError as exc:
                 # A node resolving "latest" while its head moves can answer for a block it no
                 # longer (or not yet) holds: anvil's BlockOutOfRangeError, geth's "header not
                 # found". Asking again is right; anything else is not ours to retry.
-                if attempt + 1 == _ATTEMPTS or not _TRANSIENT.search(str(exc)):
+                attempt += 1
+                if attempt == _ATTEMPTS or not _TRANSIENT.search(str(exc)):
                     raise
-                await asyncio.sleep(0.05 * (attempt + 1))
-        self._cache[key] = (now, value)
-        return value
+                await asyncio.sleep(0.05 * attempt)
 
     def forget(self, owner: str) -> None:
         """Drop an owner's cached balances (after a transfer of theirs moved)."""
-        for key in [k for k in self._cache if k[1] == owner.lower()]:
+        owner = owner.lower()
+        for key in [k for k in self._cache if k[1] == owner]:
             del self._cache[key]
+        # A read under way may have begun before the money moved: it is not kept, and callers
+        # from now on start their own.
+        for key in [k for k in self._reading if k[1] == owner]:
+            del self._reading[key]
+        self._epoch += 1
+        if len(self._forgotten) >= _CACHED_MAX:
+            self._forgotten.clear()
+            self._floor = self._epoch  # reads under way now are not kept, whoever they are for
+        self._forgotten[owner] = self._epoch
 
 
 async def load_tokens(settings: Settings, rpc: RpcClient) -> dict[str, TokenInfo]:
