@@ -424,3 +424,44 @@ def test_a_second_signer_on_the_same_socket_refuses_to_start(signer: SignerProce
     assert result.returncode == 1
     assert "already listening" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_concurrent_signs_share_calls_and_keep_their_own_answers(
+    client: SignerClient,
+) -> None:
+    """Group commit: concurrent ``sign`` calls leave in fewer RPC calls, each answered alone."""
+    wallet = await new_wallet(client)
+    calls: list[str] = []
+
+    async def count(request: httpx.Request) -> None:
+        calls.append(request.url.path)
+
+    client._http.event_hooks["request"].append(count)
+    intents = [transfer(1_000 + index) for index in range(40)]
+    approvals = [wallet.approve(intent) for intent in intents]
+    approvals[7] = wallet.approve(intents[8])  # approves another intent: refused, alone
+    outcomes = await asyncio.gather(
+        *(client.sign(wallet.id, i, a) for i, a in zip(intents, approvals, strict=True)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[7], ApprovalRefused)
+    for index, outcome in enumerate(outcomes):
+        if index == 7:
+            continue
+        assert isinstance(outcome, dict), outcome
+        message = authorization_typed_data(
+            USDC,
+            Authorization3009(
+                from_address=wallet.address,
+                to=RECIPIENT,
+                value=1_000 + index,
+                valid_after=int(intents[index]["valid_after"]),
+                valid_before=int(intents[index]["valid_before"]),
+                nonce=bytes.fromhex(intents[index]["nonce"][2:]),
+            ),
+        )
+        recovered = Account.recover_message(
+            encode_typed_data(full_message=message), signature=outcome["signature"]
+        )
+        assert recovered == wallet.address
+    assert 1 <= calls.count("/v1/sign") < 40

@@ -7,6 +7,8 @@ its error answers back into the same typed errors the signer raised, so a caller
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -42,6 +44,17 @@ _ERRORS_BY_CODE: dict[str, type[SignerError]] = {
 }
 
 
+log = logging.getLogger(__name__)
+
+#: Requests one grouped ``sign`` call carries at most (the signer takes up to 1,000).
+GROUP_MAX = 500
+#: Grouped ``sign`` calls under way at once: one being decided while the other's commit
+#: reaches the signer's disk, as the signer overlaps them.
+GROUP_FLIGHTS = 2
+
+_SignRequest = tuple[str, Mapping[str, Any], Sequence[Mapping[str, Any]]]
+
+
 def _rebuild(error: Mapping[str, Any]) -> SignerError:
     """The typed error for an error answer, with the signer's message and details."""
     code = str(error.get("code", SignerError.code))
@@ -53,6 +66,10 @@ def _rebuild(error: Mapping[str, Any]) -> SignerError:
     if cls is SignerError:
         exc.code = code  # type: ignore[misc]  # keep an unknown code as the signer sent it
     return exc
+
+
+def _group_failure() -> SignerError:
+    return SignerError("the signer request could not be made (see the log)")
 
 
 class SignerClient:
@@ -76,6 +93,8 @@ class SignerClient:
             timeout=timeout,
             headers={"authorization": f"Bearer {secret}"},
         )
+        self._waiting: list[tuple[_SignRequest, asyncio.Future[dict[str, Any] | SignerError]]] = []
+        self._flights: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Self:
         return self
@@ -84,6 +103,8 @@ class SignerClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._flights:
+            await asyncio.gather(*self._flights, return_exceptions=True)
         await self._http.aclose()
 
     async def call(self, method: str, **params: Any) -> Any:
@@ -151,11 +172,71 @@ class SignerClient:
     async def sign(
         self, wallet_id: str, intent: Mapping[str, Any], approvals: Sequence[Mapping[str, Any]]
     ) -> dict[str, Any]:
-        """Sign one intent; raise the typed error if it is refused."""
-        [result] = await self.sign_batch([(wallet_id, intent, approvals)])
+        """Sign one intent; raise the typed error if it is refused.
+
+        Concurrent calls are grouped (group commit): a call made while :data:`GROUP_FLIGHTS`
+        grouped calls are under way waits for the next one, which carries every request that
+        waited. An idle client sends at once. The signer decides each request of a group on its
+        own (its answer, its refusal, its audit record), so grouping changes no answer; it
+        shares the RPC round trip, the signer's transaction and its commit.
+        """
+        answer: asyncio.Future[dict[str, Any] | SignerError] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.append(((wallet_id, intent, approvals), answer))
+        if len(self._flights) < GROUP_FLIGHTS:
+            flight = asyncio.create_task(self._fly())
+            self._flights.add(flight)
+            flight.add_done_callback(self._flights.discard)
+        result = await answer
         if isinstance(result, SignerError):
             raise result
         return result
+
+    async def _fly(self) -> None:
+        """Send the waiting requests as one ``sign`` call, and again while more are waiting."""
+        group: list[tuple[_SignRequest, asyncio.Future[dict[str, Any] | SignerError]]] = []
+        try:
+            while self._waiting:
+                # A caller that gave up (its client went away) before its request left is dropped.
+                group = [item for item in self._waiting[:GROUP_MAX] if not item[1].done()]
+                del self._waiting[:GROUP_MAX]
+                if not group:
+                    continue
+                answers: list[dict[str, Any] | SignerError]
+                try:
+                    answers = await self._answers([request for request, _ in group])
+                except SignerUnavailable as exc:
+                    answers = [SignerUnavailable(str(exc)) for _ in group]
+                for (_, answer), result in zip(group, answers, strict=True):
+                    if not answer.done():
+                        answer.set_result(result)
+                group = []
+        except asyncio.CancelledError:
+            # Shutting down: nobody is left waiting for an answer that will not come.
+            for _, answer in [*group, *self._waiting]:
+                if not answer.done():
+                    answer.set_exception(SignerUnavailable("the signer client was closed"))
+            raise
+
+    async def _answers(self, group: list[_SignRequest]) -> list[dict[str, Any] | SignerError]:
+        """Each request's answer; only an unreachable signer raises (for all of them)."""
+        try:
+            return await self.sign_batch(group)
+        except SignerUnavailable:
+            raise
+        except Exception as exc:
+            if len(group) == 1:
+                if isinstance(exc, SignerError):
+                    return [exc]
+                log.exception("signer: a sign request could not be made")
+                return [_group_failure()]
+        # Something in one request broke the whole call (it could not be encoded, say): each
+        # request goes again on its own, so that it fails only its own caller.
+        answers: list[dict[str, Any] | SignerError] = []
+        for request in group:
+            answers.extend(await self._answers([request]))
+        return answers
 
     async def sign_batch(
         self,
