@@ -207,6 +207,9 @@ class WebSettings(BaseModel):
     otp_max_attempts: int = Field(default=5, ge=1, le=10)
     #: Codes sent per user per hour, at most.
     otp_per_hour: int = Field(default=5, ge=1, le=100)
+    #: Who may open the operator console (``/operator``): user ids, or e-mail addresses the
+    #: user has verified. JSON list: ``SEIWALLET_WEB__OPERATORS='["ops@example.com"]'``.
+    operators: list[str] = Field(default_factory=list)
 
     @field_validator("public_url")
     @classmethod
@@ -229,6 +232,18 @@ class ComplianceSettings(BaseModel):
     per_transfer_cap: dict[str, Decimal] = Field(
         default_factory=lambda: {"USDC": Decimal(10_000), "EURC": Decimal(10_000)}
     )
+    #: A directory of jurisdiction rule files (``HK.toml``…); default: the rules shipped with
+    #: seiwallet (``seiwallet/compliance/rules``).
+    rules_dir: Path | None = None
+    #: The country (ISO 3166-1 alpha-2) of people whose country is not known yet (no verified
+    #: phone number, no operator assignment). Unset: such people cannot send until it is known;
+    #: on the ``local`` profile the demo treats them as ``HK``.
+    default_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    #: Ask the token (FiatToken ``isBlacklisted``) about both sides before a movement.
+    issuer_blacklist_check: bool = True
+    #: Identity verification (tier 2): ``auto`` is the clearly-marked fake provider on ``local``
+    #: and none elsewhere; ``fake-local`` is refused outside ``local``.
+    kyc_provider: Literal["auto", "none", "fake-local"] = "auto"
 
 
 class RelayerSettings(BaseModel):
@@ -252,6 +267,8 @@ class RelayerSettings(BaseModel):
     #: this limit (``eth_call``) instead of estimated, a tenth of the node's work; only the gas
     #: used is charged. Other signatures (smart accounts) are estimated.
     transfer_gas_limit: int = Field(default=150_000, ge=50_000, le=10_000_000)
+    #: The same for an invitation's deposit into the invite escrow (it uses 168–202 k).
+    deposit_gas_limit: int = Field(default=260_000, ge=50_000, le=10_000_000)
     #: A sponsor whose balance (wei) falls under this logs one alert on ``seiwallet.alerts``.
     low_balance_wei: int = Field(default=10 * 10**18, ge=0)
     #: How often the sponsors' balances are read.
@@ -265,6 +282,80 @@ class RelayerSettings(BaseModel):
     expiry_margin_seconds: int = Field(default=2, ge=0, le=3600)
     #: How long a worker holds the transfers it took from the outbox before another may take them.
     claim_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
+class InvitationSettings(BaseModel):
+    """Money sent to a phone number or e-mail with no wallet yet: held in the invite escrow.
+
+    The releaser is the account that tells the escrow who proved an alias (``release``) and
+    records deposits someone else submitted (``register``); it also pays the gas of reclaims.
+    Locally it is the anvil-mnemonic account #10; elsewhere its key is configured here (or in a
+    0600 file), read by the worker only and never logged.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: False: unknown aliases are refused as before (no invitations, no escrow needed).
+    enabled: bool = True
+    #: How long an invitation waits for its recipient; after it, the money goes back.
+    deadline_days: float = Field(default=14, gt=0, le=365)
+    #: Distinct aliases without a wallet one user may send to per ``limit_window_hours``.
+    #: Each such transfer tells its sender that the alias has not joined: this bounds the leak.
+    new_aliases_per_window: int = Field(default=10, ge=1, le=1_000)
+    limit_window_hours: float = Field(default=24, gt=0, le=24 * 30)
+    #: The escrow on public networks (the local chain's comes from its manifest).
+    escrow_address: str | None = None
+    #: The releaser's private key (hex), or a file holding it; local: anvil account #10.
+    releaser_key: SecretStr | None = None
+    releaser_key_file: Path | None = None
+    #: How often the worker looks for invitations to register, release or reclaim.
+    poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    #: Gas limit at which register/release/reclaim are simulated and sent (they use 64–118 k).
+    gas_limit: int = Field(default=200_000, ge=50_000, le=10_000_000)
+    #: No release is sent this close to the deadline (it could land after it and revert).
+    release_margin_seconds: int = Field(default=60, ge=0, le=86_400)
+    #: After a refused or failed action the invitation waits this long before the next try.
+    retry_seconds: float = Field(default=30.0, gt=0, le=86_400)
+
+
+class PaymentSettings(BaseModel):
+    """Merchant payments: the operator's fee, invoice expiry, API key limits, webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The operator's fee on every payment, in basis points of the amount (100 = 1 %); the
+    #: merchant receives the amount minus it. A merchant's own rate (set by the operator) wins.
+    fee_bps: int = Field(default=100, ge=0, le=1_000)
+    #: How long an invoice may be paid: at a counter (a terminal's invoice), by default, at most.
+    terminal_expiry_seconds: int = Field(default=120, ge=15, le=86_400)
+    default_expiry_seconds: int = Field(default=900, ge=15, le=86_400)
+    max_expiry_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
+    #: A signed payment stays submittable this long after its invoice expired (the relayer's
+    #: window; the invoice was still open when the payer approved it).
+    settlement_window_seconds: int = Field(default=600, ge=60, le=86_400)
+    #: How long a payer has to approve a prepared payment.
+    approval_window_seconds: int = Field(default=300, ge=30, le=3_600)
+    #: Largest invoice metadata, in bytes of JSON.
+    metadata_max_bytes: int = Field(default=4_096, ge=0, le=65_536)
+    #: Per API key: sustained requests per second, and the burst above it (token bucket).
+    api_key_rate_per_second: float = Field(default=10.0, gt=0, le=10_000)
+    api_key_burst: int = Field(default=20, ge=1, le=100_000)
+    #: Most one refund may be for a manager / a cashier, in whole settlement tokens.
+    manager_refund_limit: Decimal = Field(default=Decimal(500), ge=0)
+    cashier_refund_limit: Decimal = Field(default=Decimal(20), ge=0)
+    #: Webhooks: request timeout, back-off from the first to the largest delay (with jitter), and
+    #: how long a delivery is retried before it is given up.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_backoff_initial_seconds: float = Field(default=10.0, gt=0, le=3_600)
+    webhook_backoff_max_seconds: float = Field(default=6 * 3_600, gt=0, le=86_400)
+    webhook_give_up_seconds: float = Field(default=3 * 86_400, gt=0, le=30 * 86_400)
+    #: Plain-http endpoints (and private addresses) are allowed on the local profile only,
+    #: unless this says so.
+    webhook_allow_http: bool = False
+    #: How often the worker's payment tasks (expiry, webhook sending) look for work.
+    poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    #: How often an API process on SQLite reads new payment events for its live streams.
+    event_poll_seconds: float = Field(default=0.025, gt=0, le=5)
 
 
 class Settings(BaseSettings):
@@ -301,6 +392,8 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     relayer: RelayerSettings = Field(default_factory=RelayerSettings)
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
+    payments: PaymentSettings = Field(default_factory=PaymentSettings)
+    invitations: InvitationSettings = Field(default_factory=InvitationSettings)
 
     @classmethod
     def settings_customise_sources(

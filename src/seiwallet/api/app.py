@@ -23,7 +23,15 @@ from starlette.staticfiles import StaticFiles
 
 from seiwallet.accounts.errors import NotSignedIn
 from seiwallet.accounts.oidc import Clock
-from seiwallet.api import money_pages, pages, problems
+from seiwallet.api import (
+    compliance,
+    money_pages,
+    operator,
+    pages,
+    payment_pages,
+    problems,
+)
+from seiwallet.api.payments import router as payments_router
 from seiwallet.api.services import Services, build_services
 from seiwallet.api.transfers import router as transfers_router
 from seiwallet.api.v1 import router as api_router
@@ -156,10 +164,17 @@ def create_app(
     async def problem_type(code: str) -> JSONResponse:
         return JSONResponse({"type": problems.TYPE_BASE + code, "code": code})
 
-    app.include_router(api_router)
-    app.include_router(transfers_router)
-    app.include_router(pages.router)
-    app.include_router(money_pages.router)
+    for api in (api_router, transfers_router, payments_router):
+        app.include_router(api)
+    for pages_router in (
+        pages.router,
+        money_pages.router,
+        payment_pages.router,
+        compliance.api,
+        compliance.router,
+        operator.router,
+    ):
+        app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if built.devidp_app is not None:
         app.mount("/dev-idp", built.devidp_app)

@@ -22,7 +22,15 @@ from seiwallet.accounts.sessions import SessionInfo
 from seiwallet.api import transfers as transfers_api
 from seiwallet.api import wallet_view
 from seiwallet.api.auth import current_session, services
-from seiwallet.api.pages import _redirect, _signed_in, error_page, locale_of, render, set_flash
+from seiwallet.api.pages import (
+    _redirect,
+    _signed_in,
+    compliance_notice,
+    error_page,
+    locale_of,
+    render,
+    set_flash,
+)
 from seiwallet.api.services import Services
 from seiwallet.deployments import contracts_for
 from seiwallet.errors import InvalidInput, SeiwalletError
@@ -117,6 +125,7 @@ async def send(
         balances_delayed=delayed,
         rates=wallet_view.rates_note(money),
         note_max=NOTE_MAX,
+        compliance_notice=await compliance_notice(svc, session.user_id),
     )
 
 

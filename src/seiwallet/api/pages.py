@@ -317,6 +317,7 @@ async def home(request: Request) -> Response:
         rates=wallet_view.rates_note(money),
         recent=[wallet_view.transfer_row(v, session, money, svc) for v in recent],
         flash=_flash(request.cookies.get(FLASH_COOKIE)),
+        compliance_notice=await compliance_notice(svc, session.user_id),
         evm_address=session.wallet_address,
         sei_address=session.wallet_sei_address,
         notifications=[_notice(n.event, n.params, n.security, n.created_at) for n in notices],
@@ -329,6 +330,13 @@ async def home(request: Request) -> Response:
     if FLASH_COOKIE in request.cookies:
         response.delete_cookie(FLASH_COOKIE, path="/")
     return response
+
+
+async def compliance_notice(svc: Services, user_id: str) -> Any:
+    """Why this person cannot send or pay where they are (a banner), or ``None``."""
+    if svc.compliance is None:
+        return None
+    return await run_in_threadpool(svc.compliance.notice, user_id)
 
 
 #: A one-time notice for the next page (set with a redirect, shown once): a code, never text.

@@ -35,16 +35,24 @@ from seiwallet.accounts.passkeys import PasskeyService
 from seiwallet.accounts.recovery import OneTimeCodes, RecoveryService
 from seiwallet.accounts.services import SignInService
 from seiwallet.accounts.sessions import SessionService
+from seiwallet.addresses import parse_evm_address
 from seiwallet.api.chain import CachedBalances, load_tokens
 from seiwallet.chain.rpc import RpcClient
 from seiwallet.compliance.gate import ComplianceGate, load_sanctions_list
+from seiwallet.compliance.kyc import FakeKycProvider, KycProvider
+from seiwallet.compliance.onchain import RpcTokenReader
+from seiwallet.compliance.services import ComplianceService, build_compliance
 from seiwallet.config import Settings
 from seiwallet.db import create_engine_for, session_factory
 from seiwallet.db.migrations import upgrade
-from seiwallet.deployments import open_chain
-from seiwallet.errors import ConfigError
+from seiwallet.deployments import contracts_for, open_chain
+from seiwallet.errors import ConfigError, SeiwalletError
+from seiwallet.payments.bus import EventBus
+from seiwallet.payments.services import Payments, build_payments
 from seiwallet.signer.client import SignerClient
 from seiwallet.signer.secret import read_or_create_secret
+from seiwallet.transfers.invitations import InvitationPolicy
+from seiwallet.transfers.rates import OfflineRates
 from seiwallet.transfers.services import TransferService
 
 log = logging.getLogger(__name__)
@@ -85,6 +93,8 @@ class Services:
     devidp_app: Starlette | None = None
     owned: list[object] = field(default_factory=list)
     gate: ComplianceGate = field(default_factory=ComplianceGate)
+    #: Jurisdictions, limits, travel rule, the operator console (``compliance_service``).
+    compliance: ComplianceService | None = None
     #: Set by :meth:`connect_chain` (at start, or on first use if the chain was down then).
     rpc: RpcClient | None = None
     balances: CachedBalances | None = None
@@ -92,6 +102,8 @@ class Services:
     clock: Clock = time.time
     #: Objects made on first use and kept for the process (the faucet's sender).
     extras: dict[str, object] = field(default_factory=dict)
+    _payments: Payments | None = None
+    _payment_bus: EventBus | None = None
 
     async def connect_chain(self) -> TransferService:
         """Connect to the chain and read the offered tokens; the transfer service on top."""
@@ -107,20 +119,64 @@ class Services:
         self.owned.append(rpc)
         self.balances = CachedBalances(rpc)
         self._transfers = TransferService(
-            self.db, self.signer, self.balances, tokens, self.gate, clock=self.clock
+            self.db,
+            self.signer,
+            self.balances,
+            tokens,
+            self.gate,
+            invitations=invitation_policy(self.settings),
+            clock=self.clock,
         )
         return self._transfers
+
+    async def connect_payments(self) -> Payments:
+        """The payments domain on the connected chain (its tokens and router)."""
+        if self._payments is not None:
+            return self._payments
+        transfers = await self.connect_chain()
+        router = contracts_for(self.settings).router
+        if router is None:
+            raise ConfigError(
+                "SEIWALLET_ROUTER_ADDRESS", "payments need the PaymentRouter's address"
+            )
+        assert self.balances is not None  # set by connect_chain
+        self._payments = build_payments(
+            self.db,
+            self.signer,
+            self.balances,
+            transfers.tokens,
+            self.gate,
+            chain_id=self.settings.network.chain_id,
+            router=parse_evm_address(router),
+            settings=self.settings.payments,
+            rates=OfflineRates(),
+            allow_http_webhooks=self.settings.network.is_local,
+            clock=self.clock,
+        )
+        return self._payments
+
+    def payment_bus(self) -> EventBus:
+        """This process's payment event bus (LISTEN/NOTIFY on PostgreSQL, a poller on SQLite)."""
+        if self._payment_bus is None:
+            self._payment_bus = EventBus.for_engine(
+                self.engine, self.db, poll_seconds=self.settings.payments.event_poll_seconds
+            )
+        return self._payment_bus
 
     def use_transfers(self, transfers: TransferService) -> None:
         """Hand in a transfer service built elsewhere (tests)."""
         self._transfers = transfers
 
     async def aclose(self) -> None:
+        if self._payment_bus is not None:
+            await self._payment_bus.aclose()
         for thing in self.owned:
             if isinstance(thing, (httpx.AsyncClient, SignerClient, RpcClient)):
                 await thing.aclose()
             elif isinstance(thing, Engine):
                 thing.dispose()
+            elif isinstance(thing, RpcTokenReader):
+                thing.close()
 
 
 def web_secret(settings: Settings) -> bytes:
@@ -323,6 +379,9 @@ def build_services(
             f"the web app's origin {public} must be one of the passkey origins "
             f"{settings.signer.origins}",
         )
+    compliance = compliance_service(settings, db, clock=clock)
+    if isinstance(compliance.gate.tokens, RpcTokenReader):
+        owned.append(compliance.gate.tokens)
     return Services(
         settings=settings,
         engine=engine,
@@ -336,7 +395,8 @@ def build_services(
         aliases=AliasService(db, codes, notifier, clock=clock),
         notifier=notifier,
         device_logins=DeviceLoginService(db, sessions, passkeys, signer, clock),
-        gate=compliance_gate(settings),
+        gate=compliance.gate,
+        compliance=compliance,
         clock=clock,
         oidc=oidc,
         providers=providers,
@@ -347,8 +407,74 @@ def build_services(
     )
 
 
+def invitation_escrow(settings: Settings) -> str | None:
+    """The invite escrow to use: the deployment's, else the configured one; ``None`` if off."""
+    if not settings.invitations.enabled:
+        return None
+    found = contracts_for(settings).invite_escrow or settings.invitations.escrow_address
+    return parse_evm_address(found) if found else None
+
+
+def invitation_policy(settings: Settings) -> InvitationPolicy | None:
+    """How transfers to aliases without a wallet become invitations (``None``: refused)."""
+    escrow = invitation_escrow(settings)
+    return InvitationPolicy.from_settings(settings.invitations, escrow) if escrow else None
+
+
+def mailer_for(settings: Settings, db: sessionmaker[Session], clock: Clock = time.time) -> Mailer:
+    """Where messages go for a process other than the API (the worker's invitation notices)."""
+    return _mailer(settings, db, clock)[1]
+
+
+def compliance_service(
+    settings: Settings, db: sessionmaker[Session], *, clock: Clock = time.time
+) -> ComplianceService:
+    """Compliance on this database: the rule files (a malformed one stops the start), the
+    gate with limits, travel rule, sanctions lists and the token's blacklist, the KYC provider."""
+    config = settings.compliance
+    sanctioned: frozenset[str] = frozenset()
+    if config.sanctions_list is not None:
+        sanctioned = load_sanctions_list(config.sanctions_list)
+    default_country = config.default_country or ("HK" if settings.network.is_local else None)
+    tokens = None
+    if config.issuer_blacklist_check:
+
+        def offered() -> dict[str, tuple[str, int]]:
+            try:
+                found = contracts_for(settings).tokens
+            except SeiwalletError as exc:
+                log.warning("compliance: no token addresses for the blacklist check: %s", exc)
+                return {}
+            # USDC and EURC (FiatToken) have 6 decimals on every network we run.
+            return {symbol: (address, 6) for symbol, address in found.items()}
+
+        tokens = RpcTokenReader(settings.effective_rpc_url, offered)
+    kyc: KycProvider | None = None
+    if config.kyc_provider == "fake-local" or (
+        config.kyc_provider == "auto" and settings.network.is_local
+    ):
+        if not settings.network.is_local:
+            raise ConfigError(
+                "SEIWALLET_COMPLIANCE__KYC_PROVIDER",
+                "the fake identity provider is for the local profile only",
+            )
+        kyc = FakeKycProvider(profile_is_local=True)
+    table = OfflineRates().table()
+    return build_compliance(
+        db,
+        rules_dir=config.rules_dir,
+        sanctioned=sanctioned,
+        per_transfer_cap=config.per_transfer_cap,
+        default_country=default_country,
+        valuer=table.value_of_token,
+        tokens=tokens,
+        kyc=kyc,
+        clock=clock,
+    )
+
+
 def compliance_gate(settings: Settings) -> ComplianceGate:
-    """The compliance gate these settings describe (its sanctions list read now)."""
+    """The first version's gate (no database): the sanctions file and per-transfer caps."""
     sanctioned: frozenset[str] = frozenset()
     if settings.compliance.sanctions_list is not None:
         sanctioned = load_sanctions_list(settings.compliance.sanctions_list)

@@ -1,6 +1,8 @@
 """The JSON API for money: balances, transfers (create, approve, read, history, CSV), faucet.
 
-Sending is two calls, so that the owner approves exactly what was checked:
+Sending is two calls, so that the owner approves exactly what was checked (a recipient's phone
+number or e-mail that has no wallet yet gives a transfer to the invite escrow with an
+``invitation`` block: the money waits there for them until its deadline):
 
 1. ``POST /v1/transfers`` with an ``Idempotency-Key`` → the transfer ``awaiting_approval`` with
    its intent and the intent's digest (the same key and body returns the same transfer);
@@ -97,9 +99,34 @@ def transfer_json(view: TransferView, svc: Services, *, me: str | None = None) -
         "created_at": _iso(view.created_at),
         "confirmed_at": _iso(view.confirmed_at),
     }
+    body["invitation"] = invitation_json(view)
     if me is not None:
         body["direction"] = "sent" if view.from_address.lower() == me.lower() else "received"
     return body
+
+
+def invitation_json(view: TransferView) -> dict[str, Any] | None:
+    """The invitation block of a transfer to an alias without a wallet (never the salt).
+
+    ``claim_hash``, ``deadline`` and ``escrow`` let a client recompute the nonce it approves
+    (``chain.escrow.invitation_nonce``) and so check the deadline it shows is the one signed.
+    """
+    found = view.invitation
+    if found is None:
+        return None
+    return {
+        "status": str(found.status),
+        "alias": found.alias,
+        "alias_kind": found.alias_kind,
+        "deadline": _iso(found.deadline),
+        "deadline_unix": int(found.deadline.timestamp()),
+        "escrow": found.escrow,
+        "invitation_id": found.invitation_id,
+        "claim_hash": found.claim_hash,
+        "released_to": found.recipient_address if str(found.status) == "released" else None,
+        "settled_tx_hash": found.settled_tx_hash,
+        "settled_at": _iso(found.settled_at),
+    }
 
 
 @router.get("/balances")

@@ -23,7 +23,7 @@ from seiwallet.accounts.sessions import SessionInfo
 from seiwallet.api.services import Services
 from seiwallet.errors import SeiwalletError
 from seiwallet.money import TokenAmount
-from seiwallet.transfers.models import TransferStatus
+from seiwallet.transfers.models import InvitationStatus, TransferStatus
 from seiwallet.transfers.rates import (
     OfflineRates,
     RateSource,
@@ -220,6 +220,31 @@ def transfer_row(
         "tx_hash": view.tx_hash,
         "explorer_url": explorer,
         "block_number": view.block_number,
+        "invitation": invitation_row(view) if outgoing else None,
+    }
+
+
+def invitation_row(view: TransferView) -> dict[str, Any] | None:
+    """An invitation as the sender's pages show it.
+
+    ``state`` is what the sender reads: ``pending`` until the deposit is confirmed (the
+    transfer's own status tells how it goes), then the invitation's ``open`` ("waiting for …
+    to join until …"), ``released`` ("claimed") or ``reclaimed`` ("returned to you").
+    """
+    found = view.invitation
+    if found is None:
+        return None
+    state = str(found.status)
+    if found.status is InvitationStatus.PENDING and view.status is TransferStatus.CONFIRMED:
+        state = "open"  # a deposit sent straight to the token, not yet registered: it waits
+    return {
+        "state": state,
+        "alias": pretty_alias(found.alias),
+        "deadline": found.deadline,
+        "escrow": found.escrow,
+        "escrow_short": short_address(found.escrow),
+        "settled_at": found.settled_at,
+        "settled_tx_hash": found.settled_tx_hash,
     }
 
 

@@ -8,7 +8,12 @@ import sys
 from seiwallet.cli.app import app
 
 #: Modules that register their commands on ``app`` when imported.
-COMMAND_MODULES = ("seiwallet.cli.signer", "seiwallet.cli.platform", "seiwallet.cli.web")
+COMMAND_MODULES = (
+    "seiwallet.cli.signer",
+    "seiwallet.cli.platform",
+    "seiwallet.cli.web",
+    "seiwallet.cli.compliance",
+)
 
 
 def load_commands(argv: list[str]) -> None:

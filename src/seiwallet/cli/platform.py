@@ -23,6 +23,7 @@ from rich.table import Table
 
 from seiwallet import __version__
 from seiwallet.addresses import parse_evm_address
+from seiwallet.api.services import invitation_escrow, mailer_for
 from seiwallet.chain.deploy import local_accounts
 from seiwallet.chain.errors import RpcUnavailable
 from seiwallet.chain.follower import Follower
@@ -31,7 +32,13 @@ from seiwallet.chain.sender import TransactionSender, TxRequest
 from seiwallet.chain.tokens import balance_of, encode_mint, is_blacklisted, read_token
 from seiwallet.cli.app import app, configure_logging, console, handles_errors, settings
 from seiwallet.cli.demo_data import DemoData, seed
-from seiwallet.cli.runtime import build_follower, open_database, sponsor_accounts
+from seiwallet.cli.runtime import (
+    build_follower,
+    event_decoder,
+    open_database,
+    releaser_account,
+    sponsor_accounts,
+)
 from seiwallet.cli.status import gather_status, render_status
 from seiwallet.config import Settings
 from seiwallet.db import describe_url, session_factory
@@ -39,8 +46,11 @@ from seiwallet.db.migrations import current_revision, head_revision, upgrade
 from seiwallet.deployments import contracts_for, open_chain
 from seiwallet.errors import InvalidInput, SeiwalletError
 from seiwallet.money import TokenAmount
-from seiwallet.transfers.handlers import TransferEventHandler
+from seiwallet.payments.handlers import PaymentEventHandler
+from seiwallet.payments.tasks import run_payment_tasks
+from seiwallet.transfers.handlers import InvitationEventHandler, TransferEventHandler
 from seiwallet.transfers.relayer import Relayer
+from seiwallet.transfers.tasks import InvitationWorker
 
 log = logging.getLogger("seiwallet")
 
@@ -233,19 +243,48 @@ async def _run_worker(config: Settings) -> None:
             TransactionSender(rpc, account, chain_id=chain_id, sessions=sessions)
             for account in sponsor_accounts(config)
         ]
-        relayer = Relayer(rpc, sessions, senders, chain_id=chain_id, settings=config.relayer)
-        follower = await build_follower(config, rpc, sessions, handlers=[TransferEventHandler()])
+        escrow = invitation_escrow(config)
+        relayer = Relayer(
+            rpc, sessions, senders, chain_id=chain_id, settings=config.relayer, escrow=escrow
+        )
+        follower = await build_follower(
+            config,
+            rpc,
+            sessions,
+            handlers=[TransferEventHandler(), InvitationEventHandler(), PaymentEventHandler()],
+        )
+        invitations = (
+            InvitationWorker(
+                rpc,
+                sessions,
+                TransactionSender(
+                    rpc, releaser_account(config), chain_id=chain_id, sessions=sessions
+                ),
+                chain_id=chain_id,
+                escrow=escrow,
+                decoder=event_decoder(contracts_for(config)),
+                settings=config.invitations,
+                mailer=mailer_for(config, sessions),
+                public_url=config.web.public_url,
+            )
+            if escrow is not None
+            else None
+        )
         checkpoint = follower.checkpoint()
         log.info(
-            "following chain %s %s; relaying from %d sponsor(s)",
+            "following chain %s %s; relaying from %d sponsor(s)%s",
             chain_id,
             f"after block {checkpoint[0]}" if checkpoint else f"from block {follower.start_block}",
             len(senders),
+            f"; invitations released by {invitations.releaser}" if invitations else "",
         )
         # The relayer recovers the sponsors' open transactions before it submits anything new.
         async with asyncio.TaskGroup() as group:
             group.create_task(_follow(follower, stop))
             group.create_task(relayer.run(stop))
+            group.create_task(run_payment_tasks(sessions, config.payments, stop, chain_id=chain_id))
+            if invitations is not None:
+                group.create_task(invitations.run(stop))
     finally:
         await rpc.aclose()
         engine.dispose()

@@ -6,6 +6,7 @@ Entry points call these and pass the results down; nothing here is a global.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -59,6 +60,8 @@ async def build_follower(
     ``handlers`` are the domains' reactions to the events, run in the follower's transaction.
     """
     contracts = contracts_for(settings)
+    if contracts.invite_escrow is None and settings.invitations.escrow_address:
+        contracts = replace(contracts, invite_escrow=settings.invitations.escrow_address)
     if contracts.router is None and not contracts.tokens:
         raise DeploymentMissing(
             f"nothing to follow on {settings.profile}: set {ENV_PREFIX}ROUTER_ADDRESS "
@@ -77,6 +80,35 @@ async def build_follower(
         start_block=start,
         confirmations=settings.effective_confirmations,
         handlers=handlers,
+    )
+
+
+def releaser_account(settings: Settings) -> LocalAccount:
+    """The invite escrow's releaser: the configured key (or key file), else anvil's account #10
+    locally. The key is never echoed, even in an error."""
+    setting = f"{ENV_PREFIX}INVITATIONS__RELEASER_KEY"
+    key: str | None = None
+    if settings.invitations.releaser_key is not None:
+        key = settings.invitations.releaser_key.get_secret_value()
+    elif settings.invitations.releaser_key_file is not None:
+        path = settings.invitations.releaser_key_file
+        setting = f"{ENV_PREFIX}INVITATIONS__RELEASER_KEY_FILE"
+        try:
+            if path.stat().st_mode & 0o077:
+                raise ConfigError(setting, f"{path} must be readable by its owner only (chmod 600)")
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(setting, f"cannot read {path}: {exc.strerror}") from None
+    if key is not None:
+        try:
+            account: LocalAccount = Account.from_key(key)
+        except (ValueError, TypeError):
+            raise ConfigError(setting, "not a 32-byte hex private key") from None
+        return account
+    if settings.network.is_local:
+        return local_accounts().releaser
+    raise ConfigError(
+        setting, f"profile {settings.profile!r} needs the invite escrow's releaser key"
     )
 
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from rich.table import Table
 
+from seiwallet.chain.escrow import Invitation, invitation_nonce
 from seiwallet.cli.app import app, configure_logging, console, fail, handles_errors, settings
 from seiwallet.config import Settings
 from seiwallet.money import TokenAmount
@@ -274,6 +275,35 @@ def _check_intent(transfer: dict[str, Any], recipient_address: str | None) -> No
         raise fail("the API returned an intent for another recipient: not approving")
     if recipient_address and recipient_address.lower() != transfer["to"].lower():
         raise fail("the API resolved another recipient than the address given: not approving")
+    if transfer.get("invitation"):
+        _check_invitation(transfer)
+
+
+def _check_invitation(transfer: dict[str, Any]) -> None:
+    """An invitation's nonce must commit to the escrow, claim hash and deadline shown: recompute
+    it, so the deadline this command prints is the one the device key signs for."""
+    found, intent = transfer["invitation"], transfer["intent"]
+    try:
+        terms = Invitation(
+            token=intent["token"]["verifying_contract"],
+            sender=transfer["from"],
+            value_units=int(intent["amount_units"]),
+            claim_hash=bytes.fromhex(str(found["claim_hash"]).removeprefix("0x")),
+            deadline=int(found["deadline_unix"]),
+        )
+        nonce = invitation_nonce(
+            terms, escrow=found["escrow"], chain_id=int(intent["token"]["chain_id"])
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise fail(
+            f"the API returned an invitation that cannot be checked ({exc}): not approving"
+        ) from None
+    if (
+        "0x" + nonce.hex() != str(intent["nonce"]).lower()
+        or str(intent["to"]).lower() != str(found["escrow"]).lower()
+        or int(intent["valid_before"]) > terms.deadline
+    ):
+        raise fail("the API returned invitation terms the intent does not sign: not approving")
 
 
 @app.command()
@@ -307,6 +337,12 @@ def send(  # noqa: PLR0917 - a command's arguments and options
             f"Send [bold]{transfer['amount']} {transfer['token']}[/] to {transfer['recipient']} "
             f"({transfer['to']}); network fee paid by seiwallet."
         )
+        if transfer.get("invitation"):
+            until = str(transfer["invitation"]["deadline"])[:16].replace("T", " ")
+            console.print(
+                f"{transfer['recipient']} is not on seiwallet yet: the money waits in the "
+                f"invitation escrow until {until} UTC for them to join, then comes back to you."
+            )
         if not yes and not typer.confirm("Approve with this device's key?"):
             raise fail("not approved: nothing was sent", code=1)
         if transfer["status"] == "awaiting_approval":

@@ -11,6 +11,8 @@ MODEL_MODULES: Final[tuple[str, ...]] = (
     "seiwallet.chain.models",
     "seiwallet.accounts.models",
     "seiwallet.transfers.models",
+    "seiwallet.payments.models",
+    "seiwallet.compliance.models",
 )
 
 

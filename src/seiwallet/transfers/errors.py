@@ -9,7 +9,8 @@ TransferError
 ├── IdempotencyConflict          same Idempotency-Key, different request
 ├── TransferNotFound
 ├── TransferNotAwaitingApproval  approved, expired or failed already
-└── LookupRateLimited            too many recipient lookups
+├── LookupRateLimited            too many recipient lookups
+└── InvitationRateLimited        too many new aliases (people without a wallet) sent to
 """
 
 from __future__ import annotations
@@ -112,3 +113,21 @@ class LookupRateLimited(TransferError):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = retry_after
         super().__init__("too many recipients looked up: wait a few minutes and try again")
+
+
+class InvitationRateLimited(TransferError):
+    """Too many transfers to distinct aliases that have no wallet yet.
+
+    Each such transfer tells its sender that the alias has not joined, so their number per
+    sender is what bounds anyone probing which phone numbers or e-mails have a wallet.
+    """
+
+    code = "transfer.invitation_rate_limited"
+    status = 429
+
+    def __init__(self, retry_after: int, limit: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"you have sent to {limit} people who have not joined seiwallet yet recently: "
+            "wait before inviting someone new, or send to their 0x address"
+        )

@@ -135,3 +135,118 @@ class Transfer(Base):
     signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class InvitationStatus(enum.StrEnum):
+    """Where an invitation stands, as the follower saw it on-chain: see ``INVITATION_TRANSITIONS``.
+
+    (The escrow's own view, ``chain.escrow.InvitationStatus``, has no ``pending``: a record there
+    exists from the deposit on.)
+    """
+
+    #: Created with its transfer; the escrow has not recorded it (yet): not approved, not yet
+    #: deposited, or deposited straight to the token by someone else and not yet registered.
+    PENDING = "pending"
+    #: ``InvitationCreated`` applied: the money waits in the escrow for the alias's owner.
+    OPEN = "open"
+    #: ``InvitationClaimed`` applied: paid to the wallet of whoever proved the alias.
+    RELEASED = "released"
+    #: ``InvitationReclaimed`` applied: back to the sender after the deadline.
+    RECLAIMED = "reclaimed"
+
+
+INVITATION_TRANSITIONS: dict[InvitationStatus, frozenset[InvitationStatus]] = {
+    InvitationStatus.PENDING: frozenset({InvitationStatus.OPEN}),
+    # Back to PENDING / OPEN only when a reorganisation takes the event away (the follower's
+    # revert); on Sei, which is final at once, that never happens.
+    InvitationStatus.OPEN: frozenset(
+        {InvitationStatus.RELEASED, InvitationStatus.RECLAIMED, InvitationStatus.PENDING}
+    ),
+    InvitationStatus.RELEASED: frozenset({InvitationStatus.OPEN}),
+    InvitationStatus.RECLAIMED: frozenset({InvitationStatus.OPEN}),
+}
+
+
+class InvitationAction(enum.StrEnum):
+    """A transaction the worker sends for an invitation (one at a time per invitation)."""
+
+    #: ``register``: record a deposit someone submitted straight to the token (releaser only).
+    REGISTER = "register"
+    #: ``release``: pay the invitation to the wallet of the alias's proven owner (releaser only).
+    RELEASE = "release"
+    #: ``reclaim``: after the deadline, pay it back to the sender (anyone may).
+    RECLAIM = "reclaim"
+
+
+class TransferInvitation(Base):
+    """The invitation a transfer to a not-yet-joined alias makes (one per such transfer).
+
+    The transfer row carries the sender's authorization to the escrow (its ``nonce`` is the
+    invitation id); this row keeps what the chain must never see — the alias and the salt of its
+    claim hash — and the invitation's progress. ``user_id`` is the sender (the shard key).
+    """
+
+    __tablename__ = "transfer_invitations"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "invitation_id"),
+        # The per-sender limit on new aliases: this sender's invitations, newest first.
+        Index("ix_transfer_invitations_user_created", "user_id", "created_at"),
+        # The worker's rounds: the open (or pending) invitations of a chain, oldest deadline first.
+        Index("ix_transfer_invitations_work", "chain_id", "status", "deadline"),
+        Index("ix_transfer_invitations_alias", "alias"),
+    )
+
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    escrow: Mapped[str] = mapped_column(String(42))
+    #: The escrow's id of it: the EIP-3009 nonce the sender signs (0x + 64 hex, lower-case).
+    invitation_id: Mapped[str] = mapped_column(String(66))
+    #: ``email`` or ``phone``, and the alias in its one stored form (``accounts.aliases``).
+    alias_kind: Mapped[str] = mapped_column(String(8))
+    alias: Mapped[str] = mapped_column(String(320))
+    #: The random salt of the claim hash (0x + 64 hex) and the hash itself, as sent on-chain.
+    salt: Mapped[str] = mapped_column(String(66))
+    claim_hash: Mapped[str] = mapped_column(String(66))
+    #: Unix seconds: before it the releaser may release; from it on anyone may reclaim.
+    deadline: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[InvitationStatus] = mapped_column(
+        Enum(
+            InvitationStatus,
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    #: Who proved the alias and the wallet it is released to (written before the release is
+    #: broadcast); after ``InvitationClaimed``, the address the escrow paid.
+    recipient_user_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    recipient_address: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    #: The worker's transaction in flight for it (recorded in ``chain_transactions`` first).
+    action: Mapped[InvitationAction | None] = mapped_column(
+        Enum(
+            InvitationAction,
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        nullable=True,
+    )
+    action_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The worker leaves it alone until then (after a failed or refused action).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    #: The transactions that recorded and settled it on-chain (from the follower's events).
+    created_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    settled_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: Messages sent: to the invited alias (once it is funded), to the sender (once settled).
+    invitee_notified_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    sender_notified: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )

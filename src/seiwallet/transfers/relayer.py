@@ -26,6 +26,13 @@ The ``transfers`` table is the outbox. A ``signed`` row whose ``next_attempt_at`
    says why (a permanent revert fails it with the chain error's code and message) or, if nothing
    stands in the way, it goes back to ``signed`` and is submitted again.
 
+Invitations (a transfer to an alias with no wallet yet, ``transfers.invitations``) ride the same
+outbox: their row has a ``transfer_invitations`` row, and the relayer submits ``escrow.deposit``
+(the escrow pulls the money with the same authorization) instead of the token's call. Anything
+that uses the authorization — our deposit, or someone who sent it straight to the token — is
+the token's ``AuthorizationUsed``, so tracking and confirmation are the same; a deposit that
+went straight to the token is then recorded by the releaser (``transfers.tasks``).
+
 Faults: when the network does not answer, transfers stay ``signed`` with a backed-off
 ``next_attempt_at`` and a ``delay_reason`` the user sees; a sponsor the node refuses for lack of
 funds is rested and its transfers go to the others; sponsors' balances under a threshold raise one
@@ -58,12 +65,14 @@ from seiwallet.chain.errors import (
     ChainError,
     ExecutionReverted,
     InsufficientFunds,
+    InvitationExists,
     NonceTooLow,
     ReplacementUnderpriced,
     RpcError,
     RpcUnavailable,
     TokenPaused,
 )
+from seiwallet.chain.escrow import Invitation, encode_deposit
 from seiwallet.chain.models import OPEN_TX_STATUSES, SentTransaction, TxStatus
 from seiwallet.chain.rpc import Call, Receipt, RpcClient, from_hex
 from seiwallet.chain.sender import SentTx, TransactionSender, TxRequest, settle_transactions
@@ -75,7 +84,7 @@ from seiwallet.chain.tokens import (
 from seiwallet.config import RelayerSettings
 from seiwallet.db import SQLITE_BEGIN
 from seiwallet.transfers.handlers import applied_authorization_event, confirm
-from seiwallet.transfers.models import Transfer, TransferStatus
+from seiwallet.transfers.models import Transfer, TransferInvitation, TransferStatus
 
 log = logging.getLogger(__name__)
 alerts = logging.getLogger("seiwallet.alerts")
@@ -138,9 +147,21 @@ class Outbound:
     nonce: str
     signature: str | None
     attempts: int
+    #: An invitation's terms and its escrow: submitted as ``escrow.deposit``.
+    invitation: Invitation | None = None
+    escrow: str | None = None
 
     @classmethod
-    def from_row(cls, transfer: Transfer) -> Outbound:
+    def from_row(cls, transfer: Transfer, invitation: TransferInvitation | None = None) -> Outbound:
+        terms = None
+        if invitation is not None:
+            terms = Invitation(
+                token=transfer.token,
+                sender=transfer.from_address,
+                value_units=transfer.amount_units,
+                claim_hash=bytes.fromhex(invitation.claim_hash.removeprefix("0x")),
+                deadline=invitation.deadline,
+            )
         return cls(
             id=transfer.id,
             token=_checksummed(transfer.token),
@@ -152,7 +173,14 @@ class Outbound:
             nonce=transfer.nonce,
             signature=transfer.signature,
             attempts=transfer.attempts,
+            invitation=terms,
+            escrow=_checksummed(invitation.escrow) if invitation is not None else None,
         )
+
+    @property
+    def target(self) -> str:
+        """The contract the transaction calls: the escrow for an invitation, else the token."""
+        return self.escrow if self.invitation is not None and self.escrow else self.token
 
     @property
     def nonce_bytes(self) -> bytes:
@@ -179,6 +207,17 @@ class Outbound:
         signature = self.signature_bytes()
         if signature is None:
             raise ValueError(f"transfer {self.id} has no signature")
+        if self.invitation is not None:
+            # The escrow recomputes the nonce from the terms and pulls the money itself.
+            return (
+                "0x"
+                + encode_deposit(
+                    self.invitation,
+                    valid_after=self.valid_after,
+                    valid_before=self.valid_before,
+                    signature=signature,
+                ).hex()
+            )
         authorization = Authorization3009(
             from_address=self.from_address,
             to=self.to_address,
@@ -345,11 +384,14 @@ class Relayer:
         *,
         chain_id: int,
         settings: RelayerSettings | None = None,
+        escrow: str | None = None,
         clock: Callable[[], datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not senders:
             raise ValueError("the relayer needs at least one sponsor account")
+        #: The invite escrow: transfers to it are looked up as invitations (none: no look-up).
+        self._escrow = escrow.lower() if escrow else None
         self._rpc = rpc
         self._sessions = sessions
         self.chain_id = chain_id
@@ -574,7 +616,7 @@ class Relayer:
                 .values(next_attempt_at=now + timedelta(seconds=self.settings.claim_seconds))
                 .execution_options(synchronize_session=False)
             )
-            return [Outbound.from_row(row) for row in rows]
+            return self._outbound(session, rows)
 
     async def _delay_for_sponsors(self) -> None:
         """Every sponsor is out of funds: tell the waiting transfers why."""
@@ -644,11 +686,11 @@ class Relayer:
             return 0
         requests = [
             TxRequest(
-                to=item.token,
+                to=item.target,
                 data=item.calldata(),
                 # A key's signature costs the same every time: simulated at a fixed limit. A
                 # smart account's (ERC-1271) costs what its wallet does: estimated.
-                gas=self.settings.transfer_gas_limit if item.signed_by_key else None,
+                gas=self._gas_limit(item) if item.signed_by_key else None,
                 purpose=transfer_purpose(item.id),
             )
             for item in ready
@@ -757,6 +799,26 @@ class Relayer:
 
         return record
 
+    def _gas_limit(self, item: Outbound) -> int:
+        if item.invitation is not None:
+            return self.settings.deposit_gas_limit
+        return self.settings.transfer_gas_limit
+
+    def _outbound(self, session: Session, rows: Sequence[Transfer]) -> list[Outbound]:
+        """What to submit for ``rows``; transfers to the escrow with their invitation's terms
+        (one look-up, made only when a row goes to the escrow)."""
+        escrow = self._escrow
+        to_escrow = [row.id for row in rows if escrow and row.to_address.lower() == escrow]
+        invitations: dict[str, TransferInvitation] = {}
+        if to_escrow:
+            invitations = {
+                found.transfer_id: found
+                for found in session.scalars(
+                    select(TransferInvitation).where(TransferInvitation.transfer_id.in_(to_escrow))
+                )
+            }
+        return [Outbound.from_row(row, invitations.get(row.id)) for row in rows]
+
     # -- deciding ----------------------------------------------------------------------------
     def _delay(self, reason: str, seconds: float | None = None) -> _Outcome:
         wait = timedelta(seconds=seconds) if seconds is not None else self._backoff()
@@ -773,7 +835,10 @@ class Relayer:
 
     def _classify(self, error: ChainError, item: Outbound) -> _Outcome:
         """What a chain error means for a transfer (the chain's error table names it)."""
-        if isinstance(error, AuthorizationUsed):
+        if isinstance(error, AuthorizationUsed) or (
+            # Someone deposited our signed terms already: recorded, the money is in the escrow.
+            isinstance(error, InvitationExists) and item.invitation is not None
+        ):
             return _USED
         if isinstance(error, InsufficientFunds):
             return _SPONSOR
@@ -1195,16 +1260,16 @@ class Relayer:
         if not wanted:
             return 0
         with self._sessions() as session:
-            items = [
-                Outbound.from_row(transfer)
-                for transfer in session.scalars(
+            items = self._outbound(
+                session,
+                session.scalars(
                     select(Transfer).where(
                         Transfer.id.in_(wanted),
                         Transfer.status == TransferStatus.SUBMITTED,
                         Transfer.signature.is_not(None),
                     )
-                )
-            ]
+                ).all(),
+            )
         if not items:
             return 0
         now = self._mono()
@@ -1279,7 +1344,7 @@ class Relayer:
                 [
                     Call(
                         "eth_call",
-                        [{"from": sponsor, "to": item.token, "data": item.calldata()}, "latest"],
+                        [{"from": sponsor, "to": item.target, "data": item.calldata()}, "latest"],
                     )
                     for item in chunk
                 ]
@@ -1302,8 +1367,10 @@ class Relayer:
             ).all()
             ids = {tid for row in rows if (tid := transfer_id_of(row.purpose)) is not None}
             transfers = {
-                transfer.id: Outbound.from_row(transfer)
-                for transfer in session.scalars(select(Transfer).where(Transfer.id.in_(ids)))
+                item.id: item
+                for item in self._outbound(
+                    session, session.scalars(select(Transfer).where(Transfer.id.in_(ids))).all()
+                )
             }
         now = self._mono()
         for row in rows:

@@ -5,7 +5,9 @@ the recipient (0x, sei1, a verified phone number or e-mail of another user), the
 compliance gate, the balance net of transfers already in flight — builds the
 ``erc3009.transfer`` intent (random bytes32 nonce, a one-hour validity window) and stores the
 transfer ``awaiting_approval`` under the caller's ``Idempotency-Key``: the same key and request
-returns the first transfer, never a second one. ``approve`` passes the intent and the owner's
+returns the first transfer, never a second one. A phone number or e-mail nobody has verified
+makes an **invitation** instead (``transfers.invitations``): the same intent, to the invite
+escrow, with the invitation id as its nonce. ``approve`` passes the intent and the owner's
 approval to the signer and stores the signature: the row is now in the relayer's outbox.
 
 Money moves at most once whatever is retried: one transfer is one EIP-3009 nonce, which the
@@ -34,6 +36,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from seiwallet.accounts.aliases import normalise
+from seiwallet.accounts.errors import AliasInvalid
 from seiwallet.accounts.models import User, UserStatus
 from seiwallet.addresses import InvalidAddress, parse_evm_address
 from seiwallet.chain.tokens import TokenDomain
@@ -54,7 +58,20 @@ from seiwallet.transfers.errors import (
     TransferNotFound,
     UnknownToken,
 )
-from seiwallet.transfers.models import IN_FLIGHT_STATUSES, Transfer, TransferStatus
+from seiwallet.transfers.invitations import (
+    InvitationPolicy,
+    InvitationView,
+    Invitee,
+    check_new_alias_limit,
+    invitation_terms,
+)
+from seiwallet.transfers.models import (
+    IN_FLIGHT_STATUSES,
+    InvitationStatus,
+    Transfer,
+    TransferInvitation,
+    TransferStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +176,15 @@ class TransferView:
     delay_reason: str | None
     created_at: datetime
     confirmed_at: datetime | None
+    #: Set for a transfer to an alias that had no wallet: the money waits in the invite escrow.
+    invitation: InvitationView | None = None
 
     @property
     def amount(self) -> TokenAmount:
         return TokenAmount.from_units(self.amount_units, self.decimals, self.symbol)
 
     @classmethod
-    def of(cls, row: Transfer) -> TransferView:
+    def of(cls, row: Transfer, invitation: TransferInvitation | None = None) -> TransferView:
         return cls(
             id=row.id,
             status=row.status,
@@ -187,7 +206,23 @@ class TransferView:
             delay_reason=row.delay_reason,
             created_at=as_utc(row.created_at),
             confirmed_at=as_utc(row.confirmed_at) if row.confirmed_at else None,
+            invitation=InvitationView.of(invitation) if invitation is not None else None,
         )
+
+
+def _views(db: Session, rows: Sequence[Transfer]) -> list[TransferView]:
+    """Views of ``rows`` with their invitations (one more query, only if any row has one)."""
+    invitations: dict[str, TransferInvitation] = {}
+    if rows:
+        invitations = {
+            found.transfer_id: found
+            for found in db.scalars(
+                select(TransferInvitation).where(
+                    TransferInvitation.transfer_id.in_([row.id for row in rows])
+                )
+            )
+        }
+    return [TransferView.of(row, invitations.get(row.id)) for row in rows]
 
 
 def _check_key(key: str | None) -> str:
@@ -205,7 +240,9 @@ class RecipientResolver:
         self._sessions = sessions
         self._region = default_region
 
-    def resolve(self, text: str) -> Recipient:
+    def resolve(self, text: str) -> Recipient | Invitee:
+        """The recipient ``text`` names; an :class:`Invitee` for a well-formed phone number or
+        e-mail that no user has verified (the caller decides whether to invite them)."""
         given = " ".join(text.split())
         if not given:
             raise RecipientInvalid("enter who to send to: a 0x or sei1 address, a phone or e-mail")
@@ -226,8 +263,12 @@ class RecipientResolver:
                 )
             return Recipient(user.wallet_address, user.id, given)
         if "@" in given:
-            user = self._verified(User.email, User.email_verified, lowered)
-            return self._alias(user, given)
+            try:
+                email = normalise("email", given).value
+            except AliasInvalid as exc:
+                raise RecipientInvalid(str(exc)) from None
+            user = self._verified(User.email, User.email_verified, email)
+            return self._alias(user, "email", email)
         try:
             number = phonenumbers.parse(given, self._region)
         except phonenumbers.NumberParseException:
@@ -238,15 +279,12 @@ class RecipientResolver:
             )
         e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
         user = self._verified(User.phone, User.phone_verified, e164)
-        return self._alias(user, e164)
+        return self._alias(user, "phone", e164)
 
     @staticmethod
-    def _alias(user: User | None, alias: str) -> Recipient:
+    def _alias(user: User | None, kind: str, alias: str) -> Recipient | Invitee:
         if user is None or user.wallet_address is None:
-            raise RecipientUnknown(
-                f"no seiwallet user can receive at {alias} yet: "
-                "send to their 0x address, or ask them to sign up"
-            )
+            return Invitee(kind, alias)
         return Recipient(user.wallet_address, user.id, alias)
 
     def _user_by(self, column: Any, value: str) -> User | None:
@@ -267,10 +305,10 @@ class RecipientResolver:
 class LookupLimiter:
     """At most ``limit`` unknown-alias lookups per user per ``window`` seconds.
 
-    Someone probing which phone numbers have a wallet must try many: after a few misses the
-    answer is "slow down" for every alias, known or not. (Kept per API process: with several
-    processes the limit is per process; invitations, which answer every alias alike, remove
-    the signal altogether.)
+    Misses are what is left once invitations answer every well-formed alias: sei1 addresses we
+    do not know, and aliases where invitations are switched off. After a few, the answer is
+    "slow down" for every lookup. (Kept per API process: with several processes the limit is
+    per process. New aliases are limited per user in the database: ``check_new_alias_limit``.)
     """
 
     def __init__(self, limit: int = 10, window: float = 600.0, clock: Clock = time.time) -> None:
@@ -306,6 +344,7 @@ class TransferService:
         gate: ComplianceGate,
         *,
         resolver: RecipientResolver | None = None,
+        invitations: InvitationPolicy | None = None,
         clock: Clock = time.time,
     ) -> None:
         self._sessions = sessions
@@ -316,6 +355,8 @@ class TransferService:
         self.resolver = resolver or RecipientResolver(sessions)
         self._clock = clock
         self._lookups = LookupLimiter(clock=clock)
+        #: ``None``: aliases without a wallet are refused (no escrow on this network).
+        self.invitations = invitations
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -354,7 +395,7 @@ class TransferService:
         if earlier is not None:
             if earlier.request_hash != fingerprint:
                 raise IdempotencyConflict
-            return TransferView.of(earlier), False
+            return await asyncio.to_thread(self._view, earlier), False
         token = self.token(request.symbol)
         amount = TokenAmount.parse(request.amount, token.decimals, token.symbol)
         if amount.units <= 0:
@@ -363,18 +404,27 @@ class TransferService:
             raise InvalidInput("a note is at most 140 characters")
         self._lookups.check(owner.user_id)
         try:
-            recipient = await asyncio.to_thread(self.resolver.resolve, request.recipient)
+            found = await asyncio.to_thread(self.resolver.resolve, request.recipient)
+            if isinstance(found, Invitee) and self.invitations is None:
+                raise RecipientUnknown(
+                    f"no seiwallet user can receive at {found.alias} yet: "
+                    "send to their 0x address, or ask them to sign up"
+                )
         except RecipientUnknown:
             self._lookups.missed(owner.user_id)
             raise
-        if recipient.address.lower() == owner.address.lower():
+        invitee = found if isinstance(found, Invitee) else None
+        to_address = self._escrow() if invitee is not None else self._recipient(found).address
+        if to_address.lower() == owner.address.lower():
             raise SelfTransfer
+        # From here on every answer is the same whether or not the alias has a wallet: only a
+        # created transfer tells its sender that the recipient has not joined yet.
         self._gate.check(
             Movement(
                 kind="transfer",
                 user_id=owner.user_id,
                 from_address=owner.address,
-                to_address=recipient.address,
+                to_address=to_address,
                 symbol=token.symbol,
                 decimals=token.decimals,
                 amount_units=amount.units,
@@ -388,14 +438,42 @@ class TransferService:
             )
         now = int(self._clock())
         nonce = "0x" + secrets.token_bytes(32).hex()
+        valid_before = now + VALIDITY
+        invitation: TransferInvitation | None = None
+        if invitee is not None and self.invitations is not None:
+            terms = invitation_terms(
+                self.invitations,
+                token=token.address,
+                sender=owner.address,
+                value_units=amount.units,
+                alias=invitee.alias,
+                chain_id=token.domain.chain_id,
+                now=now,
+                validity=VALIDITY,
+            )
+            nonce, valid_before = terms.nonce, terms.valid_before
+            invitation = TransferInvitation(
+                user_id=owner.user_id,
+                chain_id=token.domain.chain_id,
+                escrow=self.invitations.escrow,
+                invitation_id=nonce,
+                alias_kind=invitee.kind,
+                alias=invitee.alias,
+                salt="0x" + terms.salt.hex(),
+                claim_hash="0x" + terms.invitation.claim_hash.hex(),
+                deadline=terms.invitation.deadline,
+                status=InvitationStatus.PENDING,
+                attempts=0,
+                created_at=self._now(),
+            )
         intent = {
             "kind": "erc3009.transfer",
             "version": 1,
             "token": token.domain_json(),
-            "to": recipient.address,
+            "to": to_address,
             "amount_units": str(amount.units),
             "valid_after": str(now - CLOCK_SKEW),
-            "valid_before": str(now + VALIDITY),
+            "valid_before": str(valid_before),
             "nonce": nonce,
         }
         digest = intent_digest(parse_intent(intent)).hex()
@@ -409,14 +487,14 @@ class TransferService:
             symbol=token.symbol,
             decimals=token.decimals,
             from_address=owner.address,
-            to_address=recipient.address,
-            recipient_input=recipient.label[:320],
-            recipient_user_id=recipient.user_id,
+            to_address=to_address,
+            recipient_input=(invitee.alias if invitee else self._recipient(found).label)[:320],
+            recipient_user_id=None if invitee else self._recipient(found).user_id,
             amount_units=amount.units,
             note=request.note,
             nonce=nonce,
             valid_after=now - CLOCK_SKEW,
-            valid_before=now + VALIDITY,
+            valid_before=valid_before,
             intent=json.dumps(intent, sort_keys=True),
             intent_digest=digest,
             status=TransferStatus.AWAITING_APPROVAL,
@@ -424,7 +502,7 @@ class TransferService:
             created_at=self._now(),
         )
         try:
-            view = await asyncio.to_thread(self._insert, row)
+            view = await asyncio.to_thread(self._insert, row, invitation)
         except IntegrityError:
             # The same key raced in from a second request: the first one's transfer stands.
             earlier = await asyncio.to_thread(self._by_key, owner.user_id, key)
@@ -432,15 +510,56 @@ class TransferService:
                 raise
             if earlier.request_hash != fingerprint:
                 raise IdempotencyConflict from None
-            return TransferView.of(earlier), False
-        log.info("transfer %s created (%s %s)", view.id, amount.format(), token.symbol)
+            return await asyncio.to_thread(self._view, earlier), False
+        log.info(
+            "transfer %s created (%s %s%s)",
+            view.id,
+            amount.format(),
+            token.symbol,
+            ", an invitation" if invitation is not None else "",
+        )
         return view, True
 
-    def _insert(self, row: Transfer) -> TransferView:
+    def _escrow(self) -> str:
+        if self.invitations is None:  # pragma: no cover - create() checked it
+            raise RecipientUnknown("invitations are not available on this network")
+        return self.invitations.escrow
+
+    def _recipient(self, found: Recipient | Invitee) -> Recipient:
+        if isinstance(found, Invitee):  # pragma: no cover - callers branch on it first
+            raise RecipientUnknown(f"{found.alias} has no wallet yet")
+        if self.invitations is not None and found.address.lower() == self._escrow().lower():
+            # A plain transfer to the escrow would be nobody's invitation: stuck there for good.
+            raise RecipientInvalid(
+                "this is the address of seiwallet's invitation escrow, not of a person: "
+                "send to the person's phone number or e-mail instead"
+            )
+        return found
+
+    def _insert(self, row: Transfer, invitation: TransferInvitation | None) -> TransferView:
         with self._sessions.begin() as db:
+            if invitation is not None and self.invitations is not None:
+                db.connection(execution_options=_WRITE)
+                # The sender's row locked: two requests cannot both take the last new alias.
+                db.execute(select(User.id).where(User.id == row.user_id).with_for_update())
+                check_new_alias_limit(
+                    db,
+                    self.invitations,
+                    user_id=row.user_id,
+                    alias=invitation.alias,
+                    now=self._now(),
+                )
             db.add(row)
             db.flush()
-            return TransferView.of(row)
+            if invitation is not None:
+                invitation.transfer_id = row.id
+                db.add(invitation)
+                db.flush()
+            return TransferView.of(row, invitation)
+
+    def _view(self, row: Transfer) -> TransferView:
+        with self._sessions() as db:
+            return _views(db, [row])[0]
 
     def _by_key(self, user_id: str, key: str) -> Transfer | None:
         with self._sessions() as db:
@@ -463,7 +582,7 @@ class TransferService:
                 TransferStatus.SUBMITTED,
                 TransferStatus.CONFIRMED,
             ):
-                return TransferView.of(row)
+                return await asyncio.to_thread(self._view, row)
             raise TransferNotAwaitingApproval(row.status)
         if as_utc(row.created_at).timestamp() + APPROVAL_WINDOW < self._clock():
             await asyncio.to_thread(self._expire, row.id)
@@ -491,7 +610,7 @@ class TransferService:
             fresh = db.get(Transfer, transfer_id, populate_existing=True)
             if fresh is None:  # pragma: no cover - transfers are never deleted
                 raise TransferNotFound
-            return TransferView.of(fresh)
+            return _views(db, [fresh])[0]
 
     def _expire(self, transfer_id: str) -> None:
         """An approval that came too late: the transfer can no longer happen."""
@@ -520,30 +639,26 @@ class TransferService:
             row = db.get(Transfer, transfer_id)
             if row is None or user_id not in (row.user_id, row.recipient_user_id):
                 raise TransferNotFound
-            return TransferView.of(row)
+            return _views(db, [row])[0]
 
     def history(self, user_id: str, address: str, limit: int = 50) -> list[TransferView]:
-        """Transfers sent by the user or to their address, newest first."""
+        """Transfers sent by the user or to their address, newest first; invitations released
+        to them (their ``recipient_user_id`` is set when the escrow paid them)."""
+        visible = (TransferStatus.SIGNED, TransferStatus.SUBMITTED, TransferStatus.CONFIRMED)
         with self._sessions() as db:
             rows = db.scalars(
                 select(Transfer)
                 .where(
                     or_(
                         Transfer.user_id == user_id,
-                        (Transfer.to_address == address)
-                        & Transfer.status.in_(
-                            (
-                                TransferStatus.SIGNED,
-                                TransferStatus.SUBMITTED,
-                                TransferStatus.CONFIRMED,
-                            )
-                        ),
+                        (Transfer.to_address == address) & Transfer.status.in_(visible),
+                        (Transfer.recipient_user_id == user_id) & Transfer.status.in_(visible),
                     )
                 )
                 .order_by(Transfer.created_at.desc())
                 .limit(limit)
             ).all()
-            return [TransferView.of(r) for r in rows]
+            return _views(db, rows)
 
     def history_csv(self, user_id: str, address: str, explorer: str | None = None) -> str:
         """The user's history as CSV: one row per transfer, amounts exact in the token."""

@@ -167,6 +167,8 @@ function init(root) {
         return [say("token"), null];
       case "transfer.lookup_rate_limited":
         return [say("rate_limited"), null];
+      case "transfer.invitation_rate_limited":
+        return [say("invitation_limited"), fields.to];
       case "transfer.not_awaiting_approval":
         return [say("expired"), null];
       case "signer.approval_refused":
@@ -233,6 +235,25 @@ function init(root) {
     const note = created.note ?? "";
     root.querySelector("[data-review-note]").textContent = note;
     root.querySelector("[data-review-note-row]").hidden = !note;
+    // Someone not on seiwallet yet: the money waits in the invitation escrow until they join.
+    const invitation = created.invitation;
+    const box = root.querySelector("[data-review-invitation]");
+    const arrives = root.querySelector("[data-review-arrives]");
+    arrives.dataset.plain ??= arrives.textContent;
+    box.hidden = !invitation;
+    if (invitation) {
+      address.textContent = "";
+      const date = new Intl.DateTimeFormat(locale, { dateStyle: "long" }).format(
+        new Date(invitation.deadline),
+      );
+      root.querySelector("[data-review-invitation-text]").textContent = say("invitation", {
+        alias: typed,
+        date,
+      });
+      arrives.textContent = say("arrives_invitation");
+    } else {
+      arrives.textContent = arrives.dataset.plain;
+    }
   }
 
   fields.amount.addEventListener("input", showValue);

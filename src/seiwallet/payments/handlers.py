@@ -1,0 +1,316 @@
+"""The follower's handler for the router's events: settlements, failures and refunds.
+
+It runs inside the follower's transaction (the event, the checkpoint and our changes commit
+together), and each change appends a payment event (webhooks, live streams) in the same
+transaction. The follower applies an event once on the canonical chain and undoes it with
+``revert`` on a reorganisation, so:
+
+* ``PaymentSettled`` with the invoice's exact terms (merchant, token, amount, fee) settles it —
+  once. A *second* ``PaymentSettled`` for an invoice id already paid is an over-payment
+  (``paid_over``), never a second settlement; one for an expired invoice settles it
+  ``paid_late``. Events naming another merchant or token than the invoice's are not ours.
+  One with other amounts (someone paid under our invoice id) is flagged, not settled.
+* ``PaymentFailed`` can be emitted by anyone calling ``payBatch`` with a bad authorization, so
+  it marks an invoice ``invalid`` only when it comes from the transaction our relayer recorded
+  for the invoice's attempt (``tx_hash``); otherwise it is logged and ignored.
+* ``PaymentRefunded`` adds to ``refunded_units`` (refunded / partially refunded) and settles
+  our refund row of that ``refundId``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from seiwallet.chain.errors import decode_revert_data, revert_error
+from seiwallet.chain.models import ChainEvent
+from seiwallet.db import as_utc
+from seiwallet.payments.events import append_event
+from seiwallet.payments.invoices import invoice_json
+from seiwallet.payments.models import (
+    PAID_STATUSES,
+    AttemptStatus,
+    Invoice,
+    InvoiceStatus,
+    PaymentAttempt,
+    Refund,
+    RefundStatus,
+    can_transition,
+    refund_status,
+)
+from seiwallet.payments.services import refund_json
+
+log = logging.getLogger(__name__)
+alerts = logging.getLogger("seiwallet.alerts")
+
+SETTLED = "PaymentSettled"
+FAILED = "PaymentFailed"
+REFUNDED = "PaymentRefunded"
+
+
+def _same(a: object, b: object) -> bool:
+    return str(a).lower() == str(b).lower()
+
+
+class PaymentEventHandler:
+    """Applies the router's events to invoices, attempts and refunds (follower ``EventHandler``)."""
+
+    def apply(self, session: Session, event: ChainEvent) -> None:
+        if event.name == SETTLED:
+            self._settled(session, event)
+        elif event.name == FAILED:
+            self._failed(session, event)
+        elif event.name == REFUNDED:
+            self._refunded(session, event)
+
+    def revert(self, session: Session, event: ChainEvent) -> None:
+        if event.name == SETTLED:
+            self._unsettle(session, event)
+        elif event.name == REFUNDED:
+            self._unrefund(session, event)
+        # A reverted PaymentFailed changes nothing: the relayer decides what happens next.
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def _invoice(session: Session, event: ChainEvent) -> Invoice | None:
+        if not event.key:
+            return None
+        invoice = session.scalars(
+            select(Invoice)
+            .where(Invoice.id == event.key.lower(), Invoice.chain_id == event.chain_id)
+            .with_for_update()
+        ).one_or_none()
+        if invoice is None:
+            return None
+        if not _same(invoice.router, event.contract):
+            return None
+        return invoice
+
+    @staticmethod
+    def _moment(event: ChainEvent) -> datetime:
+        return datetime.fromtimestamp(event.block_timestamp, UTC)
+
+    @staticmethod
+    def _emit(session: Session, invoice: Invoice, type: str, **extra: Any) -> None:
+        session.flush()
+        append_event(
+            session,
+            type=type,
+            merchant_id=invoice.merchant_id,
+            store_id=invoice.store_id,
+            invoice_id=invoice.id,
+            terminal_id=invoice.terminal_id,
+            data={"invoice": invoice_json(invoice), **extra},
+        )
+
+    @staticmethod
+    def _attempt(session: Session, invoice: Invoice, payer: str) -> PaymentAttempt | None:
+        """The payer's signed attempt for the invoice (the winning one if it is theirs)."""
+        if invoice.attempt_id is not None:
+            attempt = session.get(PaymentAttempt, invoice.attempt_id)
+            if attempt is not None and _same(attempt.payer_address, payer):
+                return attempt
+        return None
+
+    # -- settlements -----------------------------------------------------------------------------
+    def _settled(self, session: Session, event: ChainEvent) -> None:
+        invoice = self._invoice(session, event)
+        if invoice is None:
+            return
+        args = event.args
+        if not (_same(args.get("merchant"), invoice.merchant_address)) or not _same(
+            args.get("token"), invoice.token
+        ):
+            log.info("PaymentSettled for %s names another merchant or token: ignored", invoice.id)
+            return
+        amount, fee = int(args["amount"]), int(args["fee"])
+        payer = str(args["payer"])
+        moment = self._moment(event)
+        if invoice.status in PAID_STATUSES:
+            # The router settles terms once: this is another payment under the same invoice id.
+            invoice.paid_over = True
+            invoice.paid_units += amount
+            alerts.warning(
+                "invoice %s paid again by %s in tx %s (%d units): refundable over-payment",
+                invoice.id,
+                payer,
+                event.transaction_hash,
+                amount,
+            )
+            self._emit(
+                session,
+                invoice,
+                "invoice.anomaly",
+                anomaly="paid_over",
+                tx_hash=event.transaction_hash,
+                payer=payer,
+                amount_units=str(amount),
+            )
+            return
+        if amount != invoice.amount_units or fee != invoice.fee_units:
+            # Someone paid other terms under our invoice id: not this invoice's settlement.
+            if amount < invoice.amount_units:
+                invoice.paid_partial = True
+            else:
+                invoice.paid_over = True
+            invoice.paid_units += amount
+            alerts.warning(
+                "invoice %s: a payment of other terms (%d units, fee %d) in tx %s",
+                invoice.id,
+                amount,
+                fee,
+                event.transaction_hash,
+            )
+            self._emit(
+                session,
+                invoice,
+                "invoice.anomaly",
+                anomaly="paid_partial" if invoice.paid_partial else "paid_over",
+                tx_hash=event.transaction_hash,
+                payer=payer,
+                amount_units=str(amount),
+            )
+            return
+        if not can_transition(invoice.status, InvoiceStatus.SETTLED):  # pragma: no cover
+            alerts.error("invoice %s is %s: cannot settle it", invoice.id, invoice.status)
+            return
+        # Late: after it expired (or after its expiry without anyone's approval before it).
+        invoice.paid_late = invoice.status is InvoiceStatus.EXPIRED or (
+            invoice.status is InvoiceStatus.NEW and moment > as_utc(invoice.expires_at)
+        )
+        if invoice.status is InvoiceStatus.INVALID:
+            alerts.error("invoice %s was invalid but is settled on-chain", invoice.id)
+        invoice.status = InvoiceStatus.SETTLED
+        invoice.payer_address = payer
+        invoice.tx_hash = event.transaction_hash
+        invoice.block_number = event.block_number
+        invoice.settled_at = moment
+        invoice.paid_units += amount
+        invoice.claim_attempt_id = None
+        invoice.claim_expires_at = None
+        attempt = self._attempt(session, invoice, payer)
+        if attempt is not None and attempt.status is not AttemptStatus.SETTLED:
+            attempt.status = AttemptStatus.SETTLED
+            attempt.block_number = event.block_number
+            attempt.tx_hash = event.transaction_hash
+            attempt.settled_at = moment
+            attempt.next_attempt_at = None
+            attempt.delay_reason = None
+        log.info("invoice %s settled in block %d", invoice.id, event.block_number)
+        self._emit(session, invoice, "invoice.settled", tx_hash=event.transaction_hash)
+
+    def _unsettle(self, session: Session, event: ChainEvent) -> None:
+        invoice = self._invoice(session, event)
+        if invoice is None or not _same(invoice.tx_hash, event.transaction_hash):
+            if invoice is not None and invoice.status in PAID_STATUSES:
+                invoice.paid_units = max(0, invoice.paid_units - int(event.args.get("amount", 0)))
+            return
+        if invoice.status is not InvoiceStatus.SETTLED:
+            alerts.error(
+                "invoice %s: its settlement left the chain while %s", invoice.id, invoice.status
+            )
+        attempt = self._attempt(session, invoice, str(event.args.get("payer", "")))
+        back = InvoiceStatus.PROCESSING if attempt is not None else InvoiceStatus.NEW
+        if invoice.paid_late:
+            back = InvoiceStatus.EXPIRED
+        invoice.status = back
+        invoice.paid_late = False
+        invoice.tx_hash = None
+        invoice.block_number = None
+        invoice.settled_at = None
+        invoice.paid_units = max(0, invoice.paid_units - int(event.args.get("amount", 0)))
+        if attempt is not None and attempt.status is AttemptStatus.SETTLED:
+            attempt.status = AttemptStatus.SUBMITTED
+            attempt.settled_at = None
+            attempt.block_number = None
+        log.warning(
+            "invoice %s: its settlement in block %d left the canonical chain",
+            invoice.id,
+            event.block_number,
+        )
+        self._emit(
+            session,
+            invoice,
+            f"invoice.{back}" if back != InvoiceStatus.NEW else "invoice.processing",
+        )
+
+    # -- failures --------------------------------------------------------------------------------
+    def _failed(self, session: Session, event: ChainEvent) -> None:
+        invoice = self._invoice(session, event)
+        if invoice is None or invoice.status is not InvoiceStatus.PROCESSING:
+            return
+        attempt = self._attempt(session, invoice, str(event.args.get("payer", "")))
+        if attempt is None or not _same(attempt.tx_hash, event.transaction_hash):
+            # Anyone may call payBatch with a bad authorization naming our invoice and payer.
+            log.info("PaymentFailed for %s not from our transaction: ignored", invoice.id)
+            return
+        reason = decode_revert_data(event.args.get("reason")) or "the payment was refused"
+        error = revert_error(reason)
+        attempt.status = AttemptStatus.FAILED
+        attempt.failure_code = error.code
+        attempt.failure_reason = str(error)[:500]
+        attempt.next_attempt_at = None
+        invoice.status = InvoiceStatus.INVALID
+        invoice.failure_code = error.code
+        invoice.failure_reason = str(error)[:500]
+        self._emit(session, invoice, "invoice.invalid", reason=invoice.failure_reason)
+
+    # -- refunds ---------------------------------------------------------------------------------
+    def _refunded(self, session: Session, event: ChainEvent) -> None:
+        invoice = self._invoice(session, event)
+        if invoice is None or not _same(event.args.get("merchant"), invoice.merchant_address):
+            return
+        amount = int(event.args["amount"])
+        invoice.refunded_units += amount
+        target = refund_status(invoice.amount_units, invoice.refunded_units)
+        if invoice.status in PAID_STATUSES and can_transition(invoice.status, target):
+            invoice.status = target
+        refund = self._refund(session, event)
+        moment = self._moment(event)
+        if refund is not None and refund.status is not RefundStatus.SETTLED:
+            refund.status = RefundStatus.SETTLED
+            refund.tx_hash = event.transaction_hash
+            refund.block_number = event.block_number
+            refund.settled_at = moment
+            refund.next_attempt_at = None
+        session.flush()
+        if refund is not None:
+            append_event(
+                session,
+                type="refund.settled",
+                merchant_id=invoice.merchant_id,
+                store_id=invoice.store_id,
+                invoice_id=invoice.id,
+                terminal_id=invoice.terminal_id,
+                data={"refund": refund_json(refund, invoice.decimals, invoice.symbol)},
+            )
+        self._emit(
+            session,
+            invoice,
+            f"invoice.{target}" if target != InvoiceStatus.SETTLED else "invoice.settled",
+            tx_hash=event.transaction_hash,
+        )
+
+    def _unrefund(self, session: Session, event: ChainEvent) -> None:
+        invoice = self._invoice(session, event)
+        if invoice is None or not _same(event.args.get("merchant"), invoice.merchant_address):
+            return
+        invoice.refunded_units = max(0, invoice.refunded_units - int(event.args["amount"]))
+        if invoice.status in PAID_STATUSES:
+            invoice.status = refund_status(invoice.amount_units, invoice.refunded_units)
+        refund = self._refund(session, event)
+        if refund is not None and refund.status is RefundStatus.SETTLED:
+            refund.status = RefundStatus.SUBMITTED
+            refund.settled_at = None
+            refund.block_number = None
+
+    @staticmethod
+    def _refund(session: Session, event: ChainEvent) -> Refund | None:
+        refund_id = str(event.args.get("refundId", "")).lower()
+        return session.scalars(
+            select(Refund).where(Refund.refund_id == refund_id).with_for_update()
+        ).one_or_none()

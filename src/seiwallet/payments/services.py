@@ -1,0 +1,949 @@
+"""Paying an invoice from a wallet, and refunding it: the intents, approvals and outbox rows.
+
+**Paying** is two steps, as for transfers, so the payer approves exactly what was checked:
+
+1. :meth:`PaymentService.prepare` refuses what cannot be paid (expired, paid, another chain's,
+   router's or token's invoice, one's own), runs the compliance gate and the balance check (net
+   of the wallet's transfers and payments in flight), and stores a payment attempt
+   ``awaiting_approval`` with its ``router.pay`` intent and digest.
+2. :meth:`PaymentService.approve` first **claims** the invoice with a conditional update (status
+   ``new``, not expired, nobody else's live claim): of two phones approving at once exactly one
+   gets the claim; the other is told and nothing is signed for it. Then the signer signs with the
+   payer's approval, and one transaction stores the signature (attempt ``signed``: the
+   relayer's outbox), moves the invoice to ``processing`` (still conditional on the claim) and
+   appends the ``invoice.processing`` event. A refused signature releases the claim; a crash
+   leaves a claim that lapses after ``CLAIM_SECONDS``.
+
+Whatever is retried, the router settles one set of terms once (the payment id is the nonce).
+
+**Refunds** are requested by staff within their role's limit (or an API key with the scope) up
+to what was paid minus refunds made or on their way, and signed by the payout wallet with its
+own approval (``router.refund``): the signer verifies that approval against the payout wallet's
+authenticators, so no one can spend the merchant's money without the merchant's device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from seiwallet.compliance.gate import ComplianceGate, Movement
+from seiwallet.config import PaymentSettings
+from seiwallet.db import SQLITE_BEGIN, as_utc
+from seiwallet.errors import InvalidInput
+from seiwallet.money import TokenAmount
+from seiwallet.payments.apikeys import ApiKeyService, RateLimiter
+from seiwallet.payments.errors import (
+    AttemptNotAwaitingApproval,
+    AttemptNotFound,
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvoiceAlreadyPaid,
+    InvoiceBeingPaid,
+    InvoiceExpired,
+    InvoiceForeign,
+    InvoiceNotFound,
+    InvoiceNotPayable,
+    InvoiceNotRefundable,
+    PaymentError,
+    PayoutWalletNotHeld,
+    RefundExceedsRefundable,
+    RefundNotAwaitingApproval,
+    RefundNotFound,
+    SelfPayment,
+)
+from seiwallet.payments.events import append_event
+from seiwallet.payments.invoices import InvoiceService, invoice_json, public_json
+from seiwallet.payments.merchants import MerchantService
+from seiwallet.payments.models import (
+    COMMITTED_REFUNDS,
+    IN_FLIGHT_ATTEMPTS,
+    PAID_STATUSES,
+    AttemptStatus,
+    Invoice,
+    InvoiceStatus,
+    Merchant,
+    PaymentAttempt,
+    Refund,
+    RefundStatus,
+    Store,
+)
+from seiwallet.payments.permissions import Permission, Principal
+from seiwallet.payments.reports import ReportService
+from seiwallet.payments.webhooks import WebhookService
+from seiwallet.signer.client import SignerClient
+from seiwallet.signer.intents import RouterPay, RouterRefund, intent_digest, parse_intent
+from seiwallet.transfers.models import IN_FLIGHT_STATUSES, Transfer
+from seiwallet.transfers.rates import RateSource
+from seiwallet.transfers.services import TokenInfo
+
+log = logging.getLogger(__name__)
+
+_WRITE: Final = {SQLITE_BEGIN: "IMMEDIATE"}
+#: ``validAfter`` a minute back: the chain's whole-second clock may lag ours.
+CLOCK_SKEW: Final = 60
+#: How long an approving payer holds an invoice (longer than the signer's 10 s timeout).
+CLAIM_SECONDS: Final = 30
+#: How long a refund's signed authorization may wait to be submitted.
+REFUND_VALIDITY: Final = 3600
+
+
+class BalanceReader(Protocol):
+    async def balance(self, token: str, owner: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class Payer:
+    """The signed-in user paying: their id, wallet in the signer and its address."""
+
+    user_id: str
+    wallet_id: str
+    address: str
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    id: str
+    invoice_id: str
+    status: AttemptStatus
+    intent: dict[str, Any]
+    intent_digest: str
+    payer: str
+    tx_hash: str | None
+    failure_reason: str | None
+    invoice: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "invoice_id": self.invoice_id,
+            "status": str(self.status),
+            "intent": self.intent,
+            "intent_digest": self.intent_digest,
+            "payer": self.payer,
+            "tx_hash": self.tx_hash,
+            "failure_reason": self.failure_reason,
+            "invoice": self.invoice,
+        }
+
+
+def refund_json(row: Refund, decimals: int, symbol: str) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "refund_id": row.refund_id,
+        "invoice_id": row.invoice_id,
+        "status": str(row.status),
+        "amount": TokenAmount.from_units(row.amount_units, decimals, symbol).format(
+            min_fraction_digits=2
+        ),
+        "amount_units": str(row.amount_units),
+        "token": symbol,
+        "payer": row.payer_address,
+        "reason": row.reason,
+        "requested_by": row.requested_by,
+        "intent": json.loads(row.intent),
+        "intent_digest": row.intent_digest,
+        "tx_hash": row.tx_hash,
+        "failure_reason": row.failure_reason,
+        "created_at": as_utc(row.created_at).isoformat(),
+        "settled_at": as_utc(row.settled_at).isoformat() if row.settled_at else None,
+    }
+
+
+def _update(session: Session, model: Any, where: Sequence[Any], **values: Any) -> int:
+    result = session.execute(
+        update(model).where(*where).values(**values).execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
+class PaymentService:
+    """The payer's side: prepare the ``router.pay`` intent, approve it, hand it to the relayer."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        signer: SignerClient,
+        balances: BalanceReader,
+        tokens: Mapping[str, TokenInfo],
+        gate: ComplianceGate,
+        *,
+        chain_id: int,
+        router: str,
+        settings: PaymentSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._signer = signer
+        self._balances = balances
+        self.tokens = {symbol.upper(): info for symbol, info in tokens.items()}
+        self._gate = gate
+        self.chain_id = chain_id
+        self.router = router
+        self.settings = settings
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    # -- checks --------------------------------------------------------------------------------
+    def _token_of(self, invoice: Invoice) -> TokenInfo:
+        """The invoice's token if it is ours on our chain and router; InvoiceForeign if not."""
+        if invoice.chain_id != self.chain_id:
+            raise InvoiceForeign(f"it is for chain {invoice.chain_id}, not {self.chain_id}")
+        if invoice.router.lower() != self.router.lower():
+            raise InvoiceForeign("it names another payment contract")
+        token = self.tokens.get(invoice.symbol)
+        if token is None or token.address.lower() != invoice.token.lower():
+            raise InvoiceForeign(
+                f"it asks for a token this wallet does not hold ({invoice.symbol})"
+            )
+        return token
+
+    def _payable(self, invoice: Invoice, now: datetime) -> None:
+        status = invoice.status
+        if status in PAID_STATUSES or status is InvoiceStatus.PROCESSING:
+            raise InvoiceAlreadyPaid
+        if status is InvoiceStatus.EXPIRED or as_utc(invoice.expires_at) <= now:
+            raise InvoiceExpired
+        if status is not InvoiceStatus.NEW:
+            raise InvoiceNotPayable(str(status))
+
+    async def available(self, payer: Payer, token: TokenInfo) -> int:
+        """What the payer can spend now: the balance less transfers and payments in flight."""
+        on_chain = await self._balances.balance(token.address, payer.address)
+        return max(0, on_chain - await asyncio.to_thread(self._in_flight, payer, token))
+
+    def _in_flight(self, payer: Payer, token: TokenInfo) -> int:
+        with self._sessions() as db:
+            transfers = db.scalars(
+                select(Transfer.amount_units).where(
+                    Transfer.user_id == payer.user_id,
+                    Transfer.token == token.address,
+                    Transfer.status.in_(IN_FLIGHT_STATUSES),
+                )
+            ).all()
+            payments = db.scalars(
+                select(PaymentAttempt.amount_units).where(
+                    PaymentAttempt.payer_user_id == payer.user_id,
+                    PaymentAttempt.token == token.address,
+                    PaymentAttempt.status.in_(IN_FLIGHT_ATTEMPTS),
+                )
+            ).all()
+        return sum(transfers) + sum(payments)
+
+    # -- prepare -------------------------------------------------------------------------------
+    async def prepare(self, invoice_id: str, payer: Payer) -> AttemptView:
+        """The ``router.pay`` intent for ``payer`` to approve, stored as an attempt."""
+        invoice, store, merchant_name = await asyncio.to_thread(self._invoice, invoice_id)
+        now = self._now()
+        token = self._token_of(invoice)
+        self._payable(invoice, now)
+        if invoice.merchant_address.lower() == payer.address.lower():
+            raise SelfPayment
+        decision = await asyncio.to_thread(
+            self._gate.check,
+            Movement(
+                kind="payment",
+                user_id=payer.user_id,
+                from_address=payer.address,
+                to_address=invoice.merchant_address,
+                symbol=invoice.symbol,
+                decimals=invoice.decimals,
+                amount_units=invoice.amount_units,
+            ),
+        )
+        decision.raise_if_denied()
+        earlier = await asyncio.to_thread(self._open_attempt, invoice.id, payer.user_id, now)
+        if earlier is not None:
+            return self._view(earlier, invoice, store, merchant_name)
+        available = await self.available(payer, token)
+        if invoice.amount_units > available:
+            raise InsufficientBalance(
+                TokenAmount.from_units(available, token.decimals, token.symbol).format(),
+                token.symbol,
+            )
+        valid_after = int(now.timestamp()) - CLOCK_SKEW
+        valid_before = int(as_utc(invoice.expires_at).timestamp()) + (
+            self.settings.settlement_window_seconds
+        )
+        intent = RouterPay(
+            token=token.domain,
+            router=invoice.router,
+            invoice_id=bytes.fromhex(invoice.id[2:]),
+            merchant=invoice.merchant_address,
+            amount_units=invoice.amount_units,
+            fee_units=invoice.fee_units,
+            valid_after=valid_after,
+            valid_before=valid_before,
+        ).to_json()
+        digest = intent_digest(parse_intent(intent)).hex()
+        row = PaymentAttempt(
+            id=uuid.uuid4().hex,
+            invoice_id=invoice.id,
+            merchant_id=invoice.merchant_id,
+            payer_user_id=payer.user_id,
+            payer_wallet_id=payer.wallet_id,
+            payer_address=payer.address,
+            chain_id=invoice.chain_id,
+            router=invoice.router,
+            token=invoice.token,
+            amount_units=invoice.amount_units,
+            fee_units=invoice.fee_units,
+            valid_after=valid_after,
+            valid_before=valid_before,
+            intent=json.dumps(intent, sort_keys=True),
+            intent_digest=digest,
+            status=AttemptStatus.AWAITING_APPROVAL,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        await asyncio.to_thread(self._insert, row)
+        return self._view(row, invoice, store, merchant_name)
+
+    def _invoice(self, invoice_id: str) -> tuple[Invoice, Store, str]:
+        with self._sessions() as db:
+            invoice = db.get(Invoice, invoice_id.strip().lower())
+            if invoice is None:
+                raise InvoiceNotFound
+            store = db.get(Store, invoice.store_id)
+            merchant = db.get(Merchant, invoice.merchant_id)
+            if store is None or merchant is None:  # pragma: no cover - foreign keys
+                raise InvoiceNotFound
+            return invoice, store, merchant.name
+
+    def _open_attempt(self, invoice_id: str, user_id: str, now: datetime) -> PaymentAttempt | None:
+        """The payer's attempt for this invoice still awaiting approval, if fresh."""
+        cutoff = now - timedelta(seconds=self.settings.approval_window_seconds)
+        with self._sessions() as db:
+            return db.scalars(
+                select(PaymentAttempt)
+                .where(
+                    PaymentAttempt.invoice_id == invoice_id,
+                    PaymentAttempt.payer_user_id == user_id,
+                    PaymentAttempt.status == AttemptStatus.AWAITING_APPROVAL,
+                    PaymentAttempt.created_at > cutoff,
+                )
+                .order_by(PaymentAttempt.created_at.desc())
+            ).first()
+
+    def _insert(self, row: PaymentAttempt) -> None:
+        with self._sessions.begin() as db:
+            db.add(row)
+
+    @staticmethod
+    def _view(row: PaymentAttempt, invoice: Invoice, store: Store, merchant: str) -> AttemptView:
+        return AttemptView(
+            id=row.id,
+            invoice_id=row.invoice_id,
+            status=row.status,
+            intent=json.loads(row.intent),
+            intent_digest=row.intent_digest,
+            payer=row.payer_address,
+            tx_hash=row.tx_hash,
+            failure_reason=row.failure_reason,
+            invoice=public_json(invoice, store, merchant),
+        )
+
+    # -- approve -------------------------------------------------------------------------------
+    def attempt(self, user_id: str, attempt_id: str) -> AttemptView:
+        """One of the payer's attempts (with the invoice's public view)."""
+        with self._sessions() as db:
+            row = db.get(PaymentAttempt, attempt_id)
+            if row is None or row.payer_user_id != user_id:
+                raise AttemptNotFound
+        invoice, store, merchant = self._invoice(row.invoice_id)
+        return self._view(row, invoice, store, merchant)
+
+    async def approve(
+        self, payer: Payer, attempt_id: str, approvals: Sequence[Mapping[str, Any]]
+    ) -> AttemptView:
+        """Claim the invoice, have the signer sign, store the authorization in the outbox.
+
+        Approving a signed attempt again returns it unchanged (a retried request).
+        """
+        view = await asyncio.to_thread(self.attempt, payer.user_id, attempt_id)
+        if view.status in (AttemptStatus.SIGNED, AttemptStatus.SUBMITTED, AttemptStatus.SETTLED):
+            return view
+        if view.status is not AttemptStatus.AWAITING_APPROVAL:
+            raise AttemptNotAwaitingApproval(str(view.status))
+        await asyncio.to_thread(self._claim, attempt_id, view.invoice_id)
+        try:
+            result = await self._signer.sign(payer.wallet_id, view.intent, list(approvals))
+        except BaseException:
+            # Nothing was signed (or nothing signed reached us): others may pay it now.
+            await asyncio.to_thread(self._release, attempt_id, view.invoice_id)
+            raise
+        signature = str(result["signature"])
+        await asyncio.to_thread(self._store_signed, attempt_id, view.invoice_id, signature)
+        return await asyncio.to_thread(self.attempt, payer.user_id, attempt_id)
+
+    def _claim(self, attempt_id: str, invoice_id: str) -> None:
+        """Hold the invoice for this attempt, or say why it cannot be paid now."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            claimed = _update(
+                db,
+                Invoice,
+                [
+                    Invoice.id == invoice_id,
+                    Invoice.status == InvoiceStatus.NEW,
+                    Invoice.expires_at > now,
+                    (Invoice.claim_attempt_id.is_(None))
+                    | (Invoice.claim_expires_at < now)
+                    | (Invoice.claim_attempt_id == attempt_id),
+                ],
+                claim_attempt_id=attempt_id,
+                claim_expires_at=now + timedelta(seconds=CLAIM_SECONDS),
+            )
+            if claimed == 1:
+                return
+            invoice = db.get(Invoice, invoice_id)
+            if invoice is None:  # pragma: no cover - invoices are never deleted
+                raise InvoiceNotFound
+            try:
+                self._payable(invoice, now)
+            except (InvoiceAlreadyPaid, InvoiceExpired, InvoiceNotPayable) as exc:
+                # Recorded (the transaction commits), then told: this attempt is over.
+                failure: PaymentError = exc
+                _update(
+                    db,
+                    PaymentAttempt,
+                    [
+                        PaymentAttempt.id == attempt_id,
+                        PaymentAttempt.status == AttemptStatus.AWAITING_APPROVAL,
+                    ],
+                    status=AttemptStatus.ABANDONED,
+                    updated_at=now,
+                )
+            else:
+                failure = InvoiceBeingPaid()
+        raise failure
+
+    def _release(self, attempt_id: str, invoice_id: str) -> None:
+        with self._sessions.begin() as db:
+            _update(
+                db,
+                Invoice,
+                [Invoice.id == invoice_id, Invoice.claim_attempt_id == attempt_id],
+                claim_attempt_id=None,
+                claim_expires_at=None,
+            )
+
+    def _store_signed(self, attempt_id: str, invoice_id: str, signature: str) -> None:
+        """Attempt ``signed`` + invoice ``processing`` + event, in one transaction (or none)."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            attempt = db.get(PaymentAttempt, attempt_id)
+            if attempt is None:  # pragma: no cover - attempts are never deleted
+                raise AttemptNotFound
+            moved = _update(
+                db,
+                Invoice,
+                [
+                    Invoice.id == invoice_id,
+                    Invoice.status == InvoiceStatus.NEW,
+                    Invoice.claim_attempt_id == attempt_id,
+                ],
+                status=InvoiceStatus.PROCESSING,
+                attempt_id=attempt_id,
+                payer_user_id=attempt.payer_user_id,
+                payer_address=attempt.payer_address,
+                processing_at=now,
+                claim_attempt_id=None,
+                claim_expires_at=None,
+                updated_at=now,
+            )
+            if moved != 1:
+                # The claim lapsed and the invoice moved on: this signature is never used.
+                attempt.status = AttemptStatus.ABANDONED
+                attempt.updated_at = now
+                invoice = db.get(Invoice, invoice_id, populate_existing=True)
+                expired = invoice is not None and invoice.status is InvoiceStatus.EXPIRED
+                failure: InvoiceAlreadyPaid | InvoiceExpired = (
+                    InvoiceExpired() if expired else InvoiceAlreadyPaid()
+                )
+            else:
+                attempt.status = AttemptStatus.SIGNED
+                attempt.signature = signature
+                attempt.signed_at = now
+                attempt.updated_at = now
+                invoice = db.get(Invoice, invoice_id, populate_existing=True)
+                if invoice is None:  # pragma: no cover
+                    raise InvoiceNotFound
+                append_event(
+                    db,
+                    type="invoice.processing",
+                    merchant_id=invoice.merchant_id,
+                    store_id=invoice.store_id,
+                    invoice_id=invoice.id,
+                    terminal_id=invoice.terminal_id,
+                    data={"invoice": invoice_json(invoice)},
+                    now=now,
+                )
+                log.info("invoice %s: payment %s signed", invoice_id, attempt_id)
+                return
+        raise failure
+
+
+@dataclass(frozen=True)
+class _ReadyRefund:
+    wallet_id: str
+    #: ``None`` when the refund is already signed (a retried approval).
+    intent: dict[str, Any] | None
+    invoice_id: str
+    token: str
+    payout_address: str
+    amount_units: int
+    decimals: int
+    symbol: str
+
+
+class RefundService:
+    """Refunds: requested within the principal's rights, signed by the payout wallet."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        signer: SignerClient,
+        balances: BalanceReader,
+        tokens: Mapping[str, TokenInfo],
+        gate: ComplianceGate,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._signer = signer
+        self._balances = balances
+        self.tokens = {symbol.upper(): info for symbol, info in tokens.items()}
+        self._gate = gate
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    @staticmethod
+    def _committed(db: Session, invoice_id: str, *, besides: str | None = None) -> int:
+        """Refunds of the invoice signed or submitted (not yet in ``refunded_units``)."""
+        query = select(Refund.amount_units).where(
+            Refund.invoice_id == invoice_id, Refund.status.in_(COMMITTED_REFUNDS)
+        )
+        if besides is not None:
+            query = query.where(Refund.id != besides)
+        return sum(db.scalars(query).all())
+
+    def _refundable(self, db: Session, invoice: Invoice, *, besides: str | None = None) -> int:
+        return max(
+            0,
+            invoice.amount_units
+            - invoice.refunded_units
+            - self._committed(db, invoice.id, besides=besides),
+        )
+
+    def _checked(
+        self,
+        db: Session,
+        principal: Principal,
+        invoice_id: str,
+        amount: str | None,
+        *,
+        key: str | None,
+        fingerprint: str,
+    ) -> dict[str, Any] | tuple[Invoice, Merchant, TokenInfo, int]:
+        """The refund this key made before (its view), or what a new one would be."""
+        invoice = self._invoice_for(db, principal, invoice_id)
+        principal.require(Permission.REFUNDS_CREATE, invoice.store_id)
+        if key is not None:
+            earlier = db.scalars(
+                select(Refund).where(Refund.invoice_id == invoice.id, Refund.idempotency_key == key)
+            ).first()
+            if earlier is not None:
+                if earlier.request_hash != fingerprint:
+                    raise IdempotencyConflict
+                return refund_json(earlier, invoice.decimals, invoice.symbol)
+        if invoice.status not in PAID_STATUSES or invoice.payer_address is None:
+            raise InvoiceNotRefundable(str(invoice.status))
+        merchant = db.get(Merchant, invoice.merchant_id)
+        if merchant is None:  # pragma: no cover - a foreign key
+            raise InvoiceNotFound
+        if merchant.payout_wallet_id is None or (
+            merchant.payout_address.lower() != invoice.merchant_address.lower()
+        ):
+            raise PayoutWalletNotHeld
+        token = self.tokens.get(invoice.symbol)
+        if token is None or token.address.lower() != invoice.token.lower():
+            raise InvoiceForeign(f"its token {invoice.symbol} is not offered here")
+        units = self._refund_units(db, invoice, amount)
+        principal.require_refund(
+            units,
+            shown=TokenAmount.from_units(
+                principal.refund_limit_units or 0, invoice.decimals, invoice.symbol
+            ).format(),
+            symbol=invoice.symbol,
+        )
+        return invoice, merchant, token, units
+
+    def _refund_units(self, db: Session, invoice: Invoice, amount: str | None) -> int:
+        """The refund's amount: as asked (all that is left by default), if still refundable."""
+        refundable = self._refundable(db, invoice)
+        if amount is None:
+            units = refundable
+        else:
+            units = TokenAmount.parse(amount, invoice.decimals, invoice.symbol).units
+            if units <= 0:
+                raise InvalidInput("a refund must be more than zero")
+        if units == 0 or units > refundable:
+            shown = TokenAmount.from_units(refundable, invoice.decimals, invoice.symbol).format()
+            raise RefundExceedsRefundable(shown, invoice.symbol)
+        return units
+
+    def _invoice_for(self, db: Session, principal: Principal, invoice_id: str) -> Invoice:
+        invoice = db.get(Invoice, invoice_id.strip().lower())
+        if (
+            invoice is None
+            or invoice.merchant_id != principal.merchant_id
+            or not principal.can_see(invoice.store_id)
+        ):
+            raise InvoiceNotFound
+        return invoice
+
+    async def create(
+        self,
+        principal: Principal,
+        invoice_id: str,
+        *,
+        amount: str | None = None,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """A refund awaiting the payout wallet's approval (or this key's earlier one)."""
+        return await asyncio.to_thread(
+            self._create, principal, invoice_id, amount, reason, idempotency_key
+        )
+
+    def _create(
+        self,
+        principal: Principal,
+        invoice_id: str,
+        amount: str | None,
+        reason: str,
+        key: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        if key is not None and (not key.strip() or len(key) > 255 or not key.isprintable()):
+            raise InvalidInput("the Idempotency-Key must be 1 to 255 printable characters")
+        if len(reason) > 200:
+            raise InvalidInput("a refund's reason is at most 200 characters")
+        fingerprint = hashlib.sha256(
+            json.dumps({"amount": amount, "reason": reason}, sort_keys=True).encode()
+        ).hexdigest()
+        now = self._now()
+        with self._sessions() as db:
+            checked = self._checked(
+                db, principal, invoice_id, amount, key=key, fingerprint=fingerprint
+            )
+        if isinstance(checked, dict):
+            return checked, False
+        invoice, merchant, _, units = checked
+        if invoice.payer_address is None:  # pragma: no cover - _checked refuses it
+            raise InvoiceNotRefundable(str(invoice.status))
+        # Outside any transaction of ours: the gate keeps its own records.
+        self._gate.check(
+            Movement(
+                kind="refund",
+                user_id=principal.user_id or merchant.owner_user_id,
+                from_address=invoice.merchant_address,
+                to_address=invoice.payer_address,
+                symbol=invoice.symbol,
+                decimals=invoice.decimals,
+                amount_units=units,
+            )
+        ).raise_if_denied()
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            # Again under the write lock: another refund may have been made meanwhile.
+            checked = self._checked(
+                db, principal, invoice_id, amount, key=key, fingerprint=fingerprint
+            )
+            if isinstance(checked, dict):
+                return checked, False
+            invoice, merchant, token, units_now = checked
+            if units_now != units:
+                shown = TokenAmount.from_units(units_now, invoice.decimals, invoice.symbol)
+                raise RefundExceedsRefundable(shown.format(), invoice.symbol)
+            assert invoice.payer_address is not None
+            refund_id = secrets.token_bytes(32)
+            valid_after = int(now.timestamp()) - CLOCK_SKEW
+            intent = RouterRefund(
+                token=token.domain,
+                router=invoice.router,
+                invoice_id=bytes.fromhex(invoice.id[2:]),
+                merchant=invoice.merchant_address,
+                payment_amount_units=invoice.amount_units,
+                payment_fee_units=invoice.fee_units,
+                payer=invoice.payer_address,
+                refund_id=refund_id,
+                amount_units=units,
+                valid_after=valid_after,
+                valid_before=valid_after + CLOCK_SKEW + REFUND_VALIDITY,
+            ).to_json()
+            row = Refund(
+                id=uuid.uuid4().hex,
+                refund_id="0x" + refund_id.hex(),
+                invoice_id=invoice.id,
+                merchant_id=invoice.merchant_id,
+                store_id=invoice.store_id,
+                requested_by=principal.actor,
+                payer_address=invoice.payer_address,
+                amount_units=units,
+                reason=reason,
+                chain_id=invoice.chain_id,
+                router=invoice.router,
+                token=invoice.token,
+                valid_after=valid_after,
+                valid_before=valid_after + CLOCK_SKEW + REFUND_VALIDITY,
+                intent=json.dumps(intent, sort_keys=True),
+                intent_digest=intent_digest(parse_intent(intent)).hex(),
+                status=RefundStatus.AWAITING_APPROVAL,
+                idempotency_key=key,
+                request_hash=fingerprint if key is not None else None,
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+            db.add(row)
+            try:
+                db.flush()
+            except IntegrityError:  # pragma: no cover - the same key raced in (write lock)
+                raise IdempotencyConflict from None
+            view = refund_json(row, invoice.decimals, invoice.symbol)
+            append_event(
+                db,
+                type="refund.created",
+                merchant_id=invoice.merchant_id,
+                store_id=invoice.store_id,
+                invoice_id=invoice.id,
+                terminal_id=invoice.terminal_id,
+                data={"refund": view, "invoice": invoice_json(invoice)},
+                now=now,
+            )
+        return view, True
+
+    def _refund_for(self, db: Session, principal: Principal, refund_id: str) -> Refund:
+        row = db.get(Refund, refund_id)
+        if row is None or row.merchant_id != principal.merchant_id:
+            raise RefundNotFound
+        if not principal.can_see(row.store_id):
+            raise RefundNotFound
+        return row
+
+    def get(self, principal: Principal, refund_id: str) -> dict[str, Any]:
+        with self._sessions() as db:
+            row = self._refund_for(db, principal, refund_id)
+            invoice = db.get(Invoice, row.invoice_id)
+            if invoice is None:  # pragma: no cover
+                raise RefundNotFound
+            return refund_json(row, invoice.decimals, invoice.symbol)
+
+    def refunds(self, principal: Principal, invoice_id: str) -> list[dict[str, Any]]:
+        with self._sessions() as db:
+            invoice = self._invoice_for(db, principal, invoice_id)
+            principal.require(Permission.INVOICES_READ, invoice.store_id)
+            rows = db.scalars(
+                select(Refund).where(Refund.invoice_id == invoice.id).order_by(Refund.created_at)
+            ).all()
+            return [refund_json(r, invoice.decimals, invoice.symbol) for r in rows]
+
+    def payout_wallet(self, principal: Principal, refund_id: str) -> tuple[str, str]:
+        """(payout wallet id, intent digest) of a refund, for the approval ceremony."""
+        with self._sessions() as db:
+            row = self._refund_for(db, principal, refund_id)
+            merchant = db.get(Merchant, row.merchant_id)
+            if merchant is None or merchant.payout_wallet_id is None:
+                raise PayoutWalletNotHeld
+            return merchant.payout_wallet_id, row.intent_digest
+
+    async def approve(
+        self, principal: Principal, refund_id: str, approvals: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """Sign the refund with the payout wallet (its own approval checked by the signer)."""
+        ready = await asyncio.to_thread(self._ready, principal, refund_id)
+        if ready.intent is None:  # already signed: a retried request
+            return await asyncio.to_thread(self.get, principal, refund_id)
+        balance = await self._balances.balance(ready.token, ready.payout_address)
+        if balance < ready.amount_units:
+            raise InsufficientBalance(
+                TokenAmount.from_units(balance, ready.decimals, ready.symbol).format(),
+                ready.symbol,
+            )
+        result = await self._signer.sign(ready.wallet_id, ready.intent, list(approvals))
+        await asyncio.to_thread(
+            self._store_signed, refund_id, ready.invoice_id, str(result["signature"])
+        )
+        return await asyncio.to_thread(self.get, principal, refund_id)
+
+    def _ready(self, principal: Principal, refund_id: str) -> _ReadyRefund:
+        now = self._now()
+        with self._sessions.begin() as db:
+            row = self._refund_for(db, principal, refund_id)
+            invoice = db.get(Invoice, row.invoice_id)
+            merchant = db.get(Merchant, row.merchant_id)
+            if invoice is None or merchant is None:  # pragma: no cover
+                raise RefundNotFound
+            principal.require_refund(
+                row.amount_units,
+                shown=TokenAmount.from_units(
+                    principal.refund_limit_units or 0, invoice.decimals, invoice.symbol
+                ).format(),
+                symbol=invoice.symbol,
+            )
+            if merchant.payout_wallet_id is None:
+                raise PayoutWalletNotHeld
+            ready = _ReadyRefund(
+                wallet_id=merchant.payout_wallet_id,
+                intent=None,
+                invoice_id=invoice.id,
+                token=invoice.token,
+                payout_address=invoice.merchant_address,
+                amount_units=row.amount_units,
+                decimals=invoice.decimals,
+                symbol=invoice.symbol,
+            )
+            if row.status in (RefundStatus.SIGNED, RefundStatus.SUBMITTED, RefundStatus.SETTLED):
+                return ready
+            if row.status is not RefundStatus.AWAITING_APPROVAL:
+                raise RefundNotAwaitingApproval(str(row.status))
+            if row.valid_before - CLOCK_SKEW < now.timestamp():
+                row.status = RefundStatus.EXPIRED
+                expired = RefundNotAwaitingApproval(str(RefundStatus.EXPIRED))
+            else:
+                refundable = self._refundable(db, invoice, besides=row.id)
+                if row.amount_units > refundable:
+                    shown = TokenAmount.from_units(refundable, invoice.decimals, invoice.symbol)
+                    raise RefundExceedsRefundable(shown.format(), invoice.symbol)
+                return replace(ready, intent=json.loads(row.intent))
+        raise expired
+
+    def _store_signed(self, refund_id: str, invoice_id: str, signature: str) -> None:
+        """Refund ``signed`` (the outbox) if still within what is refundable; else refused."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            invoice = db.scalars(
+                select(Invoice).where(Invoice.id == invoice_id).with_for_update()
+            ).one()
+            row = db.get(Refund, refund_id)
+            if row is None:  # pragma: no cover
+                raise RefundNotFound
+            if row.status is not RefundStatus.AWAITING_APPROVAL:
+                return
+            refundable = self._refundable(db, invoice, besides=row.id)
+            if row.amount_units > refundable:
+                # Another refund was signed meanwhile: this signature is never used.
+                row.status = RefundStatus.FAILED
+                row.failure_code = RefundExceedsRefundable.code
+                row.failure_reason = "another refund of this invoice was approved first"
+                db.flush()
+                shown = TokenAmount.from_units(refundable, invoice.decimals, invoice.symbol)
+                failure = RefundExceedsRefundable(shown.format(), invoice.symbol)
+            else:
+                row.status = RefundStatus.SIGNED
+                row.signature = signature
+                row.signed_at = now
+                row.updated_at = now
+                db.flush()
+                append_event(
+                    db,
+                    type="refund.signed",
+                    merchant_id=row.merchant_id,
+                    store_id=row.store_id,
+                    invoice_id=invoice.id,
+                    terminal_id=invoice.terminal_id,
+                    data={"refund": refund_json(row, invoice.decimals, invoice.symbol)},
+                    now=now,
+                )
+                return
+        raise failure
+
+
+@dataclass(frozen=True)
+class Payments:
+    """The payments domain's services for one process, built together."""
+
+    merchants: MerchantService
+    api_keys: ApiKeyService
+    invoices: InvoiceService
+    payments: PaymentService
+    refunds: RefundService
+    webhooks: WebhookService
+    reports: ReportService
+    rate_limiter: RateLimiter
+
+
+def build_payments(
+    sessions: sessionmaker[Session],
+    signer: SignerClient,
+    balances: BalanceReader,
+    tokens: Mapping[str, TokenInfo],
+    gate: ComplianceGate,
+    *,
+    chain_id: int,
+    router: str,
+    settings: PaymentSettings,
+    rates: RateSource,
+    allow_http_webhooks: bool,
+    clock: Callable[[], float] = time.time,
+) -> Payments:
+    """Every payments service on one database, chain, router and token set."""
+    return Payments(
+        merchants=MerchantService(
+            sessions,
+            settlement_tokens={symbol: info.decimals for symbol, info in tokens.items()},
+            fee_bps=settings.fee_bps,
+            manager_refund_limit=settings.manager_refund_limit,
+            cashier_refund_limit=settings.cashier_refund_limit,
+            clock=clock,
+        ),
+        api_keys=ApiKeyService(sessions, clock=clock),
+        invoices=InvoiceService(
+            sessions,
+            tokens=tokens,
+            chain_id=chain_id,
+            router=router,
+            rates=rates,
+            settings=settings,
+            clock=clock,
+        ),
+        payments=PaymentService(
+            sessions,
+            signer,
+            balances,
+            tokens,
+            gate,
+            chain_id=chain_id,
+            router=router,
+            settings=settings,
+            clock=clock,
+        ),
+        refunds=RefundService(sessions, signer, balances, tokens, gate, clock=clock),
+        webhooks=WebhookService(
+            sessions, allow_http=allow_http_webhooks or settings.webhook_allow_http, clock=clock
+        ),
+        reports=ReportService(sessions),
+        rate_limiter=RateLimiter(settings.api_key_rate_per_second, settings.api_key_burst),
+    )

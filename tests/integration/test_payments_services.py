@@ -1,0 +1,602 @@
+"""The payments services on SQLite and PostgreSQL: merchants, quotes, idempotency, two phones
+paying one invoice, refusals, refund limits, the follower's handler and expiry.
+
+The signer is a fake here (it returns a fixed signature, after a delay when the test races);
+the real signer process and chain are exercised end to end in ``tests/e2e``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from seiwallet.accounts.models import User, UserStatus
+from seiwallet.addresses import parse_evm_address
+from seiwallet.chain.models import ChainEvent
+from seiwallet.chain.router import Payment, payment_nonce
+from seiwallet.chain.tokens import TokenDomain
+from seiwallet.compliance.errors import ComplianceDenied
+from seiwallet.compliance.gate import ComplianceGate
+from seiwallet.config import PaymentSettings
+from seiwallet.db import session_factory
+from seiwallet.errors import InvalidInput
+from seiwallet.payments import errors
+from seiwallet.payments.handlers import PaymentEventHandler
+from seiwallet.payments.invoices import InvoiceFilter, InvoiceRequest, expire_invoices
+from seiwallet.payments.merchants import MerchantOwner
+from seiwallet.payments.models import (
+    AttemptStatus,
+    Invoice,
+    InvoiceStatus,
+    PaymentAttempt,
+    PaymentEvent,
+    Refund,
+    RefundStatus,
+    StaffMember,
+)
+from seiwallet.payments.permissions import Principal
+from seiwallet.payments.services import Payer, Payments, build_payments
+from seiwallet.signer.errors import PolicyDeclined
+from seiwallet.transfers.rates import OfflineRates
+from seiwallet.transfers.services import TokenInfo
+
+CHAIN = 713_715
+ROUTER = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+USDC = TokenInfo(
+    "USDC",
+    "USD Coin",
+    6,
+    TokenDomain("USD Coin", "2", CHAIN, "0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+)
+SANCTIONED = "0x000000000000000000000000000000000000dEaD"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeSigner:
+    """Signs anything after ``delay`` seconds; counts what it signed."""
+
+    delay: float = 0.0
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def sign(
+        self, wallet_id: str, intent: Mapping[str, Any], approvals: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        await asyncio.sleep(self.delay)
+        self.calls.append((wallet_id, dict(intent)))
+        return {"signature": "0x" + "11" * 65}
+
+
+@dataclass
+class FakeBalances:
+    amounts: dict[str, int] = field(default_factory=dict)
+
+    async def balance(self, token: str, owner: str) -> int:
+        return self.amounts.get(owner.lower(), 1_000 * 10**6)
+
+
+@dataclass
+class World:
+    sessions: sessionmaker[Session]
+    payments: Payments
+    signer: FakeSigner
+    balances: FakeBalances
+    clock: Clock
+    owner: MerchantOwner
+    merchant_id: str
+    store_id: str
+    terminal_id: str
+    principal: Principal
+    payers: list[Payer]
+
+    def user(self, email: str, address: str | None = None) -> tuple[str, str]:
+        user_id = uuid.uuid4().hex
+        address = address or "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
+        checksummed = parse_evm_address(address)
+        with self.sessions.begin() as db:
+            db.add(
+                User(
+                    id=user_id,
+                    email=email,
+                    email_verified=True,
+                    wallet_id=user_id,
+                    wallet_address=checksummed,
+                    status=UserStatus.ACTIVE,
+                )
+            )
+        return user_id, checksummed
+
+    async def invoice(self, amount: str = "12.50", currency: str = "USDC", **more: Any) -> str:
+        view, _ = await self.payments.invoices.create(
+            self.principal,
+            self.store_id,
+            InvoiceRequest(amount=amount, currency=currency, **more),
+        )
+        return str(view["id"])
+
+    def row(self, invoice_id: str) -> Invoice:
+        with self.sessions() as db:
+            found = db.get(Invoice, invoice_id)
+            assert found is not None
+            return found
+
+    def events(self, invoice_id: str) -> list[str]:
+        with self.sessions() as db:
+            return list(
+                db.scalars(
+                    select(PaymentEvent.type)
+                    .where(PaymentEvent.invoice_id == invoice_id)
+                    .order_by(PaymentEvent.id)
+                )
+            )
+
+    def chain_event(self, name: str, invoice_id: str, tx: str, **args: Any) -> None:
+        """Apply a router event as the follower would (in one transaction)."""
+        with self.sessions.begin() as db:
+            event = ChainEvent(
+                chain_id=CHAIN,
+                block_number=100,
+                block_hash="0x" + uuid.uuid4().hex * 2,
+                transaction_hash=tx,
+                log_index=0,
+                contract=ROUTER,
+                name=name,
+                key=invoice_id,
+                args={"invoiceId": invoice_id, **args},
+                block_timestamp=int(self.clock()),
+            )
+            PaymentEventHandler().apply(db, event)
+
+    def settle(self, invoice_id: str, payer: str, tx: str = "0x" + "ab" * 32) -> None:
+        row = self.row(invoice_id)
+        self.chain_event(
+            "PaymentSettled",
+            invoice_id,
+            tx,
+            payer=payer,
+            merchant=row.merchant_address,
+            token=row.token,
+            amount=str(row.amount_units),
+            fee=str(row.fee_units),
+        )
+
+
+@pytest.fixture
+async def world(engine: Engine, tmp_path: Any) -> World:
+    sessions = session_factory(engine)
+    signer = FakeSigner()
+    balances = FakeBalances()
+    clock = Clock()
+    payments = build_payments(
+        sessions,
+        signer,  # type: ignore[arg-type]
+        balances,
+        {"USDC": USDC},
+        ComplianceGate(sanctioned=[SANCTIONED], per_transfer_cap={"USDC": Decimal(10_000)}),
+        chain_id=CHAIN,
+        router=ROUTER,
+        settings=PaymentSettings(),
+        rates=OfflineRates(),
+        allow_http_webhooks=True,
+        clock=clock,
+    )
+    partial = World(sessions, payments, signer, balances, clock, None, "", "", "", None, [])  # type: ignore[arg-type]
+    owner_id, owner_address = partial.user("owner@shop.example")
+    owner = MerchantOwner(owner_id, owner_id, owner_address)
+    merchant = await payments.merchants.become_merchant(
+        owner, name="Lantau Tea Ltd", settlement_token="USDC"
+    )
+    principal = payments.merchants.principal_for_user(owner_id, merchant.id)
+    store = payments.merchants.create_store(
+        principal, name="Lantau Tea House", country="HK", currency="HKD"
+    )
+    terminal = payments.merchants.create_terminal(principal, store.id, "Counter 1")
+    payers = []
+    for n in range(2):
+        user_id, address = partial.user(f"payer{n}@example.com")
+        payers.append(Payer(user_id, user_id, address))
+    return World(
+        sessions,
+        payments,
+        signer,
+        balances,
+        clock,
+        owner,
+        merchant.id,
+        store.id,
+        terminal.id,
+        principal,
+        payers,
+    )
+
+
+# -- merchants and invoices ---------------------------------------------------------------------
+
+
+async def test_a_merchant_is_paid_to_its_owners_wallet(world: World) -> None:
+    [merchant] = world.payments.merchants.merchants_of(world.owner.user_id)
+    assert merchant.payout_address == world.owner.wallet_address
+    assert merchant.payout_is_own_wallet
+    assert merchant.role == "owner"
+    assert merchant.fee_bps == 100
+    with pytest.raises(errors.AlreadyMerchant):
+        await world.payments.merchants.become_merchant(
+            world.owner, name="Again", settlement_token="USDC"
+        )
+    with pytest.raises(errors.UnsupportedSettlementToken):
+        await world.payments.merchants.become_merchant(
+            MerchantOwner(world.payers[0].user_id, "w", world.payers[0].address),
+            name="X",
+            settlement_token="DOGE",
+        )
+
+
+async def test_a_hkd_price_is_quoted_once_into_usdc(world: World) -> None:
+    view, created = await world.payments.invoices.create(
+        world.principal,
+        world.store_id,
+        InvoiceRequest(amount="97.25", terminal_id=world.terminal_id, order_id="A-1"),
+    )
+    assert created
+    # 97.25 HKD at 7.78 HKD per USD = 12.4999… → 12.50 USDC (to the cent, half-even).
+    assert view["price"] == {"amount": "97.25", "currency": "HKD"}
+    assert (view["amount"], view["amount_units"]) == ("12.50", "12500000")
+    assert (view["fee"], view["fee_units"], view["net"]) == ("0.125", "125000", "12.375")
+    assert view["rate"]["pair"] == "HKD/USDC"
+    assert view["rate"]["as_of"] == "2026-11-20"
+    assert view["status"] == "new"
+    row = world.row(view["id"])
+    # The terminal's default expiry, and the router's terms hash as payment id.
+    assert (row.expires_at - row.created_at).total_seconds() == pytest.approx(120, abs=1)
+    payment = Payment(
+        bytes.fromhex(row.id[2:]), row.merchant_address, row.token, 12_500_000, 125_000
+    )
+    assert row.payment_id == "0x" + payment_nonce(payment, router=ROUTER, chain_id=CHAIN).hex()
+    assert world.events(row.id) == ["invoice.created"]
+    public = world.payments.invoices.public(row.id)
+    assert public["store"]["name"] == "Lantau Tea House"
+    assert public["merchant_name"] == "Lantau Tea Ltd"
+    assert "order_id" not in public
+    assert "metadata" not in public
+    assert "payer" not in public
+
+
+async def test_eur_and_token_prices_and_bad_ones(world: World) -> None:
+    eur, _ = await world.payments.invoices.create(
+        world.principal, world.store_id, InvoiceRequest(amount="10", currency="EUR")
+    )
+    assert eur["amount"] == "10.85"
+    direct, _ = await world.payments.invoices.create(
+        world.principal, world.store_id, InvoiceRequest(amount="3.141592", currency="usdc")
+    )
+    assert direct["amount_units"] == "3141592"
+    assert direct["rate"]["value"] == "1"
+    with pytest.raises(errors.UnsupportedCurrency):
+        await world.invoice("100", "JPY")
+    for bad in ("0", "-1", "1e3", "1.234", ""):
+        with pytest.raises(InvalidInput):
+            await world.invoice(bad, "HKD")
+    with pytest.raises(errors.MetadataTooLarge):
+        await world.invoice(metadata={"x": "y" * 5000})
+    with pytest.raises(errors.InvalidExpiry):
+        await world.invoice(expires_in_seconds=10 * 86_400)
+
+
+async def test_idempotency_key_per_store(world: World) -> None:
+    request = InvoiceRequest(amount="20", order_id="B-7")
+    first, created = await world.payments.invoices.create(
+        world.principal, world.store_id, request, "key-1"
+    )
+    again, created_again = await world.payments.invoices.create(
+        world.principal, world.store_id, request, "key-1"
+    )
+    assert created
+    assert not created_again
+    assert again["id"] == first["id"]
+    with pytest.raises(errors.IdempotencyConflict):
+        await world.payments.invoices.create(
+            world.principal, world.store_id, InvoiceRequest(amount="21"), "key-1"
+        )
+    # Ten concurrent requests with one key make one invoice.
+    results = await asyncio.gather(
+        *(
+            world.payments.invoices.create(
+                world.principal, world.store_id, InvoiceRequest(amount="5"), "key-2"
+            )
+            for _ in range(10)
+        )
+    )
+    assert len({view["id"] for view, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+async def test_lists_page_with_a_cursor_and_filter(world: World) -> None:
+    ids = []
+    for n in range(7):
+        world.clock.now += 1
+        ids.append(await world.invoice(str(n + 1), order_id=f"O-{n}"))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = world.payments.invoices.list(
+            world.principal, world.store_id, _filter(), cursor=cursor, limit=3
+        )
+        seen += [v["id"] for v in page.invoices]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == list(reversed(ids))
+    only = world.payments.invoices.list(world.principal, world.store_id, _filter(order_id="O-3"))
+    assert [v["id"] for v in only.invoices] == [ids[3]]
+    with pytest.raises(errors.InvalidCursor):
+        world.payments.invoices.list(world.principal, world.store_id, _filter(), cursor="!!")
+
+
+def _filter(**given: Any) -> InvoiceFilter:
+    return InvoiceFilter(**given)
+
+
+# -- paying -------------------------------------------------------------------------------------
+
+
+async def test_two_phones_one_invoice_one_signature(world: World) -> None:
+    invoice_id = await world.invoice()
+    a, b = world.payers
+    attempt_a = await world.payments.payments.prepare(invoice_id, a)
+    attempt_b = await world.payments.payments.prepare(invoice_id, b)
+    assert attempt_a.intent["kind"] == "router.pay"
+    assert attempt_a.intent["invoice_id"] == invoice_id
+    world.signer.delay = 0.2
+    results = await asyncio.gather(
+        world.payments.payments.approve(a, attempt_a.id, [{"kind": "device"}]),
+        world.payments.payments.approve(b, attempt_b.id, [{"kind": "device"}]),
+        return_exceptions=True,
+    )
+    won = [r for r in results if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(won) == 1
+    assert len(lost) == 1
+    assert isinstance(lost[0], errors.InvoiceBeingPaid)
+    assert len(world.signer.calls) == 1  # nothing was signed for the loser
+    assert won[0].status is AttemptStatus.SIGNED
+    row = world.row(invoice_id)
+    assert row.status is InvoiceStatus.PROCESSING
+    assert row.attempt_id == won[0].id
+    assert world.events(invoice_id) == ["invoice.created", "invoice.processing"]
+    # The loser tries again: the invoice is taken, and still nothing is signed for it.
+    loser = b if won[0].payer == a.address else a
+    loser_attempt = attempt_b if loser is b else attempt_a
+    with pytest.raises(errors.InvoiceAlreadyPaid):
+        await world.payments.payments.approve(loser, loser_attempt.id, [{"kind": "device"}])
+    assert len(world.signer.calls) == 1
+    with pytest.raises(errors.InvoiceAlreadyPaid):
+        await world.payments.payments.prepare(invoice_id, loser)
+    # The winner retrying gets the same signed attempt back, without signing again.
+    winner = a if loser is b else b
+    again = await world.payments.payments.approve(winner, won[0].id, [{"kind": "device"}])
+    assert again.status is AttemptStatus.SIGNED
+    assert len(world.signer.calls) == 1
+    with world.sessions() as db:
+        signed = db.scalars(
+            select(func.count())
+            .select_from(PaymentAttempt)
+            .where(PaymentAttempt.status == AttemptStatus.SIGNED)
+        ).one()
+    assert signed == 1
+
+
+async def test_a_refused_signature_frees_the_invoice(world: World) -> None:
+    invoice_id = await world.invoice()
+    a, b = world.payers
+    attempt = await world.payments.payments.prepare(invoice_id, a)
+
+    async def refuse(*_: Any) -> dict[str, Any]:
+        raise PolicyDeclined.__new__(PolicyDeclined)
+
+    world.signer.sign = refuse  # type: ignore[method-assign]
+    with pytest.raises(PolicyDeclined):
+        await world.payments.payments.approve(a, attempt.id, [])
+    assert world.row(invoice_id).claim_attempt_id is None
+    del world.signer.sign
+    other = await world.payments.payments.prepare(invoice_id, b)
+    assert (await world.payments.payments.approve(b, other.id, [])).status is AttemptStatus.SIGNED
+
+
+async def test_what_cannot_be_paid_is_refused(world: World) -> None:
+    a = world.payers[0]
+    expiring = await world.invoice(expires_in_seconds=60)
+    world.clock.now += 61
+    with pytest.raises(errors.InvoiceExpired):
+        await world.payments.payments.prepare(expiring, a)
+    foreign = await world.invoice()
+    with world.sessions.begin() as db:
+        db.execute(update(Invoice).where(Invoice.id == foreign).values(chain_id=1329))
+    with pytest.raises(errors.InvoiceForeign):
+        await world.payments.payments.prepare(foreign, a)
+    with pytest.raises(errors.InvoiceNotFound):
+        await world.payments.payments.prepare("0x" + "00" * 32, a)
+    own = await world.invoice()
+    with pytest.raises(errors.SelfPayment):
+        await world.payments.payments.prepare(
+            own, Payer(world.owner.user_id, world.owner.wallet_id, world.owner.wallet_address)
+        )
+    poor = await world.invoice("999")
+    world.balances.amounts[a.address.lower()] = 5 * 10**6
+    with pytest.raises(errors.InsufficientBalance):
+        await world.payments.payments.prepare(poor, a)
+    # The compliance gate sees payments too.
+    sanctioned = Payer(a.user_id, a.wallet_id, SANCTIONED)
+    with pytest.raises(ComplianceDenied):
+        await world.payments.payments.prepare(await world.invoice(), sanctioned)
+
+
+async def test_approval_after_expiry_is_refused_and_abandoned(world: World) -> None:
+    a = world.payers[0]
+    invoice_id = await world.invoice(expires_in_seconds=60)
+    attempt = await world.payments.payments.prepare(invoice_id, a)
+    world.clock.now += 61
+    with pytest.raises(errors.InvoiceExpired):
+        await world.payments.payments.approve(a, attempt.id, [])
+    assert world.signer.calls == []
+    with world.sessions() as db:
+        assert db.get(PaymentAttempt, attempt.id).status is AttemptStatus.ABANDONED  # type: ignore[union-attr]
+
+
+# -- the follower's handler ---------------------------------------------------------------------
+
+
+async def test_settlement_once_then_over_payment_then_refunds(world: World) -> None:
+    a = world.payers[0]
+    invoice_id = await world.invoice("10")
+    attempt = await world.payments.payments.prepare(invoice_id, a)
+    await world.payments.payments.approve(a, attempt.id, [])
+    world.settle(invoice_id, a.address)
+    row = world.row(invoice_id)
+    assert row.status is InvoiceStatus.SETTLED
+    assert row.payer_address == a.address
+    assert row.anomalies == []
+    with world.sessions() as db:
+        assert db.get(PaymentAttempt, attempt.id).status is AttemptStatus.SETTLED  # type: ignore[union-attr]
+    # A second PaymentSettled for the invoice id: an over-payment, not a second settlement.
+    world.settle(invoice_id, world.payers[1].address, tx="0x" + "cd" * 32)
+    row = world.row(invoice_id)
+    assert row.status is InvoiceStatus.SETTLED
+    assert row.anomalies == ["paid_over"]
+    assert row.paid_units == 2 * row.amount_units
+    assert world.events(invoice_id) == [
+        "invoice.created",
+        "invoice.processing",
+        "invoice.settled",
+        "invoice.anomaly",
+    ]
+    # Another merchant's PaymentSettled under this id is not ours.
+    world.chain_event(
+        "PaymentSettled",
+        invoice_id,
+        "0x" + "ef" * 32,
+        payer=a.address,
+        merchant=SANCTIONED,
+        token=row.token,
+        amount="1",
+        fee="0",
+    )
+    assert world.row(invoice_id).paid_units == 2 * row.amount_units
+    # Refunds: the cashier's limit, then the manager's refund and the remainder.
+    cashier_id, _ = world.user("cashier@shop.example")
+    manager_id, _ = world.user("manager@shop.example")
+    world.payments.merchants.add_staff(
+        world.principal, email="cashier@shop.example", role="cashier"
+    )
+    world.payments.merchants.add_staff(
+        world.principal, email="manager@shop.example", role="manager"
+    )
+    cashier = world.payments.merchants.principal_for_user(cashier_id, world.merchant_id)
+    manager = world.payments.merchants.principal_for_user(manager_id, world.merchant_id)
+    world.payments.merchants.principal_for_user(cashier_id, world.merchant_id)
+    with world.sessions.begin() as db:  # a small limit for the cashier: 2 USDC
+        db.execute(
+            update(StaffMember)
+            .where(StaffMember.user_id == cashier_id)
+            .values(refund_limit_units=2_000_000)
+        )
+    cashier = world.payments.merchants.principal_for_user(cashier_id, world.merchant_id)
+    with pytest.raises(errors.RefundOverLimit):
+        await world.payments.refunds.create(cashier, invoice_id, amount="3")
+    with pytest.raises(errors.RefundExceedsRefundable):
+        await world.payments.refunds.create(manager, invoice_id, amount="10.01")
+    small, _ = await world.payments.refunds.create(
+        cashier, invoice_id, amount="2", reason="cold tea"
+    )
+    part, _ = await world.payments.refunds.create(manager, invoice_id, amount="4")
+    assert part["intent"]["kind"] == "router.refund"
+    assert part["intent"]["payer"] == a.address
+    # Signing the manager's refund commits 4 of the 10; the rest is 6.
+    await world.payments.refunds.approve(world.principal, part["id"], [])
+    assert world.signer.calls[-1][0] == world.owner.wallet_id  # the payout wallet signs
+    with pytest.raises(errors.RefundExceedsRefundable):
+        await world.payments.refunds.create(manager, invoice_id, amount="7")
+    world.chain_event(
+        "PaymentRefunded",
+        invoice_id,
+        "0x" + "12" * 32,
+        refundId=part["refund_id"],
+        merchant=row.merchant_address,
+        payer=a.address,
+        token=row.token,
+        amount="4000000",
+    )
+    row = world.row(invoice_id)
+    assert row.status is InvoiceStatus.PARTIALLY_REFUNDED
+    assert row.refunded_units == 4_000_000
+    with world.sessions() as db:
+        assert db.get(Refund, part["id"]).status is RefundStatus.SETTLED  # type: ignore[union-attr]
+    rest, _ = await world.payments.refunds.create(world.principal, invoice_id)
+    assert rest["amount"] == "6.00"
+    # Two refunds of the same remainder approved at once: only one is signed.
+    await world.payments.refunds.approve(world.principal, rest["id"], [])
+    with pytest.raises(errors.RefundExceedsRefundable):
+        await world.payments.refunds.approve(world.principal, small["id"], [])
+
+
+async def test_payment_failed_only_counts_from_our_transaction(world: World) -> None:
+    a = world.payers[0]
+    invoice_id = await world.invoice()
+    attempt = await world.payments.payments.prepare(invoice_id, a)
+    await world.payments.payments.approve(a, attempt.id, [])
+    # A griefer's payBatch with a bad authorization naming our invoice and payer: ignored.
+    world.chain_event("PaymentFailed", invoice_id, "0x" + "66" * 32, payer=a.address, reason="0x")
+    assert world.row(invoice_id).status is InvoiceStatus.PROCESSING
+    with world.sessions.begin() as db:  # what the relayer records when it submits
+        db.execute(
+            update(PaymentAttempt)
+            .where(PaymentAttempt.id == attempt.id)
+            .values(tx_hash="0x" + "77" * 32, status=AttemptStatus.SUBMITTED)
+        )
+    reason = "0x08c379a0" + (
+        "0000000000000000000000000000000000000000000000000000000000000020"
+        "000000000000000000000000000000000000000000000000000000000000001e"
+        + b"FiatTokenV2: invalid signature".hex().ljust(64, "0")
+    )
+    world.chain_event("PaymentFailed", invoice_id, "0x" + "77" * 32, payer=a.address, reason=reason)
+    row = world.row(invoice_id)
+    assert row.status is InvoiceStatus.INVALID
+    assert "signature" in (row.failure_reason or "")
+    assert row.failure_code
+    assert world.events(invoice_id)[-1] == "invoice.invalid"
+
+
+async def test_expiry_task_and_a_late_settlement(world: World) -> None:
+    a = world.payers[0]
+    invoice_id = await world.invoice(expires_in_seconds=60)
+    held = await world.invoice(expires_in_seconds=60)
+    attempt = await world.payments.payments.prepare(held, a)
+    world.clock.now += 59
+    world.payments.payments._claim(attempt.id, held)  # a payer approving right now
+    world.clock.now += 2
+    now = datetime.fromtimestamp(world.clock(), UTC)
+    assert expire_invoices(world.sessions, chain_id=CHAIN, now=now) == 1
+    assert world.row(invoice_id).status is InvoiceStatus.EXPIRED
+    assert world.row(held).status is InvoiceStatus.NEW  # left to its payer for now
+    assert world.events(invoice_id)[-1] == "invoice.expired"
+    assert expire_invoices(world.sessions, chain_id=CHAIN, now=now) == 0
+    world.settle(invoice_id, a.address)
+    row = world.row(invoice_id)
+    assert row.status is InvoiceStatus.SETTLED
+    assert row.anomalies == ["paid_late"]
