@@ -105,7 +105,14 @@ function compile() {
     settings: {
       ...SETTINGS,
       outputSelection: {
-        "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] },
+        "*": {
+          "*": [
+            "abi",
+            "evm.bytecode.object",
+            "evm.deployedBytecode.object",
+            "evm.deployedBytecode.immutableReferences",
+          ],
+        },
       },
     },
   };
@@ -124,18 +131,24 @@ function compile() {
     const compiled = output.contracts?.[sourceName]?.[contractName];
     // A file's artifact is the contract named after it; interfaces beside it need none.
     if (!compiled) fail(`${sourceName} defines no contract named ${contractName}`);
-    artifacts.set(
-      `${contractName}.json`,
-      stableStringify({
-        contractName,
-        sourceName,
-        abi: compiled.abi,
-        bytecode: `0x${compiled.evm.bytecode.object}`,
-        deployedBytecode: `0x${compiled.evm.deployedBytecode.object}`,
-        compiler: { version, settings: SETTINGS },
-        sourceSha256: sha256(sources[sourceName].content),
-      }),
-    );
+    const artifact = {
+      contractName,
+      sourceName,
+      abi: compiled.abi,
+      bytecode: `0x${compiled.evm.bytecode.object}`,
+      deployedBytecode: `0x${compiled.evm.deployedBytecode.object}`,
+      compiler: { version, settings: SETTINGS },
+      sourceSha256: sha256(sources[sourceName].content),
+    };
+    // Where the runtime code holds immutables (zeros in `deployedBytecode`, filled in by the
+    // constructor): a deployment check compares the code around them. Only written when there
+    // are some, so the artifacts of contracts without immutables stay as they were.
+    const immutables = Object.values(compiled.evm.deployedBytecode.immutableReferences ?? {})
+      .flat()
+      .map(({ start, length }) => ({ start, length }))
+      .sort((a, b) => a.start - b.start);
+    if (immutables.length > 0) artifact.deployedImmutableReferences = immutables;
+    artifacts.set(`${contractName}.json`, stableStringify(artifact));
   }
   return artifacts;
 }

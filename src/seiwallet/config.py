@@ -358,6 +358,34 @@ class PaymentSettings(BaseModel):
     event_poll_seconds: float = Field(default=0.025, gt=0, le=5)
 
 
+class DepositSettings(BaseModel):
+    """Outside wallets paying invoices by a plain transfer to a per-invoice deposit address.
+
+    The worker's sweeper calls ``InvoiceDeposits.sweep`` for deposit boxes holding money, from an
+    account of its own (gas only; it never holds funds): locally the anvil-mnemonic account #11,
+    elsewhere a key configured here (or in a 0600 file), read by the worker only, never logged.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: False: invoices get no deposit address (only the wallet's router payment).
+    enabled: bool = True
+    #: The InvoiceDeposits contract on public networks (the local chain's is in its manifest).
+    contract_address: str | None = None
+    #: The sweeper's private key (hex), or a file holding it; local: anvil account #11.
+    sweeper_key: SecretStr | None = None
+    sweeper_key_file: Path | None = None
+    #: How often the sweeper looks for boxes to sweep.
+    poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    #: Gas limit at which sweeps are simulated and sent (they use ~95–150 k).
+    gas_limit: int = Field(default=300_000, ge=100_000, le=10_000_000)
+    #: An under-payment is swept this long after its invoice expired (the payer may still add
+    #: the rest until then, and the fee is taken from the sweep that completes the amount).
+    partial_sweep_delay_seconds: int = Field(default=600, ge=0, le=30 * 86_400)
+    #: After a refused or failed sweep the box waits this long before the next try.
+    retry_seconds: float = Field(default=30.0, gt=0, le=86_400)
+
+
 class Settings(BaseSettings):
     """Everything a seiwallet process is configured with."""
 
@@ -394,6 +422,7 @@ class Settings(BaseSettings):
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
     invitations: InvitationSettings = Field(default_factory=InvitationSettings)
+    deposits: DepositSettings = Field(default_factory=DepositSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -38,6 +38,9 @@ class Contracts:
     #: The invite escrow (money sent to an alias with no wallet yet), when deployed: from the
     #: local manifest; not configurable for public networks yet.
     invite_escrow: str | None = None
+    #: The invoice deposits contract (deposit addresses for outside wallets), when deployed:
+    #: from the local manifest, or ``SEIWALLET_DEPOSITS__CONTRACT_ADDRESS`` on public networks.
+    invoice_deposits: str | None = None
 
 
 def contracts_for(settings: Settings) -> Contracts:
@@ -50,6 +53,7 @@ def contracts_for(settings: Settings) -> Contracts:
             {**tokens, **settings.tokens},
             deployment.block_number,
             invite_escrow=deployment.invite_escrow,
+            invoice_deposits=deployment.invoice_deposits,
         )
     tokens = {}
     for symbol, address in settings.token_addresses().items():
@@ -59,7 +63,14 @@ def contracts_for(settings: Settings) -> Contracts:
         if settings.router_address
         else None
     )
-    return Contracts(router, tokens, None)
+    deposits = (
+        _configured_address(
+            f"{ENV_PREFIX}DEPOSITS__CONTRACT_ADDRESS", settings.deposits.contract_address
+        )
+        if settings.deposits.contract_address
+        else None
+    )
+    return Contracts(router, tokens, None, invoice_deposits=deposits)
 
 
 def _configured_address(setting: str, value: str) -> str:

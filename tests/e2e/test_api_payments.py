@@ -425,6 +425,7 @@ def test_a_payment_at_the_counter_end_to_end(
             "payment.scope_missing",
         )
         listener.join(timeout=5)
+        time.sleep(2)  # DEBUG
         engine.dispose()
 
 

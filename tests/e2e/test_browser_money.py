@@ -28,6 +28,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from tests.e2e.web_helpers import settings_for, start_signer
 from tests.fixtures.browser import VirtualAuthenticator, serve_app_at
+from tests.fixtures.processes import die_with_parent
 from tests.fixtures.signer import SignerProcess
 
 from seiwallet.api.app import create_app
@@ -92,6 +93,7 @@ class MoneyWallet:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
             )
         try:
             yield self.worker

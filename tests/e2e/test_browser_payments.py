@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from tests.e2e.test_browser_money import MoneyWallet, page_shot, sign_up, use_language
 from tests.fixtures.browser import PAGE_TIMEOUT_MS, VirtualAuthenticator, serve_app_at
 
@@ -93,15 +93,25 @@ def receiver() -> Iterator[Receiver]:
         found.server.server_close()
 
 
-def tablet_for(browser: Browser, phone: Page) -> Page:
-    """The counter's tablet, signed in as the phone's person (their session cookie)."""
-    context = browser.new_context(**TABLET)  # type: ignore[arg-type]
-    context.set_default_timeout(PAGE_TIMEOUT_MS)
-    context.add_cookies(phone.context.cookies())  # type: ignore[arg-type]
-    page = context.new_page()
-    page.on("console", lambda message: print(f"[tablet {message.type}] {message.text}"))
-    page.on("pageerror", lambda error: print(f"[tablet pageerror] {error}"))
-    return page
+@pytest.fixture
+def tablet(browser: Browser, shop: tuple[str, MoneyWallet]) -> Iterator[Callable[[Page], Page]]:
+    """``tablet(phone)``: the counter's tablet, signed in as the phone's person (their session
+    cookie). Closed before the server stops, so no live stream outlasts it."""
+    contexts: list[BrowserContext] = []
+
+    def make(phone: Page) -> Page:
+        context = browser.new_context(**TABLET)  # type: ignore[arg-type]
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        context.add_cookies(phone.context.cookies())  # type: ignore[arg-type]
+        contexts.append(context)
+        page = context.new_page()
+        page.on("console", lambda message: print(f"[tablet {message.type}] {message.text}"))
+        page.on("pageerror", lambda error: print(f"[tablet pageerror] {error}"))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
 
 
 def wait_for(condition: Callable[[], bool], page: Page, timeout_ms: int) -> None:
@@ -116,7 +126,7 @@ def wait_for(condition: Callable[[], bool], page: Page, timeout_ms: int) -> None
 
 def test_a_counter_payment_from_keypad_to_refund_report_and_webhook(
     shop: tuple[str, MoneyWallet],
-    browser: Browser,
+    tablet: Callable[[Page], Page],
     phone: Page,
     new_phone: Callable[[], Page],
     authenticator_factory: Callable[..., VirtualAuthenticator],
@@ -190,19 +200,19 @@ def test_a_counter_payment_from_keypad_to_refund_report_and_webhook(
         assert worker is not None, "the worker (relayer and follower) is needed"
 
         # The counter's tablet: the keypad, then the sale's QR code.
-        tablet = tablet_for(browser, mei)
-        tablet.goto(f"{base_url}{pos_url}")
-        expect(tablet.locator("[data-amount-display]")).to_have_text("HK$0.00")
-        expect(tablet.locator("[data-charge]")).to_be_disabled()
+        counter = tablet(mei)
+        counter.goto(f"{base_url}{pos_url}")
+        expect(counter.locator("[data-amount-display]")).to_have_text("HK$0.00")
+        expect(counter.locator("[data-charge]")).to_be_disabled()
         for key in "9725":
-            tablet.locator(f"[data-key='{key}']").click()
-        expect(tablet.locator("[data-amount-display]")).to_have_text("HK$97.25")
-        tablet.get_by_text("Add a note or order number").click()
-        tablet.get_by_label("Order number (optional)").fill("A-1024")
-        tablet.get_by_label("Note (optional)").fill("Table 7")
-        screenshots(tablet, "pos-keypad-tablet")
-        tablet.locator("[data-charge]").dblclick()  # a double tap makes one sale
-        sale = tablet.locator("[data-sale-view]")
+            counter.locator(f"[data-key='{key}']").click()
+        expect(counter.locator("[data-amount-display]")).to_have_text("HK$97.25")
+        counter.get_by_text("Add a note or order number").click()
+        counter.get_by_label("Order number (optional)").fill("A-1024")
+        counter.get_by_label("Note (optional)").fill("Table 7")
+        screenshots(counter, "pos-keypad-tablet")
+        counter.locator("[data-charge]").dblclick()  # a double tap makes one sale
+        sale = counter.locator("[data-sale-view]")
         expect(sale).to_have_attribute("data-state", "waiting")
         expect(sale).to_contain_text("HK$97.25")
         expect(sale).to_contain_text("USDC")
@@ -210,11 +220,11 @@ def test_a_counter_payment_from_keypad_to_refund_report_and_webhook(
         expect(sale.locator("[data-countdown-text]")).to_contain_text(
             re.compile(r"Expires in [12]:\d\d")
         )
-        screenshots(tablet, "pos-qr-tablet")
+        screenshots(counter, "pos-qr-tablet")
         invoice_id = sale.get_attribute("data-invoice")
         assert invoice_id
         assert re.fullmatch(r"0x[0-9a-f]{64}", invoice_id)
-        pay_link = (tablet.locator(".sale-link code").text_content() or "").strip()
+        pay_link = (counter.locator(".sale-link code").text_content() or "").strip()
         assert pay_link == f"{base_url}/pay/{invoice_id}"
         listed = mei.request.get(f"{base_url}/v1/stores/{store_id}/invoices").json()["invoices"]
         assert [i["id"] for i in listed] == [invoice_id], "the double tap made a second sale"
@@ -232,22 +242,22 @@ def test_a_counter_payment_from_keypad_to_refund_report_and_webhook(
         headline = bob.locator("[data-pay-headline]")
         expect(headline).to_have_text(re.compile("Paying…|Paid"))
         shot(bob, "pay-processing")
-        expect(tablet.locator("[data-sale-view]")).to_have_attribute(
+        expect(counter.locator("[data-sale-view]")).to_have_attribute(
             "data-state", re.compile("processing|paid")
         )
 
         # Settled on-chain: the phone says so, the tablet turns green with its receipt.
         expect(headline).to_have_text("Paid", timeout=SETTLE_TIMEOUT_MS)
         shot(bob, "pay-success")
-        expect(tablet.locator("[data-sale-view]")).to_have_attribute(
+        expect(counter.locator("[data-sale-view]")).to_have_attribute(
             "data-state", "paid", timeout=SETTLE_TIMEOUT_MS
         )
-        expect(tablet.locator("body")).to_have_class(re.compile("pos-paid"))
-        receipt = tablet.locator(".receipt")
+        expect(counter.locator("body")).to_have_class(re.compile("pos-paid"))
+        receipt = counter.locator(".receipt")
         expect(receipt).to_contain_text("HK$97.25")
         expect(receipt).to_contain_text("Fee")
         expect(receipt).to_contain_text("Transaction")
-        screenshots(tablet, "pos-paid-tablet")
+        screenshots(counter, "pos-paid-tablet")
 
         # The webhook: invoice.settled, signed with the endpoint's secret.
         wait_for(lambda: bool(receiver.events("invoice.settled")), mei, SETTLE_TIMEOUT_MS)
@@ -307,10 +317,9 @@ def test_a_counter_payment_from_keypad_to_refund_report_and_webhook(
         shot(mei, "dashboard-after-refund")
 
         # The counter starts the next sale.
-        tablet.get_by_role("button", name="New sale").click()
-        expect(tablet.locator("[data-amount-display]")).to_have_text("HK$0.00")
-        expect(tablet.locator("body")).not_to_have_class(re.compile("pos-paid"))
-        tablet.context.close()
+        counter.get_by_role("button", name="New sale").click()
+        expect(counter.locator("[data-amount-display]")).to_have_text("HK$0.00")
+        expect(counter.locator("body")).not_to_have_class(re.compile("pos-paid"))
 
     # The pages at phone size in Chinese and in the dark, the POS on the phone too.
     use_language(mei, base_url, "zh_Hant")
@@ -318,6 +327,11 @@ def test_a_counter_payment_from_keypad_to_refund_report_and_webhook(
     for key in "42":
         mei.locator(f"[data-key='{key}']").click()
     shot(mei, "zh-pos-keypad")
+    mei.locator("[data-charge]").click()
+    expect(mei.locator("[data-sale-view]")).to_have_attribute("data-state", "waiting")
+    shot(mei, "zh-pos-qr")
+    mei.goto(f"{base_url}/merchant/team")
+    shot(mei, "zh-team")
     mei.goto(f"{base_url}/merchant/stores/{store_id}")
     shot(mei, "zh-dashboard")
     use_language(bob, base_url, "fr")
@@ -330,7 +344,7 @@ def test_a_counter_payment_from_keypad_to_refund_report_and_webhook(
 
 def test_the_pay_screen_says_why_an_invoice_cannot_be_paid(
     shop: tuple[str, MoneyWallet],
-    browser: Browser,
+    tablet: Callable[[Page], Page],
     phone: Page,
     new_phone: Callable[[], Page],
     authenticator_factory: Callable[..., VirtualAuthenticator],
@@ -397,11 +411,10 @@ def test_the_pay_screen_says_why_an_invoice_cannot_be_paid(
         timeout=25_000
     )
     shot(bob, "pay-expired")
-    tablet = tablet_for(browser, mei)
-    tablet.goto(f"{base_url}/pos/{terminal['id']}")
-    tablet.locator("[data-key='5']").click()
-    screenshots(tablet, "pos-keypad-small-amount")
-    tablet.context.close()
+    counter = tablet(mei)
+    counter.goto(f"{base_url}/pos/{terminal['id']}")
+    counter.locator("[data-key='5']").click()
+    screenshots(counter, "pos-keypad-small-amount")
 
     # Someone else's counter is not found, in words; the pay page of nothing, too.
     response = bob.goto(f"{base_url}/pos/{terminal['id']}")

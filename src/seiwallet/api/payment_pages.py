@@ -67,6 +67,7 @@ from seiwallet.payments.models import InvoiceStatus, PaymentEvent
 from seiwallet.payments.permissions import API_KEY_SCOPES, Permission, Principal
 from seiwallet.payments.services import Payer, Payments
 from seiwallet.payments.webhooks import SUBSCRIBABLE, WebhookSender
+from seiwallet.transfers.rates import currency_of_token
 from seiwallet.web.i18n import gettext as _
 from seiwallet.web.payments import format_fiat, format_token, qr_svg
 from seiwallet.web.templating import short_address
@@ -358,7 +359,10 @@ async def pay(request: Request, invoice_id: str) -> Response:
             "symbol": symbol,
             "fee": token_text(public["fee"], symbol, locale),
             "fee_bps": invoice.fee_bps,
-            "value": money.fiat(amount) if price["currency"] != money.currency else None,
+            # Its value in the reader's currency, unless that is already on screen.
+            "value": money.fiat(amount)
+            if money.currency not in (price["currency"], currency_of_token(symbol))
+            else None,
             "expires_at": as_utc(invoice.expires_at),
             "settled_at": as_utc(invoice.settled_at) if invoice.settled_at else None,
             "tx_hash": tx_hash,
@@ -505,6 +509,18 @@ async def pos_sale(request: Request, terminal_id: str, invoice_id: str) -> Respo
     else:
         state = "waiting"
     pay_url = f"{svc.settings.web.public_url.rstrip('/')}/pay/{row['id']}"
+    # Outside wallets: the invoice's own deposit address, when the domain gives it one.
+    found = invoice.get("deposit")
+    deposit = None
+    if state == "waiting" and isinstance(found, Mapping) and found.get("uri"):
+        deposit = {
+            "address": str(found.get("address") or ""),
+            "uri": str(found["uri"]),
+            "qr": qr_svg(
+                str(found["uri"]),
+                label=_("QR code for other wallets to pay %(amount)s") % {"amount": row["amount"]},
+            ),
+        }
     return render(
         request,
         "_pos_sale.html",
@@ -513,6 +529,7 @@ async def pos_sale(request: Request, terminal_id: str, invoice_id: str) -> Respo
         state=state,
         store={"name": store.name},
         pay_url=pay_url,
+        deposit=deposit,
         qr=qr_svg(pay_url, label=_("QR code to pay %(amount)s") % {"amount": row["price"]})
         if state == "waiting"
         else None,

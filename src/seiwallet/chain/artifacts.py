@@ -81,6 +81,9 @@ class ContractArtifact:
     deployed_bytecode: str = field(repr=False)
     link_references: tuple[LinkReference, ...] = ()
     deployed_link_references: tuple[LinkReference, ...] = ()
+    #: Where the runtime code holds immutables, as (start, length) in bytes: zeros in
+    #: ``deployed_bytecode``, filled in by the constructor.
+    immutable_references: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ContractArtifact:
@@ -94,6 +97,10 @@ class ContractArtifact:
                 deployed_bytecode=_hex(data["deployedBytecode"]),
                 link_references=_link_references(data.get("linkReferences") or {}),
                 deployed_link_references=_link_references(data.get("deployedLinkReferences") or {}),
+                immutable_references=tuple(
+                    (int(ref["start"]), int(ref["length"]))
+                    for ref in data.get("deployedImmutableReferences") or ()
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             name = data.get("contractName", "?") if isinstance(data, Mapping) else "?"
@@ -119,6 +126,20 @@ class ContractArtifact:
     def runtime_code(self, libraries: Mapping[str, str] | None = None) -> bytes:
         """The runtime code as the chain stores it, to compare with ``eth_getCode``."""
         return link_bytecode(self.deployed_bytecode, self.deployed_link_references, libraries or {})
+
+    def runtime_code_matches(self, code: bytes, libraries: Mapping[str, str] | None = None) -> bool:
+        """Whether deployed ``code`` was built from this artifact, whatever its immutables hold.
+
+        The bytes at the immutables' offsets are the constructor's to choose (addresses it was
+        given or created); every other byte must be the artifact's.
+        """
+        expected = self.runtime_code(libraries)
+        if len(code) != len(expected):
+            return False
+        masked = bytearray(code)
+        for start, length in self.immutable_references:
+            masked[start : start + length] = expected[start : start + length]
+        return bytes(masked) == expected
 
     @functools.cached_property
     def _functions(self) -> dict[str, list[tuple[dict[str, Any], bytes, list[str]]]]:

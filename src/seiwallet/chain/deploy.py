@@ -1,12 +1,14 @@
-"""Deploy Circle's FiatToken (USDC, EURC), our PaymentRouter and InviteEscrow; write a manifest.
+"""Deploy Circle's FiatToken (USDC, EURC), our PaymentRouter, InviteEscrow and InvoiceDeposits;
+write a manifest.
 
 FiatToken is deployed only on chains we run ourselves (anvil); on Sei the tokens are Circle's
-own and only the router and the escrow are ours (:func:`deploy_router`,
-:func:`deploy_invite_escrow`). The steps follow Circle's deployment:
-``SignatureChecker`` library → ``FiatTokenV2_2`` implementation, linked to it and initialized with
-throw-away values so nobody can take it over → one ``FiatTokenProxy`` per token, created by a
-dedicated proxy-admin account (the proxy's admin cannot call the token) → ``initialize``,
-``initializeV2``, ``initializeV2_1``, ``initializeV2_2`` through the proxy → ``configureMinter``.
+own and only the router, the escrow and the deposits contract are ours (:func:`deploy_router`,
+:func:`deploy_invite_escrow`, :func:`deploy_invoice_deposits`). The steps follow Circle's
+deployment: ``SignatureChecker`` library → ``FiatTokenV2_2`` implementation, linked to it and
+initialized with throw-away values so nobody can take it over → one ``FiatTokenProxy`` per token,
+created by a dedicated proxy-admin account (the proxy's admin cannot call the token) →
+``initialize``, ``initializeV2``, ``initializeV2_1``, ``initializeV2_2`` through the proxy →
+``configureMinter``.
 
 Transactions that do not depend on each other are sent together with consecutive nonces and
 their contract addresses computed in advance, so a deployment takes three blocks, not twenty.
@@ -66,6 +68,10 @@ THROWAWAY_ADDRESS = "0x0000000000000000000000000000000000000001"
 #: gives it gas. Address 0xBcd4042DE499D14e55001CcbB24a551F3b954096.
 RELEASER_INDEX = 10
 
+#: BIP-44 index of the local sweeper of invoice deposit boxes (it pays the gas of ``sweep``), a
+#: role of its own after the releaser; the local chain gives it gas.
+SWEEPER_INDEX = 11
+
 #: Unlimited minting for the local master minter's own minter (a test chain, not a real issuer).
 _UNLIMITED = 2**256 - 1
 
@@ -102,7 +108,8 @@ class LocalAccounts:
     admin cannot call the token), 2 owns the tokens and is their master minter, minter, pauser,
     blacklister and lost-and-found, 3 collects fees and owns the router and the invite escrow,
     4–7 are sponsors that pay gas for users, 10 (:data:`RELEASER_INDEX`) is the invite escrow's
-    releaser. One place, so a test and the demo cannot disagree on who is who.
+    releaser, 11 (:data:`SWEEPER_INDEX`) sweeps invoice deposit boxes. One place, so a test and
+    the demo cannot disagree on who is who.
     """
 
     deployer: LocalAccount
@@ -111,6 +118,7 @@ class LocalAccounts:
     fee_collector: LocalAccount
     sponsors: tuple[LocalAccount, ...]
     releaser: LocalAccount
+    sweeper: LocalAccount
 
     @classmethod
     def from_mnemonic(cls, mnemonic: str = ANVIL_MNEMONIC, *, sponsors: int = 4) -> LocalAccounts:
@@ -119,7 +127,7 @@ class LocalAccounts:
             raise ValueError(
                 f"at most {RELEASER_INDEX - 4} sponsors: index {RELEASER_INDEX} is the releaser"
             )
-        keys = _derive(mnemonic, RELEASER_INDEX + 1)
+        keys = _derive(mnemonic, SWEEPER_INDEX + 1)
         return cls(
             deployer=keys[0],
             proxy_admin=keys[1],
@@ -127,6 +135,7 @@ class LocalAccounts:
             fee_collector=keys[3],
             sponsors=tuple(keys[4 : 4 + sponsors]),
             releaser=keys[RELEASER_INDEX],
+            sweeper=keys[SWEEPER_INDEX],
         )
 
     @property
@@ -211,6 +220,10 @@ class Deployment:
     invite_escrow: str | None = None
     invite_escrow_releaser: str | None = None
     invite_escrow_code_hash: str | None = None
+    #: The invoice deposits contract (deposit addresses for outside wallets, bound to
+    #: ``router``) and the keccak256 of its runtime code; ``None`` in an older manifest.
+    invoice_deposits: str | None = None
+    invoice_deposits_code_hash: str | None = None
     version: int = field(default=MANIFEST_VERSION)
 
     def token(self, symbol: str) -> DeployedToken:
@@ -239,6 +252,8 @@ class Deployment:
             "invite_escrow": self.invite_escrow,
             "invite_escrow_releaser": self.invite_escrow_releaser,
             "invite_escrow_code_hash": self.invite_escrow_code_hash,
+            "invoice_deposits": self.invoice_deposits,
+            "invoice_deposits_code_hash": self.invoice_deposits_code_hash,
         }
 
     @classmethod
@@ -263,6 +278,8 @@ class Deployment:
             invite_escrow=_optional_str(data.get("invite_escrow")),
             invite_escrow_releaser=_optional_str(data.get("invite_escrow_releaser")),
             invite_escrow_code_hash=_optional_str(data.get("invite_escrow_code_hash")),
+            invoice_deposits=_optional_str(data.get("invoice_deposits")),
+            invoice_deposits_code_hash=_optional_str(data.get("invoice_deposits_code_hash")),
             version=int(version),
         )
 
@@ -416,11 +433,12 @@ def deploy_local(
     tokens: Sequence[TokenSpec] = DEFAULT_TOKENS,
     timeout: float = 60.0,
 ) -> Deployment:
-    """Deploy the FiatToken stablecoins, the router and the invite escrow on a chain we run.
+    """Deploy the FiatToken stablecoins, the router, the invite escrow and the invoice deposits
+    contract on a chain we run.
 
-    Runs in three rounds of transactions: (1) library, implementation, router, invite escrow
-    and the implementation's throw-away initialization; (2) the proxies; (3) initializing every
-    proxy and configuring its minter.
+    Runs in three rounds of transactions: (1) library, implementation, router, invite escrow,
+    invoice deposits and the implementation's throw-away initialization; (2) the proxies; (3)
+    initializing every proxy and configuring its minter.
     """
     roles_keys = accounts or local_accounts()
     roles = roles_keys.roles
@@ -429,6 +447,7 @@ def deploy_local(
     proxy = load_fiat_token_artifact("FiatTokenProxy")
     router = load_artifact("PaymentRouter")
     escrow = load_artifact("InviteEscrow")
+    deposits = load_artifact("InvoiceDeposits")
     deployer, proxy_admin, admin = (
         roles_keys.deployer,
         roles_keys.proxy_admin,
@@ -441,6 +460,7 @@ def deploy_local(
     implementation_address = sender.next_address(deployer, 1)
     router_address = sender.next_address(deployer, 2)
     escrow_address = sender.next_address(deployer, 3)
+    deposits_address = sender.next_address(deployer, 4)
     linked = {SIGNATURE_CHECKER: library_address}
     sender.send(deployer, library.encode_deploy(), label="deploy SignatureChecker")
     # The constructor does not call the library, so it can be estimated before the library
@@ -460,6 +480,7 @@ def deploy_local(
         escrow.encode_deploy(roles.router_owner, roles_keys.releaser.address),
         label="deploy InviteEscrow",
     )
+    sender.send(deployer, deposits.encode_deploy(router_address), label="deploy InvoiceDeposits")
     # Circle initializes the implementation with dead values so nobody can claim its roles.
     for call in _initializers(
         TokenSpec(name="", symbol="", currency="", decimals=0),
@@ -503,6 +524,7 @@ def deploy_local(
 
     router_code = bytes(w3.eth.get_code(to_checksum_address(router_address)))
     escrow_code = bytes(w3.eth.get_code(to_checksum_address(escrow_address)))
+    deposits_code = bytes(w3.eth.get_code(to_checksum_address(deposits_address)))
     deployment = Deployment(
         chain_id=w3.eth.chain_id,
         block_number=max(int(r["blockNumber"]) for r in receipts),
@@ -527,6 +549,8 @@ def deploy_local(
         invite_escrow=escrow_address,
         invite_escrow_releaser=roles_keys.releaser.address,
         invite_escrow_code_hash="0x" + keccak(escrow_code).hex(),
+        invoice_deposits=deposits_address,
+        invoice_deposits_code_hash="0x" + keccak(deposits_code).hex(),
     )
     problems = check_deployment(w3, deployment)
     if problems:
@@ -593,6 +617,48 @@ def deploy_invite_escrow(
     return _deploy_alone(w3, deployer, "InviteEscrow", owner, releaser, timeout=timeout)
 
 
+def deploy_invoice_deposits(
+    w3: Web3,
+    deployer: LocalAccount,
+    *,
+    router: str,
+    timeout: float = 60.0,
+) -> tuple[str, int]:
+    """Deploy only InvoiceDeposits bound to ``router`` (e.g. on Sei); (address, block).
+
+    It has no owner and no settings: the router it is bound to is all there is to choose.
+    """
+    return _deploy_alone(w3, deployer, "InvoiceDeposits", router, timeout=timeout)
+
+
+def add_invoice_deposits(
+    w3: Web3,
+    deployment: Deployment,
+    accounts: LocalAccounts | None = None,
+    *,
+    timeout: float = 60.0,
+) -> Deployment:
+    """Deploy the invoice deposits contract next to a local deployment whose manifest predates
+    it (bound to that deployment's router); returns the completed manifest."""
+    if deployment.invoice_deposits is not None:
+        return deployment
+    keys = accounts or local_accounts()
+    address, block = deploy_invoice_deposits(
+        w3, keys.deployer, router=deployment.router, timeout=timeout
+    )
+    code = bytes(w3.eth.get_code(to_checksum_address(address)))
+    upgraded = replace(
+        deployment,
+        block_number=max(deployment.block_number, block),
+        invoice_deposits=address,
+        invoice_deposits_code_hash="0x" + keccak(code).hex(),
+    )
+    problems = check_deployment(w3, upgraded)
+    if problems:
+        raise ChainError("the deployment does not check out: " + "; ".join(problems))
+    return upgraded
+
+
 def add_invite_escrow(
     w3: Web3,
     deployment: Deployment,
@@ -656,6 +722,7 @@ def check_deployment(w3: Web3, deployment: Deployment) -> list[str]:
             problems.append(
                 "the deployed invite escrow was built from other sources than this version's"
             )
+    problems.extend(_check_invoice_deposits(w3, deployment))
     fiat_token = load_fiat_token_artifact("FiatTokenV2_2") if deployment.tokens else None
     for symbol, token in sorted(deployment.tokens.items()):
         address = to_checksum_address(token.address)
@@ -669,6 +736,31 @@ def check_deployment(w3: Web3, deployment: Deployment) -> list[str]:
             if _decode_string(bytes(raw)) != token.symbol:
                 problems.append(f"the token at {address} is not {symbol}")
     return problems
+
+
+def _check_invoice_deposits(w3: Web3, deployment: Deployment) -> list[str]:
+    """The invoice deposits contract: there, the manifest's code, this version's, our router's."""
+    address = deployment.invoice_deposits
+    if address is None:  # a manifest from before it: nothing to check (the local chain adds one)
+        return []
+    artifact = load_artifact("InvoiceDeposits")
+    code = bytes(w3.eth.get_code(to_checksum_address(address)))
+    if not code:
+        return [f"no contract at the invoice deposits address {address}"]
+    if "0x" + keccak(code).hex() != deployment.invoice_deposits_code_hash:
+        return [f"the code at the invoice deposits address {address} is not the manifest's"]
+    if not artifact.runtime_code_matches(code):
+        return ["the deployed invoice deposits contract was built from other sources"]
+    raw = w3.eth.call(
+        {
+            "to": to_checksum_address(address),
+            "data": HexStr("0x" + artifact.encode_call("router").hex()),
+        }
+    )
+    bound = to_checksum_address(abi_decode(["address"], bytes(raw))[0])
+    if bound != to_checksum_address(deployment.router):
+        return [f"the invoice deposits contract is bound to router {bound}, not the manifest's"]
+    return []
 
 
 def _decode_string(raw: bytes) -> str | None:

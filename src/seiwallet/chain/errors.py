@@ -311,6 +311,29 @@ ZeroClaimHash = _reverted(
     "an invitation needs a claim hash (of a salt and the recipient's alias)",
 )
 
+# -- our InvoiceDeposits (custom errors, matched by selector) ---------------------------------
+NothingToSweep = _reverted(
+    "NothingToSweep",
+    "deposits.nothing_to_sweep",
+    "NothingToSweep",
+    "the invoice's deposit address holds none of this token: nothing to sweep",
+    409,
+)
+RescueOfPaymentToken = _reverted(
+    "RescueOfPaymentToken",
+    "deposits.rescue_of_payment_token",
+    "RescueOfPaymentToken",
+    "the invoice's own token leaves its deposit address by sweep (which takes the fee), not by "
+    "rescue",
+)
+NotDepositsContract = _reverted(
+    "NotDepositsContract",
+    "deposits.not_creator",
+    "NotCreator",
+    "a deposit box obeys only the InvoiceDeposits contract that made it: call sweep or rescue",
+    403,
+)
+
 #: Known revert reasons, most specific first; the first whose fragment occurs wins.
 KNOWN_REVERTS: tuple[type[ExecutionReverted], ...] = (
     AddressBlacklisted,
@@ -339,6 +362,9 @@ KNOWN_REVERTS: tuple[type[ExecutionReverted], ...] = (
     DeadlineOutOfRange,
     ValueTooLarge,
     ZeroClaimHash,
+    NothingToSweep,
+    RescueOfPaymentToken,
+    NotDepositsContract,
 )
 
 
@@ -372,9 +398,9 @@ class TransactionTimeout(ChainError):
 _ERROR_STRING_SELECTOR = keccak(text="Error(string)")[:4]
 _PANIC_SELECTOR = keccak(text="Panic(uint256)")[:4]
 
-#: Custom errors of our contracts (PaymentRouter and InviteEscrow, which share ``ZeroAddress`` and
-#: ``ZeroAmount``), by 4-byte selector → name (their arguments are not needed to choose the error
-#: class; they stay in ``data`` for logs).
+#: Custom errors of our contracts (PaymentRouter, InviteEscrow and InvoiceDeposits, which share
+#: ``ZeroAddress``, ``ZeroAmount`` and ``FeeExceedsAmount``), by 4-byte selector → name (their
+#: arguments are not needed to choose the error class; they stay in ``data`` for logs).
 CUSTOM_ERROR_SIGNATURES = (
     "InvoiceAlreadySettled(bytes32)",
     "FeeExceedsAmount()",
@@ -402,6 +428,14 @@ CUSTOM_ERROR_SIGNATURES = (
     "DeadlineOutOfRange(uint256)",
     "ValueTooLarge(uint256)",
     "ZeroClaimHash()",
+    # InvoiceDeposits and its DepositBox (with OpenZeppelin's errors they can raise)
+    "NothingToSweep(bytes32,address)",
+    "RescueOfPaymentToken(address)",
+    "NotCreator(address)",
+    "SafeCastOverflowedUintDowncast(uint8,uint256)",
+    "FailedDeployment()",
+    "FailedCall()",
+    "InsufficientBalance(uint256,uint256)",
 )
 _CUSTOM_ERRORS: Mapping[bytes, str] = {
     keccak(text=signature)[:4]: signature.split("(")[0] for signature in CUSTOM_ERROR_SIGNATURES

@@ -62,6 +62,9 @@ EVENT_KEYS: Mapping[str, str] = {
     "InvitationCreated": "id",
     "InvitationClaimed": "id",
     "InvitationReclaimed": "id",
+    "DepositSwept": "invoiceId",
+    "DepositSettled": "invoiceId",
+    "DepositRescued": "invoiceId",
     "AuthorizationUsed": "nonce",
     "AuthorizationCanceled": "nonce",
 }

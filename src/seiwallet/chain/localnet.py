@@ -2,9 +2,10 @@
 
 :class:`LocalChain` starts the anvil binary from ``node_modules`` (0.4 s blocks, a 10 M gas
 limit, the Prague EVM, chain id :data:`~seiwallet.config.LOCAL_CHAIN_ID`), waits until *its own*
-process answers, deploys the stablecoins, the router and the invite escrow if the chain does not
-already hold them (a resumed chain whose manifest predates the escrow gets one added in place),
-funds the sponsor and releaser accounts and writes the deployment manifest every other process
+process answers, deploys the stablecoins, the router, the invite escrow and the invoice deposits
+contract if the chain does not already hold them (a resumed chain whose manifest predates the
+escrow or the deposits contract gets it added in place), funds the sponsor, releaser and sweeper
+accounts and writes the deployment manifest every other process
 reads with :func:`load_deployment`.
 
 The chain's state is saved to ``<data_dir>/chain/state.json`` (every few seconds and on stop), so a
@@ -45,6 +46,7 @@ from seiwallet.chain.deploy import (
     Deployment,
     LocalAccounts,
     add_invite_escrow,
+    add_invoice_deposits,
     check_deployment,
     deploy_local,
     local_accounts,
@@ -476,18 +478,28 @@ class LocalChain:
         return None
 
     def _add_missing_contracts(self) -> str:
-        """Deploy what a manifest older than this version lacks (the invite escrow) in place.
+        """Deploy what a manifest older than this version lacks (the invite escrow, the invoice
+        deposits contract) in place.
 
         The chain and everything on it are kept; the manifest is rewritten. Returns what was
         added, for the start report ("" if nothing).
         """
         deployment = self.deployment
-        if deployment.invite_escrow is not None:
+        added: list[str] = []
+        if deployment.invite_escrow is None:
+            deployment = add_invite_escrow(self.web3(), deployment, self.accounts)
+            added.append(f"; deployed the invite escrow it lacked at {deployment.invite_escrow}")
+        if deployment.invoice_deposits is None:
+            deployment = add_invoice_deposits(self.web3(), deployment, self.accounts)
+            added.append(
+                f"; deployed the invoice deposits contract it lacked at "
+                f"{deployment.invoice_deposits}"
+            )
+        if not added:
             return ""
-        deployment = add_invite_escrow(self.web3(), deployment, self.accounts)
         write_manifest(deployment, self.settings.deployment_manifest_path)
         self._deployment = deployment
-        return f"; deployed the invite escrow it lacked at {deployment.invite_escrow}"
+        return "".join(added)
 
     def _deploy(self) -> None:
         deployment = deploy_local(self.web3(), self.accounts)
@@ -495,11 +507,12 @@ class LocalChain:
         self._deployment = deployment
 
     def _fund_sponsors(self) -> None:
-        """Top up the accounts that pay gas: the sponsors (for users) and the escrow's releaser
-        (anvil can set balances directly)."""
+        """Top up the accounts that pay gas: the sponsors (for users), the escrow's releaser and
+        the deposit boxes' sweeper (anvil can set balances directly)."""
         w3 = self.web3()
         addresses = [account.address for account in self.accounts.sponsors]
         addresses.append(self.accounts.releaser.address)
+        addresses.append(self.accounts.sweeper.address)
         for key in self.settings.sponsor_keys:
             addresses.append(
                 w3.eth.account.from_key(key.get_secret_value()).address,

@@ -12,6 +12,7 @@ MODEL_MODULES: Final[tuple[str, ...]] = (
     "seiwallet.accounts.models",
     "seiwallet.transfers.models",
     "seiwallet.payments.models",
+    "seiwallet.payments.deposit_models",
     "seiwallet.compliance.models",
 )
 

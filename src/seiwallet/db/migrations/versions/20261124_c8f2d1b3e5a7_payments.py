@@ -540,9 +540,118 @@ def upgrade() -> None:
         unique=False,
     )
 
+    # -- invoice deposit addresses (payments.deposit_models) -----------------------------------
+    op.create_table(
+        "invoice_deposits",
+        sa.Column("invoice_id", sa.String(length=66), nullable=False),
+        sa.Column("merchant_id", sa.String(length=32), nullable=False),
+        sa.Column("chain_id", sa.BigInteger(), nullable=False),
+        sa.Column("contract", sa.String(length=42), nullable=False),
+        sa.Column("router", sa.String(length=42), nullable=False),
+        sa.Column("address", sa.String(length=42), nullable=False),
+        sa.Column("token", sa.String(length=42), nullable=False),
+        sa.Column("payment_id", sa.String(length=66), nullable=False),
+        sa.Column(
+            "received_units",
+            sa.String(78).with_variant(sa.Numeric(78, 0), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "swept_units",
+            sa.String(78).with_variant(sa.Numeric(78, 0), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "fee_taken_units",
+            sa.String(78).with_variant(sa.Numeric(78, 0), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("sweep_due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sweep_tx_hash", sa.String(length=66), nullable=True),
+        sa.Column("sweep_attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.String(length=300), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"], ["invoices.id"], name=op.f("fk_invoice_deposits_invoice_id_invoices")
+        ),
+        sa.PrimaryKeyConstraint("invoice_id", name=op.f("pk_invoice_deposits")),
+        sa.UniqueConstraint(
+            "chain_id", "address", name=op.f("uq_invoice_deposits_chain_id_address")
+        ),
+    )
+    op.create_index(
+        "ix_invoice_deposits_due", "invoice_deposits", ["chain_id", "sweep_due_at"], unique=False
+    )
+    op.create_index(
+        "ix_invoice_deposits_in_flight",
+        "invoice_deposits",
+        ["chain_id", "sweep_tx_hash"],
+        unique=False,
+    )
+    op.create_table(
+        "deposit_receipts",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("invoice_id", sa.String(length=66), nullable=False),
+        sa.Column("merchant_id", sa.String(length=32), nullable=False),
+        sa.Column("chain_id", sa.BigInteger(), nullable=False),
+        sa.Column("token", sa.String(length=42), nullable=False),
+        sa.Column("payer", sa.String(length=42), nullable=False),
+        sa.Column(
+            "value_units",
+            sa.String(78).with_variant(sa.Numeric(78, 0), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                "partial",
+                "settling",
+                "over",
+                "other_token",
+                name="depositkind",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("tx_hash", sa.String(length=66), nullable=False),
+        sa.Column("block_number", sa.BigInteger(), nullable=False),
+        sa.Column("block_hash", sa.String(length=66), nullable=False),
+        sa.Column("log_index", sa.Integer(), nullable=False),
+        sa.Column("paid_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"],
+            ["invoice_deposits.invoice_id"],
+            name=op.f("fk_deposit_receipts_invoice_id_invoice_deposits"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_deposit_receipts")),
+        sa.UniqueConstraint(
+            "chain_id",
+            "block_hash",
+            "log_index",
+            name=op.f("uq_deposit_receipts_chain_id_block_hash_log_index"),
+        ),
+    )
+    op.create_index(
+        "ix_deposit_receipts_invoice", "deposit_receipts", ["invoice_id", "id"], unique=False
+    )
+
 
 def downgrade() -> None:
     """Revert this revision."""
+    # -- invoice deposit addresses first: they refer to invoices -------------------------------
+    op.drop_index("ix_deposit_receipts_invoice", table_name="deposit_receipts")
+    op.drop_table("deposit_receipts")
+    op.drop_index("ix_invoice_deposits_in_flight", table_name="invoice_deposits")
+    op.drop_index("ix_invoice_deposits_due", table_name="invoice_deposits")
+    op.drop_table("invoice_deposits")
     op.drop_index(
         "ix_webhook_delivery_attempts_delivery_id", table_name="webhook_delivery_attempts"
     )
