@@ -93,9 +93,10 @@ def test_send_approved_by_the_device_key(
     transfers = ada.http.get("/v1/transfers").json()["transfers"]
     assert len(transfers) == 1
     assert transfers[0]["status"] == "signed"
+    assert transfers[0]["invitation"] is None
 
     too_much = _cli(
-        "send", "bob@example.com", "1000", "--yes", "--credentials", str(credentials), home=home
+        "send", "bob@example.com", "60", "--yes", "--credentials", str(credentials), home=home
     )
     assert too_much.returncode == 1
     assert "not enough USDC" in too_much.stderr
@@ -105,6 +106,15 @@ def test_send_approved_by_the_device_key(
     )
     assert bad_amount.returncode == 1
     assert "amount" in bad_amount.stderr
+
+    # Someone not on seiwallet yet: an invitation, whose terms the CLI checks before approving.
+    invited = _cli(
+        "send", "carol@example.com", "2", "--yes", "--no-wait",
+        "--credentials", str(credentials), home=home,
+    )  # fmt: skip
+    assert invited.returncode == 0, invited.stderr
+    assert "carol@example.com is not on seiwallet yet" in " ".join(invited.stdout.split())
+    assert "signed" in invited.stdout
 
     history = _cli("history", "--credentials", str(credentials), home=home)
     assert history.returncode == 0, history.stderr
