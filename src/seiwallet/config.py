@@ -269,6 +269,8 @@ class RelayerSettings(BaseModel):
     transfer_gas_limit: int = Field(default=150_000, ge=50_000, le=10_000_000)
     #: The same for an invitation's deposit into the invite escrow (it uses 168–202 k).
     deposit_gas_limit: int = Field(default=260_000, ge=50_000, le=10_000_000)
+    #: The same for a PaymentRouter ``pay`` or ``refund`` (``pay`` uses 140–174 k).
+    router_gas_limit: int = Field(default=240_000, ge=50_000, le=10_000_000)
     #: A sponsor whose balance (wei) falls under this logs one alert on ``seiwallet.alerts``.
     low_balance_wei: int = Field(default=10 * 10**18, ge=0)
     #: How often the sponsors' balances are read.

@@ -28,6 +28,7 @@ from seiwallet.chain.deploy import blacklist
 from seiwallet.chain.follower import Follower
 from seiwallet.chain.localnet import LocalChain
 from seiwallet.chain.models import ChainEvent, SentTransaction, TxStatus
+from seiwallet.chain.router import Payment, Refund, payment_authorization, refund_authorization
 from seiwallet.chain.rpc import Call, RpcClient
 from seiwallet.chain.sender import TransactionSender
 from seiwallet.chain.tokens import Authorization3009, authorization_typed_data
@@ -37,6 +38,7 @@ from seiwallet.db import session_factory
 from seiwallet.deployments import Contracts
 from seiwallet.transfers.handlers import TransferEventHandler
 from seiwallet.transfers.models import Transfer, TransferStatus
+from seiwallet.transfers.outbox import SignedRouterCall, enqueue_router_call
 from seiwallet.transfers.relayer import NETWORK_DELAY, Outbound, Relayer, transfer_purpose
 
 pytestmark = pytest.mark.chain
@@ -725,3 +727,140 @@ async def test_with_every_sponsor_out_of_gas_transfers_wait_with_a_reason(scene:
     assert "topped up" in transfer.delay_reason
     assert transfer.next_attempt_at is not None
     assert aware(transfer.next_attempt_at) > datetime.now(UTC) + timedelta(seconds=0.5)
+
+
+# -- (h) payments and refunds through the PaymentRouter ride the same outbox ------------------
+
+
+def _router_call(
+    scene: Scene,
+    signer: LocalAccount,
+    terms: Payment | Refund,
+    *,
+    user_id: str,
+    valid_before: int | None = None,
+) -> str:
+    """A signed ``router.pay``/``router.refund`` in the outbox, as the payments domain puts it."""
+    router = scene.kit.deployment.router
+    now = scene.kit.latest_timestamp()
+    window = (now - 60, valid_before if valid_before is not None else now + 600)
+    if isinstance(terms, Refund):
+        authorization = refund_authorization(
+            terms,
+            router=router,
+            chain_id=scene.kit.chain_id,
+            valid_after=window[0],
+            valid_before=window[1],
+        )
+    else:
+        authorization = payment_authorization(
+            terms,
+            payer=signer.address,
+            router=router,
+            chain_id=scene.kit.chain_id,
+            valid_after=window[0],
+            valid_before=window[1],
+        )
+    with scene.sessions.begin() as session:
+        return enqueue_router_call(
+            session,
+            SignedRouterCall(
+                user_id=user_id,
+                reference=os.urandom(8).hex(),
+                chain_id=scene.kit.chain_id,
+                symbol="USDC",
+                decimals=6,
+                from_address=signer.address,
+                router=router,
+                terms=terms,
+                nonce=authorization.nonce,
+                valid_after=window[0],
+                valid_before=window[1],
+                intent="{}",
+                intent_digest="00" * 32,
+                signature="0x" + scene.kit.sign_receive(signer, authorization).hex(),
+                label="Coffee Corner",
+            ),
+            now=datetime.now(UTC),
+        )
+
+
+def _router_relayer(scene: Scene) -> Relayer:
+    relayer = scene.relayer()
+    return Relayer(
+        scene.rpc,
+        scene.sessions,
+        [sponsor.sender for sponsor in relayer._sponsors],
+        chain_id=scene.kit.chain_id,
+        settings=SETTINGS,
+        router=scene.kit.deployment.router,
+    )
+
+
+async def test_payments_and_refunds_go_through_the_router_once(scene: Scene) -> None:
+    kit = scene.kit
+    merchant: LocalAccount = Account.create()
+    payers = [scene.payer(10_000_000) for _ in range(3)]
+    payments = [
+        Payment(
+            invoice_id=os.urandom(32),
+            merchant=merchant.address,
+            token=kit.token_address("USDC"),
+            amount_units=2_000_000 + index,
+            fee_units=20_000,
+        )
+        for index in range(3)
+    ]
+    collector_before = kit.balance(kit.deployment.fee_collector)
+    ids = [
+        _router_call(scene, payer, payment, user_id=scene.user_id)
+        for payer, payment in zip(payers, payments, strict=True)
+    ]
+    relayer, follower = _router_relayer(scene), scene.follower()
+    await scene.drive(
+        relayer, lambda: all(confirmed(t) for t in scene.transfers(ids)), follower=follower
+    )
+    assert kit.balance(merchant.address) == sum(p.amount_units - p.fee_units for p in payments)
+    assert kit.balance(kit.deployment.fee_collector) - collector_before == 3 * 20_000
+    for payer, payment, transfer in zip(payers, payments, scene.transfers(ids), strict=True):
+        assert kit.balance(payer.address) == 10_000_000 - payment.amount_units
+        assert transfer.to_address.lower() == kit.deployment.router.lower()
+        assert transfer.attempts == 1
+        assert 100_000 < (transfer.gas_used or 0) < 240_000
+
+    # The merchant refunds part of the first payment: the router pays it back to the payer.
+    refund = Refund(
+        payment=payments[0], payer=payers[0].address, refund_id=os.urandom(32), amount_units=500_000
+    )
+    refund_id = _router_call(scene, merchant, refund, user_id=scene.user_id)
+    await scene.drive(relayer, lambda: confirmed(scene.transfer(refund_id)), follower=follower)
+    assert kit.balance(payers[0].address) == 10_000_000 - payments[0].amount_units + 500_000
+
+    # Running on sends nothing twice.
+    for _ in range(5):
+        await relayer.submit_once()
+        await relayer.track_once()
+        await follower.poll()
+    with scene.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(SentTransaction)) == 4
+
+
+async def test_a_payment_that_cannot_settle_fails_with_the_reason(scene: Scene) -> None:
+    kit = scene.kit
+    poor = scene.payer(1_000)  # holds less than the invoice asks
+    payment = Payment(
+        invoice_id=os.urandom(32),
+        merchant=Account.create().address,
+        token=kit.token_address("USDC"),
+        amount_units=5_000_000,
+        fee_units=0,
+    )
+    transfer_id = _router_call(scene, poor, payment, user_id=scene.user_id)
+    relayer = _router_relayer(scene)
+    await scene.drive(
+        relayer, scene.all_in([transfer_id], TransferStatus.FAILED), follower=scene.follower()
+    )
+    failed = scene.transfer(transfer_id)
+    assert failed.failure_reason is not None
+    assert "balance" in failed.failure_reason.lower()
+    assert scene.sponsor_txs(transfer_id) == []  # found by the simulation: no gas spent

@@ -14,12 +14,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet import __version__
 from seiwallet.addresses import parse_evm_address
@@ -41,12 +44,13 @@ from seiwallet.cli.runtime import (
 )
 from seiwallet.cli.status import gather_status, render_status
 from seiwallet.config import Settings
-from seiwallet.db import describe_url, session_factory
+from seiwallet.db import SQLITE_BEGIN, describe_url, session_factory
 from seiwallet.db.migrations import current_revision, head_revision, upgrade
 from seiwallet.deployments import contracts_for, open_chain
 from seiwallet.errors import InvalidInput, SeiwalletError
 from seiwallet.money import TokenAmount
-from seiwallet.payments.handlers import PaymentEventHandler
+from seiwallet.payments.deposits import DepositEventHandler, DepositSweeper, sweeper_account
+from seiwallet.payments.handlers import PaymentEventHandler, reconcile_outbox
 from seiwallet.payments.tasks import run_payment_tasks
 from seiwallet.transfers.handlers import InvitationEventHandler, TransferEventHandler
 from seiwallet.transfers.relayer import Relayer
@@ -244,14 +248,45 @@ async def _run_worker(config: Settings) -> None:
             for account in sponsor_accounts(config)
         ]
         escrow = invitation_escrow(config)
+        contracts = contracts_for(config)
         relayer = Relayer(
-            rpc, sessions, senders, chain_id=chain_id, settings=config.relayer, escrow=escrow
+            rpc,
+            sessions,
+            senders,
+            chain_id=chain_id,
+            settings=config.relayer,
+            escrow=escrow,
+            router=contracts.router,
+        )
+        deposits = (
+            DepositSweeper(
+                rpc,
+                sessions,
+                TransactionSender(
+                    rpc, sweeper_account(config), chain_id=chain_id, sessions=sessions
+                ),
+                chain_id=chain_id,
+                contract=contracts.invoice_deposits,
+                tokens=list(contracts.tokens.values()),
+                settings=config.deposits,
+            )
+            if contracts.invoice_deposits
+            else None
         )
         follower = await build_follower(
             config,
             rpc,
             sessions,
-            handlers=[TransferEventHandler(), InvitationEventHandler(), PaymentEventHandler()],
+            handlers=[
+                TransferEventHandler(),
+                InvitationEventHandler(),
+                PaymentEventHandler(),
+                DepositEventHandler(
+                    partial_sweep_delay=timedelta(
+                        seconds=config.deposits.partial_sweep_delay_seconds
+                    )
+                ),
+            ],
         )
         invitations = (
             InvitationWorker(
@@ -283,11 +318,29 @@ async def _run_worker(config: Settings) -> None:
             group.create_task(_follow(follower, stop))
             group.create_task(relayer.run(stop))
             group.create_task(run_payment_tasks(sessions, config.payments, stop, chain_id=chain_id))
+            group.create_task(_reconcile_payments(sessions, stop, chain_id=chain_id))
+            if deposits is not None:
+                group.create_task(deposits.run(stop))
             if invitations is not None:
                 group.create_task(invitations.run(stop))
     finally:
         await rpc.aclose()
         engine.dispose()
+
+
+async def _reconcile_payments(
+    sessions: sessionmaker[Session], stop: asyncio.Event, *, chain_id: int, every: float = 0.25
+) -> None:
+    """Carry the relayer's verdicts on payment and refund outbox rows to their invoices."""
+    while not stop.is_set():
+        try:
+            with sessions.begin() as session:
+                session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+                reconcile_outbox(session, chain_id=chain_id)
+        except SQLAlchemyError:
+            log.exception("payments: reconciling the outbox failed; trying again")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
 
 
 async def _follow(follower: Follower, stop: asyncio.Event, *, backoff_max: float = 30.0) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet.chain.deploy import local_accounts
+from seiwallet.chain.deposits import deposits_artifact
 from seiwallet.chain.errors import DeploymentMissing
 from seiwallet.chain.escrow import escrow_artifact
 from seiwallet.chain.events import FIAT_TOKEN_EVENTS_ABI, EventDecoder
@@ -45,6 +46,8 @@ def event_decoder(contracts: Contracts) -> EventDecoder:
         abis[contracts.router] = [dict(entry) for entry in router_artifact().abi]
     if contracts.invite_escrow:
         abis[contracts.invite_escrow] = [dict(entry) for entry in escrow_artifact().abi]
+    if contracts.invoice_deposits:
+        abis[contracts.invoice_deposits] = [dict(entry) for entry in deposits_artifact().abi]
     return EventDecoder(abis)
 
 

@@ -12,7 +12,7 @@ transaction. The follower applies an event once on the canonical chain and undoe
   One with other amounts (someone paid under our invoice id) is flagged, not settled.
 * ``PaymentFailed`` can be emitted by anyone calling ``payBatch`` with a bad authorization, so
   it marks an invoice ``invalid`` only when it comes from the transaction our relayer recorded
-  for the invoice's attempt (``tx_hash``); otherwise it is logged and ignored.
+  for the invoice's attempt (its outbox row's ``tx_hash``); otherwise it is logged and ignored.
 * ``PaymentRefunded`` adds to ``refunded_units`` (refunded / partially refunded) and settles
   our refund row of that ``refundId``.
 """
@@ -43,6 +43,7 @@ from seiwallet.payments.models import (
     refund_status,
 )
 from seiwallet.payments.services import refund_json
+from seiwallet.transfers.models import Transfer, TransferStatus
 
 log = logging.getLogger(__name__)
 alerts = logging.getLogger("seiwallet.alerts")
@@ -54,6 +55,91 @@ REFUNDED = "PaymentRefunded"
 
 def _same(a: object, b: object) -> bool:
     return str(a).lower() == str(b).lower()
+
+
+def _sent_in(session: Session, attempt: PaymentAttempt) -> str | None:
+    """The transaction our relayer sent the attempt in (its outbox row's), if any."""
+    if attempt.transfer_id is None:
+        return attempt.tx_hash
+    return session.scalar(select(Transfer.tx_hash).where(Transfer.id == attempt.transfer_id))
+
+
+def reconcile_outbox(session: Session, *, chain_id: int, limit: int = 200) -> int:
+    """Follow the relayer's verdicts on payments and refunds; the number of rows moved.
+
+    The relayer owns the outbox rows (``transfers``) of signed attempts and refunds. When it
+    gives one up for good (the authorization reverts: blacklisted payer, a token paused past the
+    window, expired before submission), the attempt fails and its invoice becomes ``invalid``
+    (the counter makes a new one), or the refund fails; and a submitted row's transaction hash is
+    recorded on the attempt or refund it carries. Success is the follower's ``PaymentSettled``
+    and ``PaymentRefunded``, not this. Idempotent: a row moves once.
+    """
+    moved = 0
+    attempts = session.execute(
+        select(PaymentAttempt, Transfer)
+        .join(Transfer, Transfer.id == PaymentAttempt.transfer_id)
+        .where(
+            PaymentAttempt.chain_id == chain_id,
+            PaymentAttempt.status.in_((AttemptStatus.SIGNED, AttemptStatus.SUBMITTED)),
+            Transfer.status.in_((TransferStatus.SUBMITTED, TransferStatus.FAILED)),
+        )
+        .limit(limit)
+        .with_for_update(of=PaymentAttempt)
+    ).all()
+    for attempt, transfer in attempts:
+        if transfer.status is TransferStatus.SUBMITTED:
+            if attempt.status is AttemptStatus.SIGNED or attempt.tx_hash != transfer.tx_hash:
+                attempt.status = AttemptStatus.SUBMITTED
+                attempt.tx_hash, attempt.sponsor = transfer.tx_hash, transfer.sponsor
+                attempt.submitted_at = transfer.submitted_at
+                moved += 1
+            continue
+        attempt.status = AttemptStatus.FAILED
+        attempt.failure_code = transfer.failure_code
+        attempt.failure_reason = transfer.failure_reason
+        moved += 1
+        invoice = session.get(Invoice, attempt.invoice_id, with_for_update=True)
+        if invoice is not None and invoice.status is InvoiceStatus.PROCESSING:
+            invoice.status = InvoiceStatus.INVALID
+            invoice.failure_code = transfer.failure_code
+            invoice.failure_reason = transfer.failure_reason
+            PaymentEventHandler._emit(
+                session, invoice, "invoice.invalid", reason=invoice.failure_reason
+            )
+    refunds = session.execute(
+        select(Refund, Transfer)
+        .join(Transfer, Transfer.id == Refund.transfer_id)
+        .where(
+            Refund.chain_id == chain_id,
+            Refund.status.in_((RefundStatus.SIGNED, RefundStatus.SUBMITTED)),
+            Transfer.status.in_((TransferStatus.SUBMITTED, TransferStatus.FAILED)),
+        )
+        .limit(limit)
+        .with_for_update(of=Refund)
+    ).all()
+    for refund, transfer in refunds:
+        if transfer.status is TransferStatus.SUBMITTED:
+            if refund.status is RefundStatus.SIGNED or refund.tx_hash != transfer.tx_hash:
+                refund.status = RefundStatus.SUBMITTED
+                refund.tx_hash, refund.sponsor = transfer.tx_hash, transfer.sponsor
+                moved += 1
+            continue
+        refund.status = RefundStatus.FAILED
+        refund.failure_code = transfer.failure_code
+        refund.failure_reason = transfer.failure_reason
+        moved += 1
+        invoice = session.get(Invoice, refund.invoice_id)
+        if invoice is not None:
+            append_event(
+                session,
+                type="refund.failed",
+                merchant_id=refund.merchant_id,
+                store_id=refund.store_id,
+                invoice_id=invoice.id,
+                terminal_id=invoice.terminal_id,
+                data={"refund": refund_json(refund, invoice.decimals, invoice.symbol)},
+            )
+    return moved
 
 
 class PaymentEventHandler:
@@ -244,7 +330,7 @@ class PaymentEventHandler:
         if invoice is None or invoice.status is not InvoiceStatus.PROCESSING:
             return
         attempt = self._attempt(session, invoice, str(event.args.get("payer", "")))
-        if attempt is None or not _same(attempt.tx_hash, event.transaction_hash):
+        if attempt is None or not _same(_sent_in(session, attempt), event.transaction_hash):
             # Anyone may call payBatch with a bad authorization naming our invoice and payer.
             log.info("PaymentFailed for %s not from our transaction: ignored", invoice.id)
             return

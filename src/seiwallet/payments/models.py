@@ -359,6 +359,8 @@ class PaymentAttempt(Base):
     intent_digest: Mapped[str] = mapped_column(String(64))
     #: 0x + hex; 65 bytes for a key, longer for a smart account (ERC-1271).
     signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Its row in the relayer's outbox (``transfers``), once signed.
+    transfer_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     status: Mapped[AttemptStatus] = mapped_column(_enum(AttemptStatus, 20))
     failure_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
@@ -434,6 +436,8 @@ class Refund(Base):
     intent: Mapped[str] = mapped_column(Text)
     intent_digest: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Its row in the relayer's outbox (``transfers``), once signed.
+    transfer_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     status: Mapped[RefundStatus] = mapped_column(_enum(RefundStatus, 20))
     idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)

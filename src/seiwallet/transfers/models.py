@@ -250,3 +250,44 @@ class TransferInvitation(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class RouterCallKind(enum.StrEnum):
+    """What a transfer to the PaymentRouter does there."""
+
+    #: ``pay``: the payer's ``ReceiveWithAuthorization`` settles an invoice's payment terms.
+    PAY = "pay"
+    #: ``refund``: the merchant's ``ReceiveWithAuthorization`` refunds (part of) a payment.
+    REFUND = "refund"
+
+
+class TransferRouterCall(Base):
+    """The PaymentRouter call an outbox row makes: a payment of an invoice, or a refund.
+
+    The transfer row carries the EIP-3009 ``ReceiveWithAuthorization`` to the router (``from``,
+    value, window, nonce — the router's hash of the terms — and signature), so the relayer claims,
+    submits, tracks and resolves it like any transfer (``authorizationState`` of that nonce says
+    whether it happened). This row holds the rest of the terms the router needs to recompute the
+    nonce: the relayer submits ``router.pay``/``router.refund`` instead of the token's call.
+    """
+
+    __tablename__ = "transfer_router_calls"
+
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"), primary_key=True)
+    kind: Mapped[RouterCallKind] = mapped_column(
+        Enum(
+            RouterCallKind,
+            native_enum=False,
+            length=10,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    router: Mapped[str] = mapped_column(String(42))
+    #: The payment's terms (for a refund, those of the payment it refunds).
+    invoice_id: Mapped[str] = mapped_column(String(66))
+    merchant: Mapped[str] = mapped_column(String(42))
+    payment_amount_units: Mapped[int] = mapped_column(Uint256)
+    fee_units: Mapped[int] = mapped_column(Uint256)
+    #: A refund's payer (as the router recorded it) and its single-use id.
+    payer: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    refund_id: Mapped[str | None] = mapped_column(String(66), nullable=True)

@@ -74,6 +74,8 @@ from seiwallet.chain.errors import (
 )
 from seiwallet.chain.escrow import Invitation, encode_deposit
 from seiwallet.chain.models import OPEN_TX_STATUSES, SentTransaction, TxStatus
+from seiwallet.chain.router import Authorization as RouterAuthorization
+from seiwallet.chain.router import Payment, Refund, encode_pay, encode_refund
 from seiwallet.chain.rpc import Call, Receipt, RpcClient, from_hex
 from seiwallet.chain.sender import SentTx, TransactionSender, TxRequest, settle_transactions
 from seiwallet.chain.tokens import (
@@ -84,7 +86,13 @@ from seiwallet.chain.tokens import (
 from seiwallet.config import RelayerSettings
 from seiwallet.db import SQLITE_BEGIN
 from seiwallet.transfers.handlers import applied_authorization_event, confirm
-from seiwallet.transfers.models import Transfer, TransferInvitation, TransferStatus
+from seiwallet.transfers.models import (
+    RouterCallKind,
+    Transfer,
+    TransferInvitation,
+    TransferRouterCall,
+    TransferStatus,
+)
 
 log = logging.getLogger(__name__)
 alerts = logging.getLogger("seiwallet.alerts")
@@ -150,9 +158,17 @@ class Outbound:
     #: An invitation's terms and its escrow: submitted as ``escrow.deposit``.
     invitation: Invitation | None = None
     escrow: str | None = None
+    #: A PaymentRouter call's terms and the router: submitted as ``router.pay``/``refund``.
+    router_call: Payment | Refund | None = None
+    router: str | None = None
 
     @classmethod
-    def from_row(cls, transfer: Transfer, invitation: TransferInvitation | None = None) -> Outbound:
+    def from_row(
+        cls,
+        transfer: Transfer,
+        invitation: TransferInvitation | None = None,
+        router_call: TransferRouterCall | None = None,
+    ) -> Outbound:
         terms = None
         if invitation is not None:
             terms = Invitation(
@@ -175,12 +191,19 @@ class Outbound:
             attempts=transfer.attempts,
             invitation=terms,
             escrow=_checksummed(invitation.escrow) if invitation is not None else None,
+            router_call=_router_terms(transfer, router_call) if router_call is not None else None,
+            router=_checksummed(router_call.router) if router_call is not None else None,
         )
 
     @property
     def target(self) -> str:
-        """The contract the transaction calls: the escrow for an invitation, else the token."""
-        return self.escrow if self.invitation is not None and self.escrow else self.token
+        """The contract the transaction calls: the escrow for an invitation, the router for a
+        payment or a refund, else the token."""
+        if self.invitation is not None and self.escrow:
+            return self.escrow
+        if self.router_call is not None and self.router:
+            return self.router
+        return self.token
 
     @property
     def nonce_bytes(self) -> bytes:
@@ -207,6 +230,17 @@ class Outbound:
         signature = self.signature_bytes()
         if signature is None:
             raise ValueError(f"transfer {self.id} has no signature")
+        if self.router_call is not None:
+            # The router recomputes the nonce from the terms and receives the money itself.
+            signed = RouterAuthorization(
+                from_address=self.from_address,
+                valid_after=self.valid_after,
+                valid_before=self.valid_before,
+                signature=signature,
+            )
+            if isinstance(self.router_call, Refund):
+                return "0x" + encode_refund(self.router_call, signed).hex()
+            return "0x" + encode_pay(self.router_call, signed).hex()
         if self.invitation is not None:
             # The escrow recomputes the nonce from the terms and pulls the money itself.
             return (
@@ -385,6 +419,7 @@ class Relayer:
         chain_id: int,
         settings: RelayerSettings | None = None,
         escrow: str | None = None,
+        router: str | None = None,
         clock: Callable[[], datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -392,6 +427,8 @@ class Relayer:
             raise ValueError("the relayer needs at least one sponsor account")
         #: The invite escrow: transfers to it are looked up as invitations (none: no look-up).
         self._escrow = escrow.lower() if escrow else None
+        #: The PaymentRouter: transfers to it are payments or refunds (none: no look-up).
+        self._router = router.lower() if router else None
         self._rpc = rpc
         self._sessions = sessions
         self.chain_id = chain_id
@@ -802,13 +839,17 @@ class Relayer:
     def _gas_limit(self, item: Outbound) -> int:
         if item.invitation is not None:
             return self.settings.deposit_gas_limit
+        if item.router_call is not None:
+            return self.settings.router_gas_limit
         return self.settings.transfer_gas_limit
 
     def _outbound(self, session: Session, rows: Sequence[Transfer]) -> list[Outbound]:
-        """What to submit for ``rows``; transfers to the escrow with their invitation's terms
-        (one look-up, made only when a row goes to the escrow)."""
-        escrow = self._escrow
+        """What to submit for ``rows``: transfers to the escrow with their invitation's terms,
+        transfers to the router with their payment's or refund's (a look-up each, made only
+        when a row goes there)."""
+        escrow, router = self._escrow, self._router
         to_escrow = [row.id for row in rows if escrow and row.to_address.lower() == escrow]
+        to_router = [row.id for row in rows if router and row.to_address.lower() == router]
         invitations: dict[str, TransferInvitation] = {}
         if to_escrow:
             invitations = {
@@ -817,7 +858,15 @@ class Relayer:
                     select(TransferInvitation).where(TransferInvitation.transfer_id.in_(to_escrow))
                 )
             }
-        return [Outbound.from_row(row, invitations.get(row.id)) for row in rows]
+        calls: dict[str, TransferRouterCall] = {}
+        if to_router:
+            calls = {
+                found.transfer_id: found
+                for found in session.scalars(
+                    select(TransferRouterCall).where(TransferRouterCall.transfer_id.in_(to_router))
+                )
+            }
+        return [Outbound.from_row(row, invitations.get(row.id), calls.get(row.id)) for row in rows]
 
     # -- deciding ----------------------------------------------------------------------------
     def _delay(self, reason: str, seconds: float | None = None) -> _Outcome:
@@ -1425,6 +1474,27 @@ def _account(transfer: Transfer, row: SentTransaction) -> None:
 
 
 @functools.lru_cache(maxsize=1024)
+def _router_terms(transfer: Transfer, call: TransferRouterCall) -> Payment | Refund:
+    """The router's terms for an outbox row to it (its authorization is the row itself)."""
+    payment = Payment(
+        invoice_id=bytes.fromhex(call.invoice_id.removeprefix("0x")),
+        merchant=call.merchant,
+        token=transfer.token,
+        amount_units=call.payment_amount_units,
+        fee_units=call.fee_units,
+    )
+    if call.kind is RouterCallKind.PAY:
+        return payment
+    if call.payer is None or call.refund_id is None:
+        raise ValueError(f"refund {transfer.id} has no payer or refund id")
+    return Refund(
+        payment=payment,
+        payer=call.payer,
+        refund_id=bytes.fromhex(call.refund_id.removeprefix("0x")),
+        amount_units=transfer.amount_units,
+    )
+
+
 def _checksummed(address: str) -> str:
     return to_checksum_address(address)
 

@@ -1,0 +1,107 @@
+"""Putting another domain's signed authorization in the relayer's outbox.
+
+Payments and refunds through the PaymentRouter are EIP-3009 ``ReceiveWithAuthorization``s to the
+router: money leaving a wallet under its owner's signature, exactly like a transfer. They ride the
+same outbox (the ``transfers`` table) so that the relayer's claims, sponsors, simulations,
+tracking, replacement and crash recovery — and the follower's confirmation on the token's
+``AuthorizationUsed`` — serve them unchanged, and so that the payer's in-flight money (the
+balance check of a transfer or a payment) counts them too. The row's ``to_address`` is the
+router; :class:`~seiwallet.transfers.models.TransferRouterCall` keeps the terms the router needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from seiwallet.chain.router import Payment, Refund
+from seiwallet.transfers.models import (
+    RouterCallKind,
+    Transfer,
+    TransferRouterCall,
+    TransferStatus,
+)
+
+
+@dataclass(frozen=True)
+class SignedRouterCall:
+    """A signed ``router.pay`` or ``router.refund`` authorization, ready for the relayer."""
+
+    #: The wallet's owner (the payer, or the merchant for a refund): the row's user.
+    user_id: str
+    #: What the caller knows this movement by (an attempt id, a refund id): one row per reference.
+    reference: str
+    chain_id: int
+    symbol: str
+    decimals: int
+    from_address: str
+    router: str
+    terms: Payment | Refund
+    nonce: bytes
+    valid_after: int
+    valid_before: int
+    intent: str
+    intent_digest: str
+    signature: str
+    #: How the owner's history names the other side ("Coffee Corner", "Refund from …").
+    label: str
+    note: str = ""
+
+    @property
+    def amount_units(self) -> int:
+        return self.terms.amount_units
+
+
+def enqueue_router_call(session: Session, call: SignedRouterCall, *, now: datetime) -> str:
+    """Add ``call`` to the outbox (``signed``) in the caller's transaction; the transfer id.
+
+    Idempotent per (user, reference): the unique key makes a second insert of the same
+    reference fail the caller's transaction instead of queueing the money twice.
+    """
+    payment = call.terms.payment if isinstance(call.terms, Refund) else call.terms
+    transfer = Transfer(
+        id=uuid.uuid4().hex,
+        user_id=call.user_id,
+        idempotency_key=f"router:{call.reference}",
+        request_hash=hashlib.sha256(call.reference.encode()).hexdigest(),
+        chain_id=call.chain_id,
+        token=payment.token,
+        symbol=call.symbol,
+        decimals=call.decimals,
+        from_address=call.from_address,
+        to_address=call.router,
+        recipient_input=call.label[:320],
+        recipient_user_id=None,
+        amount_units=call.amount_units,
+        note=call.note[:140],
+        nonce="0x" + call.nonce.hex(),
+        valid_after=call.valid_after,
+        valid_before=call.valid_before,
+        intent=call.intent,
+        intent_digest=call.intent_digest,
+        signature=call.signature,
+        status=TransferStatus.SIGNED,
+        attempts=0,
+        created_at=now,
+        signed_at=now,
+    )
+    session.add(transfer)
+    refund = call.terms if isinstance(call.terms, Refund) else None
+    session.add(
+        TransferRouterCall(
+            transfer_id=transfer.id,
+            kind=RouterCallKind.REFUND if refund is not None else RouterCallKind.PAY,
+            router=call.router,
+            invoice_id="0x" + payment.invoice_id.hex(),
+            merchant=payment.merchant,
+            payment_amount_units=payment.amount_units,
+            fee_units=payment.fee_units,
+            payer=refund.payer if refund is not None else None,
+            refund_id="0x" + refund.refund_id.hex() if refund is not None else None,
+        )
+    )
+    return transfer.id
