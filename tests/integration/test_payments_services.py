@@ -47,6 +47,7 @@ from seiwallet.payments.models import (
 from seiwallet.payments.permissions import Principal
 from seiwallet.payments.services import Payer, Payments, build_payments
 from seiwallet.signer.errors import PolicyDeclined
+from seiwallet.transfers.models import Transfer, TransferStatus
 from seiwallet.transfers.rates import OfflineRates
 from seiwallet.transfers.services import TokenInfo
 
@@ -564,10 +565,14 @@ async def test_payment_failed_only_counts_from_our_transaction(world: World) -> 
     world.chain_event("PaymentFailed", invoice_id, "0x" + "66" * 32, payer=a.address, reason="0x")
     assert world.row(invoice_id).status is InvoiceStatus.PROCESSING
     with world.sessions.begin() as db:  # what the relayer records when it submits
+        outbox = db.scalar(
+            select(PaymentAttempt.transfer_id).where(PaymentAttempt.id == attempt.id)
+        )
+        assert outbox is not None  # signed: queued for the relayer in the same transaction
         db.execute(
-            update(PaymentAttempt)
-            .where(PaymentAttempt.id == attempt.id)
-            .values(tx_hash="0x" + "77" * 32, status=AttemptStatus.SUBMITTED)
+            update(Transfer)
+            .where(Transfer.id == outbox)
+            .values(tx_hash="0x" + "77" * 32, status=TransferStatus.SUBMITTED)
         )
     reason = "0x08c379a0" + (
         "0000000000000000000000000000000000000000000000000000000000000020"

@@ -131,3 +131,32 @@ function wireRefund(box) {
 }
 
 document.querySelectorAll("[data-refund-form]").forEach(wireRefund);
+
+// An invoice's page follows it live: a refund settling (or failing), the payment settling, the
+// invoice expiring — the page is read again, from the server, when the invoice's stream says so.
+// The stream starts after the last event the page showed, so nothing is replayed into a loop.
+const LIVE_TYPES = [
+  "invoice.processing",
+  "invoice.settled",
+  "invoice.expired",
+  "invoice.invalid",
+  "invoice.refunded",
+  "invoice.partially_refunded",
+  "invoice.anomaly",
+  "refund.signed",
+  "refund.settled",
+  "refund.failed",
+];
+
+function followInvoice(root) {
+  if (typeof EventSource === "undefined") return;
+  const events = new EventSource(root.dataset.invoiceEvents, { withCredentials: true });
+  const refresh = () => {
+    events.close();
+    window.location.reload();
+  };
+  for (const type of LIVE_TYPES) events.addEventListener(type, refresh);
+  window.addEventListener("pagehide", () => events.close());
+}
+
+document.querySelectorAll("[data-invoice-events]").forEach(followInvoice);
