@@ -13,6 +13,7 @@ simulation, which reads the same flag.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,8 @@ from seiwallet.chain.tokens import encode_call
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL: Final = 30.0
+_ATTEMPTS: Final = 3
+_TRANSIENT: Final = re.compile(r"BlockOutOfRange|header not found|unknown block", re.IGNORECASE)
 _TIMEOUT: Final = 2.0
 
 
@@ -93,13 +96,26 @@ class RpcTokenReader:
                 "latest",
             ],
         }
-        try:
-            answer = self._http.post(self._url, json=body).json()
-            raw = bytes.fromhex(str(answer["result"])[2:])
-            value = abi_decode([kind], raw)[0]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            log.warning("compliance: cannot read %s of %s on %s: %s", key[0], address, token, exc)
-            return None
+        value: Any = None
+        for attempt in range(_ATTEMPTS):
+            try:
+                answer = self._http.post(self._url, json=body).json()
+                if "result" not in answer:
+                    error = answer.get("error") or {}
+                    message = str(error.get("message", answer))
+                    # A node resolving "latest" while its head moves may answer for a block it
+                    # no longer (or not yet) holds: asking again is right; anything else is not.
+                    if attempt + 1 < _ATTEMPTS and _TRANSIENT.search(message):
+                        continue
+                    raise ValueError(f"the node answered: {message[:200]}")
+                raw = bytes.fromhex(str(answer["result"])[2:])
+                value = abi_decode([kind], raw)[0]
+                break
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                log.warning(
+                    "compliance: cannot read %s of %s on %s: %s", key[0], address, token, exc
+                )
+                return None
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
