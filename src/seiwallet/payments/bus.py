@@ -151,9 +151,17 @@ class EventBus:
         try:
             # Ids already sent (a late-committed event may arrive below the highest one).
             sent: set[int] = set()
-            for event in await asyncio.to_thread(self._replay, topic, after):
-                sent.add(event.id)
-                yield event
+            # Stored events page by page until a page comes back short: a client resuming far
+            # behind gets every one of them (live ones wait in the subscription meanwhile).
+            cursor = after
+            while True:
+                page = await asyncio.to_thread(self._replay, topic, cursor)
+                for event in page:
+                    sent.add(event.id)
+                    yield event
+                if len(page) < _BATCH:
+                    break
+                cursor = page[-1].id
             while True:
                 try:
                     item = await asyncio.wait_for(subscription.queue.get(), timeout=heartbeat)
