@@ -412,6 +412,10 @@ class Settings(BaseSettings):
     #: First block the follower reads on a new database (default: the deployment block, or
     #: the current head on a public network).
     follower_start_block: int | None = Field(default=None, ge=0)
+    #: How often the follower asks for a new block when it has caught up. A counter's "paid"
+    #: waits for it: at 400 ms blocks, 0.05 s adds ~25 ms on average where 0.2 s added ~100 ms,
+    #: for two cheap calls (block number, checkpoint's hash) 20 times a second.
+    follower_poll_seconds: float = Field(default=0.05, gt=0, le=60)
     #: Override the profile's confirmation depth (e.g. for a chain without instant finality).
     confirmations: int | None = Field(default=None, ge=1, le=1000)
     #: Private keys (hex) of the accounts that pay gas for users. Local: anvil's dev accounts.

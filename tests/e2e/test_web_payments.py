@@ -147,6 +147,10 @@ async def test_the_owner_sets_up_a_shop_and_takes_a_sale(app, browsers) -> None:
     )
     assert created.status_code == 201, created.text
     invoice = created.json()
+    # Its own deposit address at the chain's InvoiceDeposits, for wallets that are not ours.
+    deposit = invoice["deposit"]
+    assert deposit["address"].startswith("0x")
+    assert deposit["uri"].endswith(f"transfer?address={deposit['address']}&uint256=12500000")
     sale = await mei.http.get(f"/pos/{terminal_id}/sales/{invoice['id']}")
     assert sale.status_code == 200
     assert 'data-state="waiting"' in sale.text
@@ -154,6 +158,8 @@ async def test_the_owner_sets_up_a_shop_and_takes_a_sale(app, browsers) -> None:
     assert "12.50" in sale.text
     assert "<svg" in sale.text
     assert f"https://localhost/pay/{invoice['id']}" in sale.text
+    assert "Paying from another wallet" in sale.text
+    assert deposit["address"] in sale.text
     # It is in the table, found by its order number, and its page lists its events.
     found = await mei.http.get(f"/merchant/stores/{store_id}", params={"q": "A-1"})
     assert f'data-invoice="{invoice["id"]}"' in found.text
@@ -177,6 +183,8 @@ async def test_the_owner_sets_up_a_shop_and_takes_a_sale(app, browsers) -> None:
     assert "Sign in to pay" in signed_out.text
     assert "HK$97.25" in signed_out.text
     assert f"next=%2Fpay%2F{invoice['id']}" in signed_out.text
+    assert "Paying from another wallet" in signed_out.text
+    assert deposit["address"] in signed_out.text
     # Signed in without money: the balance, and why the button is off.
     bob, _ = await person(browsers, "Bob Chan", "bob@example.com")
     broke = await bob.http.get(f"/pay/{invoice['id']}")
@@ -186,6 +194,10 @@ async def test_the_owner_sets_up_a_shop_and_takes_a_sale(app, browsers) -> None:
     # The merchant's own request cannot be paid from the payout wallet.
     own = await mei.http.get(f"/pay/{invoice['id']}")
     assert "your own shop" in text_of(own)
+    # Every page shows the "Business" tab to people who work for a merchant, and only to them.
+    for path in ("/home", "/send", "/history", "/settings/devices"):
+        assert 'class="tab" href="/merchant"' in (await mei.http.get(path)).text, path
+        assert 'href="/merchant"' not in (await bob.http.get(path)).text, path
 
 
 async def test_a_cashier_takes_payments_but_opens_no_keys_team_or_refunds(app, browsers) -> None:

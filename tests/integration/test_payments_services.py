@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet.accounts.models import User, UserStatus
 from seiwallet.addresses import parse_evm_address
+from seiwallet.chain.deposits import deposit_address
 from seiwallet.chain.models import ChainEvent
 from seiwallet.chain.router import Payment, payment_nonce
 from seiwallet.chain.tokens import TokenDomain
@@ -31,6 +32,8 @@ from seiwallet.config import PaymentSettings
 from seiwallet.db import session_factory
 from seiwallet.errors import InvalidInput
 from seiwallet.payments import errors
+from seiwallet.payments.deposit_models import DepositKind, DepositReceipt, InvoiceDeposit
+from seiwallet.payments.deposits import apply_deposit, deposit_effect, invoice_payment
 from seiwallet.payments.handlers import PaymentEventHandler
 from seiwallet.payments.invoices import InvoiceFilter, InvoiceRequest, expire_invoices
 from seiwallet.payments.merchants import MerchantOwner
@@ -279,6 +282,97 @@ async def test_a_hkd_price_is_quoted_once_into_usdc(world: World) -> None:
     assert "payer" not in public
 
 
+DEPOSITS = "0xDc64a140Aa3E981100a9becA4E685f962f0cF6C9"
+
+
+async def test_invoices_get_a_deposit_address_where_the_contract_exists(world: World) -> None:
+    plain = await world.invoice()
+    assert world.payments.invoices.get(world.principal, plain)["deposit"] is None
+    assert world.payments.invoices.public(plain)["deposit"] is None
+
+    world.payments.invoices.deposit_contract = DEPOSITS
+    view, _ = await world.payments.invoices.create(
+        world.principal, world.store_id, InvoiceRequest(amount="97.25"), "sale-7"
+    )
+    row = world.row(view["id"])
+    address = deposit_address(
+        invoice_payment(row), router=ROUTER, deposits=DEPOSITS, chain_id=CHAIN
+    )
+    uri = f"ethereum:{row.token}@{CHAIN}/transfer?address={address}&uint256=12500000"
+    assert view["deposit"] == {"address": address, "uri": uri}
+    # Kept with the invoice, in the same transaction, for the follower to match transfers by.
+    with world.sessions() as db:
+        box = db.get(InvoiceDeposit, row.id)
+        assert box is not None
+        assert (box.address, box.contract, box.payment_id) == (address, DEPOSITS, row.payment_id)
+    # Every view of it says so: the merchant's, the payer's, the list, a replayed request, and
+    # the invoice.created event that webhooks carry.
+    assert world.payments.invoices.get(world.principal, row.id)["deposit"]["address"] == address
+    assert world.payments.invoices.public(row.id)["deposit"] == {"address": address, "uri": uri}
+    listed = world.payments.invoices.list(world.principal, world.store_id, InvoiceFilter())
+    assert {i["id"]: i["deposit"] for i in listed.invoices} == {
+        row.id: view["deposit"],
+        plain: None,
+    }
+    again, created = await world.payments.invoices.create(
+        world.principal, world.store_id, InvoiceRequest(amount="97.25"), "sale-7"
+    )
+    assert not created
+    assert again["deposit"] == view["deposit"]
+    with world.sessions() as db:
+        event = db.scalars(select(PaymentEvent).where(PaymentEvent.invoice_id == row.id)).one()
+        assert event.data["invoice"]["deposit"]["address"] == address
+    # A part paid by transfer: the link asks for the rest.
+    with world.sessions.begin() as db:
+        box = db.get(InvoiceDeposit, row.id)
+        assert box is not None
+        box.received_units = 2_500_000
+    assert world.payments.invoices.public(row.id)["deposit"]["uri"].endswith("uint256=10000000")
+
+
+async def test_an_invoice_paid_by_deposit_is_refunded_from_the_wallet_not_the_router(
+    world: World,
+) -> None:
+    world.payments.invoices.deposit_contract = DEPOSITS
+    invoice_id = await world.invoice("10", "USDC")
+    outsider = "0x00000000000000000000000000000000000A11cE"
+    with world.sessions.begin() as db:  # the follower saw the transfer into the invoice's box
+        invoice = db.get(Invoice, invoice_id)
+        assert invoice is not None
+        receipt = DepositReceipt(
+            invoice_id=invoice_id,
+            merchant_id=invoice.merchant_id,
+            chain_id=CHAIN,
+            token=invoice.token,
+            payer=outsider,
+            value_units=invoice.amount_units,
+            kind=DepositKind.SETTLING,
+            tx_hash="0x" + "d0" * 32,
+            block_number=7,
+            block_hash="0x" + "b7" * 32,
+            log_index=0,
+            paid_at=datetime.fromtimestamp(world.clock(), UTC),
+        )
+        db.add(receipt)
+        effect = deposit_effect(
+            status=invoice.status,
+            amount_units=invoice.amount_units,
+            received_before_units=0,
+            value_units=receipt.value_units,
+            expires_at=invoice.expires_at,
+            paid_at=receipt.paid_at,
+        )
+        apply_deposit(db, invoice, receipt, effect)
+    assert world.row(invoice_id).status is InvoiceStatus.SETTLED
+    with pytest.raises(errors.RefundNeedsPayerAddress) as refused:
+        await world.payments.refunds.create(world.principal, invoice_id, amount="1")
+    assert refused.value.code == "payment.refund_needs_payer_address"
+    assert outsider in str(refused.value)
+    assert "Send page" in str(refused.value)
+    with world.sessions() as db:
+        assert db.scalar(select(func.count()).select_from(Refund)) == 0
+
+
 async def test_eur_and_token_prices_and_bad_ones(world: World) -> None:
     eur, _ = await world.payments.invoices.create(
         world.principal, world.store_id, InvoiceRequest(amount="10", currency="EUR")
@@ -499,6 +593,21 @@ async def test_settlement_once_then_over_payment_then_refunds(world: World) -> N
         fee="0",
     )
     assert world.row(invoice_id).paid_units == 2 * row.amount_units
+    # The invoice's history, for the merchant only (another merchant's is "not found").
+    history = world.payments.invoices.events(world.principal, invoice_id)
+    assert [e.type for e in history] == world.events(invoice_id)
+    assert history[-1].data["invoice"]["anomalies"] == ["paid_over"]
+    stranger_id, stranger_address = world.user("other@shop.example")
+    other = await world.payments.merchants.become_merchant(
+        MerchantOwner(stranger_id, stranger_id, stranger_address),
+        name="Other Ltd",
+        settlement_token="USDC",
+    )
+    stranger = world.payments.merchants.principal_for_user(stranger_id, other.id)
+    with pytest.raises(errors.InvoiceNotFound):
+        world.payments.invoices.events(stranger, invoice_id)
+    with pytest.raises(errors.InvoiceNotFound):
+        world.payments.refunds.refundable(stranger, invoice_id)
     # Refunds: the cashier's limit, then the manager's refund and the remainder.
     cashier_id, _ = world.user("cashier@shop.example")
     manager_id, _ = world.user("manager@shop.example")
@@ -529,8 +638,10 @@ async def test_settlement_once_then_over_payment_then_refunds(world: World) -> N
     assert part["intent"]["kind"] == "router.refund"
     assert part["intent"]["payer"] == a.address
     # Signing the manager's refund commits 4 of the 10; the rest is 6.
+    assert world.payments.refunds.refundable(manager, invoice_id) == 10_000_000
     await world.payments.refunds.approve(world.principal, part["id"], [])
     assert world.signer.calls[-1][0] == world.owner.wallet_id  # the payout wallet signs
+    assert world.payments.refunds.refundable(manager, invoice_id) == 6_000_000
     with pytest.raises(errors.RefundExceedsRefundable):
         await world.payments.refunds.create(manager, invoice_id, amount="7")
     world.chain_event(

@@ -19,6 +19,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
+from seiwallet.api.devhooks_inbox import ReceivedWebhook, SignatureCheck
 from seiwallet.web import i18n
 from seiwallet.web.payments import qr_svg
 from seiwallet.web.templating import (
@@ -606,6 +607,53 @@ def sample_pages(now: dt.datetime = NOW) -> dict[str, tuple[str, dict[str, Any]]
                 ],
             },
         ),
+        "dev_webhooks": (
+            "dev_webhooks.html",
+            {
+                **base_context(user=None, path="/dev-webhooks/demo-coffee"),
+                "receiver": "demo-coffee",
+                "receiver_url": "http://localhost:8000/dev-webhooks/demo-coffee",
+                "deliveries": [
+                    ReceivedWebhook(
+                        id=2,
+                        name="demo-coffee",
+                        received_at=now - dt.timedelta(seconds=20),
+                        event_type="invoice.settled",
+                        event_id="evt_41",
+                        delivery_id="3f2c0d9e8b7a4c1e9f0a2b3c4d5e6f70",
+                        signature=SignatureCheck.VALID,
+                        endpoint_id="e" * 32,
+                        store_name="Demo Coffee Central",
+                        headers={"content-type": "application/json"},
+                        body='{"id": "evt_41", "type": "invoice.settled", "data": {}}',
+                    ),
+                    ReceivedWebhook(
+                        id=1,
+                        name="demo-coffee",
+                        received_at=now - dt.timedelta(minutes=3),
+                        event_type=None,
+                        event_id=None,
+                        delivery_id=None,
+                        signature=SignatureCheck.MISSING,
+                        endpoint_id=None,
+                        store_name=None,
+                        headers={},
+                        body="not json",
+                    ),
+                ],
+            },
+        ),
+        "dev_webhooks_empty": (
+            "dev_webhooks.html",
+            {
+                **base_context(user=None, path="/dev-webhooks"),
+                "receiver": None,
+                "receiver_url": "http://localhost:8000/dev-webhooks/<name>",
+                "deliveries": [],
+            },
+        ),
+        **payment_pages(now),
+        **compliance_pages(now),
         "error": (
             "error.html",
             {
@@ -622,6 +670,207 @@ def sample_pages(now: dt.datetime = NOW) -> dict[str, tuple[str, dict[str, Any]]
                 "status": 503,
                 "title": "Cannot sign in right now",
                 "detail": "Google did not answer. Try again in a minute.",
+            },
+        ),
+    }
+
+
+INVOICE_ID = "0x" + "7c" * 32
+DEPOSIT = "0x5B38Da6a701c568545dCfcB03FcB875f56beddC4"
+
+
+def sample_invoice(now: dt.datetime = NOW, **overrides: Any) -> dict[str, Any]:
+    """An invoice as the pay screen gets it (api/payment_pages.pay)."""
+    row: dict[str, Any] = {
+        "id": INVOICE_ID,
+        "status": "new",
+        "store_name": "Lantau Tea House",
+        "merchant_name": "Lantau Tea Ltd",
+        "price": "HK$97.25",
+        "priced_in_token": False,
+        "amount": "12.50 USDC",
+        "amount_number": "12.50",
+        "symbol": "USDC",
+        "fee": "0.12 USDC",
+        "fee_bps": 100,
+        "value": "$12.50",
+        "expires_at": now + dt.timedelta(minutes=2),
+        "settled_at": None,
+        "tx_hash": None,
+        "explorer_url": None,
+    }
+    row.update(overrides)
+    return row
+
+
+def sample_deposit() -> dict[str, Any]:
+    uri = f"ethereum:{BOB}@713715/transfer?address={DEPOSIT}&uint256=12500000"
+    return {"address": DEPOSIT, "uri": uri, "qr": qr_svg(uri, label="QR code")}
+
+
+def payment_pages(now: dt.datetime = NOW) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The point of sale and the pay screen in their states."""
+    pay = {
+        **base_context(path=f"/pay/{INVOICE_ID}"),
+        "invoice": sample_invoice(now),
+        "state": "payable",
+        "attempt": None,
+        "balance": "1,250.00 USDC",
+        "insufficient": False,
+        "providers": [],
+        "events_url": f"/pay/{INVOICE_ID}/events",
+        "deposit": sample_deposit(),
+    }
+    paid_invoice = sample_invoice(
+        now,
+        status="settled",
+        settled_at=now,
+        tx_hash="0x" + "ab" * 32,
+        explorer_url="https://seitrace.com/tx/0xab",
+    )
+    return {
+        "pos": (
+            "pos.html",
+            {
+                **base_context(path="/pos/0a1b"),
+                "merchant_nav": True,
+                "locale": "en",
+                "terminal": {"id": "0a1b", "name": "Counter 1"},
+                "store": {"id": "5e6f", "name": "Lantau Tea House", "currency": "HKD"},
+                "merchant_name": "Lantau Tea Ltd",
+                "settlement_token": "USDC",
+                "precision": 2,
+                "zero": "HK$0.00",
+                "expiry_seconds": 120,
+                "dashboard_url": "/merchant/stores/5e6f",
+                "create_url": "/v1/stores/5e6f/invoices",
+                "sale_url": "/pos/0a1b/sales/",
+            },
+        ),
+        "pay": ("pay.html", pay),
+        "pay_short": ("pay.html", {**pay, "insufficient": True, "balance": "3.00 USDC"}),
+        "pay_signed_out": (
+            "pay.html",
+            {
+                **pay,
+                **base_context(user=None, path=f"/pay/{INVOICE_ID}"),
+                "state": "sign_in",
+                "balance": None,
+                "providers": [SampleProvider("dev", "Local test accounts", "dev", "/sign-in/dev")],
+            },
+        ),
+        "pay_processing": (
+            "pay.html",
+            {**pay, "state": "processing", "deposit": None, "invoice": sample_invoice(now)},
+        ),
+        "pay_paid": (
+            "pay.html",
+            {
+                **pay,
+                "state": "paid",
+                "deposit": None,
+                "invoice": paid_invoice,
+                "attempt": {"status": "settled", "failure": None},
+            },
+        ),
+        "pay_expired": ("pay.html", {**pay, "state": "expired", "deposit": None}),
+        "pay_own": ("pay.html", {**pay, "state": "own"}),
+    }
+
+
+def compliance_pages(now: dt.datetime = NOW) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Limits, the demo identity check and recipient details (travel rule)."""
+    rows = [
+        ("Per transfer", "HK$5,000.00"),
+        ("Per 24 hours", "HK$8,000.00"),
+        ("Per 30 days", "HK$25,000.00"),
+        ("Balance cap", "HK$25,000.00"),
+    ]
+    limits = {
+        **base_context(path="/limits"),
+        "notice": None,
+        "country": "HK",
+        "country_source": "phone",
+        "jurisdiction": "Hong Kong",
+        "tier": 1,
+        "tier_name": "Verified phone or e-mail",
+        "tiers": [
+            {"tier": 0, "name": "Account", "current": False, "rows": rows},
+            {"tier": 1, "name": "Verified phone or e-mail", "current": True, "rows": rows},
+            {"tier": 2, "name": "Verified identity", "current": False, "rows": rows},
+        ],
+        "tokens": ["USDC", "EURC"],
+        "unavailable": [],
+        "left_day": "HK$3,331.00",
+        "left_month": "HK$20,331.00",
+        "can_verify": True,
+        "fake_kyc": True,
+        "done": None,
+    }
+    record = {
+        "id": "r1",
+        "address": BOB,
+        "name": "Bob Chan",
+        "self_hosted": True,
+        "provider": None,
+        "mine": False,
+        "proven_at": None,
+        "needs_proof": True,
+        "challenge": "seiwallet asks you to prove you hold 0x8ba1…BA72.\nIt moves no money.",
+        "url": "/limits/recipients/r1",
+    }
+    travel = {
+        **base_context(path="/limits/recipients"),
+        "records": [
+            record,
+            {**record, "id": "r2", "self_hosted": False, "provider": "Example Exchange"},
+        ],
+        "record": record,
+        "error": None,
+        "prefill": {
+            "address": "",
+            "name": "",
+            "wallet_type": "self_hosted",
+            "provider": "",
+            "mine": False,
+        },
+        "done": None,
+    }
+    return {
+        "limits": ("limits.html", limits),
+        "limits_unavailable": (
+            "limits.html",
+            {
+                **limits,
+                "notice": {"kind": "pending", "text": "seiwallet opens in Singapore soon."},
+                "country": "SG",
+                "country_source": "operator",
+                "jurisdiction": "Singapore",
+                "tier": 0,
+                "tier_name": "Account",
+                "tiers": [],
+                "tokens": [],
+                "unavailable": ["Sending money to people", "Paying in shops"],
+                "left_day": None,
+                "left_month": None,
+                "can_verify": False,
+                "fake_kyc": False,
+                "done": "rejected",
+            },
+        ),
+        "kyc_fake": (
+            "kyc_fake.html",
+            {**base_context(path="/limits/verify/fake"), "reference": "kyc_01"},
+        ),
+        "travel_rule": ("travel_rule.html", travel),
+        "travel_rule_empty": (
+            "travel_rule.html",
+            {
+                **travel,
+                "records": [],
+                "record": None,
+                "done": "saved",
+                "error": "Enter a 0x address.",
             },
         ),
     }
@@ -645,9 +894,19 @@ class _Page(HTMLParser):
         self.buttons: list[dict[str, str | None]] = []
         self.forms: list[dict[str, str | None]] = []
         self.hidden_fields: list[tuple[str | None, str | None]] = []
+        self._in_label = 0
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self._in_label = max(0, self._in_label - 1)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
+        if tag == "label":
+            self._in_label += 1
+        # A field inside its <label> is labelled by it (a radio button or a checkbox).
+        if tag in {"input", "select"} and self._in_label:
+            attributes.setdefault("data-labelled-by-parent", "1")
         if element_id := attributes.get("id"):
             self.ids.append(element_id)
         if tag == "html":
@@ -692,7 +951,7 @@ def test_every_page_renders_in_every_locale(templates: Templates, sample: str, l
     assert len(page.ids) == len(set(page.ids)), "duplicate ids"
     # Every visible field is labelled; every POST form carries the CSRF token.
     for field in page.inputs:
-        assert field.get("id") in page.labels_for, field
+        assert field.get("id") in page.labels_for or field.get("data-labelled-by-parent"), field
     posts = [form for form in page.forms if form.get("method") == "post"]
     assert sum(1 for field in page.hidden_fields if field == ("csrf_token", CSRF)) == len(posts)
     assert "/static/css/app.css?v=" in html

@@ -1,7 +1,8 @@
 """``create_app(settings)``: the API process — JSON API, wallet app pages, dev provider.
 
 One ASGI app serves ``/v1`` (JSON, RFC 9457 errors), the wallet app's pages and its static
-files, and on the ``local`` profile the development identity provider at ``/dev-idp``. Every
+files, and on the ``local`` profile the development identity provider at ``/dev-idp`` (and the
+development webhook receiver at ``/dev-webhooks``, 404 elsewhere). Every
 error leaves in one of two shapes: problem+json for the API, a readable page for a browser.
 """
 
@@ -25,6 +26,7 @@ from seiwallet.accounts.errors import NotSignedIn
 from seiwallet.accounts.oidc import Clock
 from seiwallet.api import (
     compliance,
+    devhooks,
     money_pages,
     operator,
     pages,
@@ -170,6 +172,7 @@ def create_app(
         pages.router,
         money_pages.router,
         payment_pages.router,
+        devhooks.router,
         compliance.api,
         compliance.router,
         operator.router,

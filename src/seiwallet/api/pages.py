@@ -8,11 +8,15 @@ renders a template (``seiwallet.web.templating``). Errors of the domain become a
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, RedirectResponse, Response
 
@@ -38,6 +42,7 @@ from seiwallet.api.auth import (
     set_session_cookie,
 )
 from seiwallet.api.services import Services
+from seiwallet.payments.services import works_for_a_merchant
 from seiwallet.web import i18n
 from seiwallet.web.i18n import gettext as _
 from seiwallet.web.templating import STATIC_DIR, Templates, format_datetime
@@ -66,6 +71,59 @@ def locale_of(request: Request) -> str:
     return i18n.negotiate(request.headers.get("accept-language"), request.cookies.get(LANG_COOKIE))
 
 
+class MerchantNav:
+    """Who works for a merchant (their pages show the "Business" tab), per user, for a minute.
+
+    ``render`` is synchronous and must not read the database on the event loop: it only reads
+    this cache, which the async page helpers (:func:`_signed_in`) fill in a thread first.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        ttl: float = 60.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._known: dict[str, tuple[bool, float]] = {}
+
+    def get(self, user_id: str) -> bool | None:
+        """What is known of the user now (``None``: not looked up in the last minute)."""
+        found = self._known.get(user_id)
+        if found is None or found[1] <= self._clock():
+            return None
+        return found[0]
+
+    async def look_up(self, user_id: str) -> bool:
+        known = self.get(user_id)
+        if known is not None:
+            return known
+        staff = await run_in_threadpool(works_for_a_merchant, self._sessions, user_id)
+        self._known.pop(user_id, None)
+        if len(self._known) >= self._max:  # the oldest entry goes first
+            self._known.pop(next(iter(self._known)))
+        self._known[user_id] = (staff, self._clock() + self._ttl)
+        return staff
+
+    def forget(self, user_id: str) -> None:
+        """The user's role changed (became a merchant, joined or left a team): look again."""
+        self._known.pop(user_id, None)
+
+
+def merchant_nav(svc: Services) -> MerchantNav:
+    """The process's :class:`MerchantNav` (made on first use)."""
+    found = svc.extras.get("merchant_nav")
+    if not isinstance(found, MerchantNav):
+        found = MerchantNav(svc.db)
+        svc.extras["merchant_nav"] = found
+    return found
+
+
 def render(
     request: Request,
     name: str,
@@ -74,6 +132,9 @@ def render(
     **context: Any,
 ) -> Response:
     svc = services(request)
+    if session is not None and "merchant_nav" not in context:
+        # People who work for a merchant see the "Business" tab on every page.
+        context["merchant_nav"] = bool(merchant_nav(svc).get(session.user_id))
     user = (
         UserView(
             session.display_name, session.email, session.wallet_address, session.wallet_sei_address
@@ -248,6 +309,10 @@ async def _signed_in(request: Request) -> SessionInfo | Response:
     session = await optional_session(request)
     if session is None:
         return _redirect(f"/?next={request.url.path}")
+    try:
+        await merchant_nav(services(request)).look_up(session.user_id)
+    except SQLAlchemyError:  # the tab is a convenience: the page itself still answers
+        log.warning("could not look up whether %s works for a merchant", session.user_id)
     return session
 
 

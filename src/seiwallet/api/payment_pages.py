@@ -36,14 +36,20 @@ from urllib.parse import urlencode
 
 from babel.numbers import format_percent, get_currency_precision
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from seiwallet.accounts.sessions import SessionInfo
 from seiwallet.api import wallet_view
 from seiwallet.api.auth import current_session, optional_session, services
-from seiwallet.api.pages import _redirect, _signed_in, error_page, locale_of, render
+from seiwallet.api.pages import (
+    _redirect,
+    _signed_in,
+    error_page,
+    locale_of,
+    merchant_nav,
+    render,
+)
 from seiwallet.api.services import Services
 from seiwallet.db import as_utc
 from seiwallet.errors import InvalidInput, SeiwalletError
@@ -60,13 +66,12 @@ from seiwallet.payments.errors import (
     UnsupportedSettlementToken,
     WebhookUrlInvalid,
 )
-from seiwallet.payments.events import EventView
 from seiwallet.payments.invoices import InvoiceFilter
 from seiwallet.payments.merchants import MerchantOwner, MerchantView, StoreView
-from seiwallet.payments.models import InvoiceStatus, PaymentEvent
+from seiwallet.payments.models import InvoiceStatus
 from seiwallet.payments.permissions import API_KEY_SCOPES, Permission, Principal
 from seiwallet.payments.services import Payer, Payments
-from seiwallet.payments.webhooks import SUBSCRIBABLE, WebhookSender
+from seiwallet.payments.webhooks import SUBSCRIBABLE
 from seiwallet.transfers.rates import currency_of_token
 from seiwallet.web.i18n import gettext as _
 from seiwallet.web.payments import format_fiat, format_token, qr_svg
@@ -346,6 +351,12 @@ async def pay(request: Request, invoice_id: str) -> Response:
             attempt = {"status": str(view.status), "failure": view.failure_reason}
     tx_hash = invoice.tx_hash
     price = public["price"]
+    # Outside wallets (and the shop's own): the invoice's deposit address while it is open.
+    deposit = (
+        _deposit_view(public.get("deposit"), format_token(amount, locale=locale))
+        if state.state in ("sign_in", "payable", "own")
+        else None
+    )
     context: dict[str, Any] = {
         "invoice": {
             "id": invoice.id,
@@ -381,8 +392,23 @@ async def pay(request: Request, invoice_id: str) -> Response:
             for p in svc.providers
         ],
         "events_url": f"/pay/{invoice.id}/events",
+        "deposit": deposit,
     }
     return render(request, "pay.html", session, **context)
+
+
+def _deposit_view(found: object, amount: str) -> dict[str, Any] | None:
+    """An invoice's ``deposit`` member as a page shows it: address, link, and its QR code."""
+    if not isinstance(found, Mapping) or not found.get("uri") or not found.get("address"):
+        return None
+    return {
+        "address": str(found["address"]),
+        "uri": str(found["uri"]),
+        "qr": qr_svg(
+            str(found["uri"]),
+            label=_("QR code for other wallets to pay %(amount)s") % {"amount": amount},
+        ),
+    }
 
 
 @router.get("/pay/{invoice_id}/events")
@@ -509,18 +535,8 @@ async def pos_sale(request: Request, terminal_id: str, invoice_id: str) -> Respo
     else:
         state = "waiting"
     pay_url = f"{svc.settings.web.public_url.rstrip('/')}/pay/{row['id']}"
-    # Outside wallets: the invoice's own deposit address, when the domain gives it one.
-    found = invoice.get("deposit")
-    deposit = None
-    if state == "waiting" and isinstance(found, Mapping) and found.get("uri"):
-        deposit = {
-            "address": str(found.get("address") or ""),
-            "uri": str(found["uri"]),
-            "qr": qr_svg(
-                str(found["uri"]),
-                label=_("QR code for other wallets to pay %(amount)s") % {"amount": row["amount"]},
-            ),
-        }
+    # Outside wallets: the invoice's own deposit address, when it has one.
+    deposit = _deposit_view(invoice.get("deposit"), row["amount"]) if state == "waiting" else None
     return render(
         request,
         "_pos_sale.html",
@@ -756,6 +772,7 @@ async def merchant_signup(request: Request) -> Response:
         return _signup_page(
             request, session, payments, error=_form_error(exc), values=values, status=422
         )
+    merchant_nav(svc).forget(session.user_id)  # the "Business" tab shows from the next page
     return _redirect("/merchant/stores/new")
 
 
@@ -1114,18 +1131,6 @@ async def terminal_create(request: Request, store_id: str) -> Response:
 # -- one invoice, refunds --------------------------------------------------------------------------
 
 
-def _invoice_events(svc: Services, invoice_id: str) -> list[EventView]:
-    """The invoice's events, oldest first (read after the principal was allowed to see it)."""
-    with svc.db() as db:
-        rows = db.scalars(
-            select(PaymentEvent)
-            .where(PaymentEvent.invoice_id == invoice_id)
-            .order_by(PaymentEvent.id)
-            .limit(200)
-        ).all()
-        return [EventView.of(row) for row in rows]
-
-
 async def _invoice_desk(
     svc: Services, session: SessionInfo, invoice_id: str
 ) -> tuple[Desk, StoreView, dict[str, Any]]:
@@ -1158,16 +1163,6 @@ def _refund_rows(refunds: list[dict[str, Any]], locale: str, svc: Services) -> l
     ]
 
 
-def _refundable_units(invoice: Mapping[str, Any], refunds: list[dict[str, Any]]) -> int:
-    """What can still be refunded: paid minus refunds made or on their way."""
-    if invoice["status"] not in _PAID:
-        return 0
-    committed = sum(
-        int(r["amount_units"]) for r in refunds if r["status"] in ("signed", "submitted")
-    )
-    return max(0, int(invoice["amount_units"]) - int(invoice["refunded_units"]) - committed)
-
-
 @router.get("/merchant/invoices/{invoice_id}")
 async def invoice_detail(request: Request, invoice_id: str) -> Response:
     session = await _signed_in(request)
@@ -1179,14 +1174,18 @@ async def invoice_detail(request: Request, invoice_id: str) -> Response:
         refunds = await run_in_threadpool(
             desk.payments.refunds.refunds, desk.principal, invoice["id"]
         )
+        events = await run_in_threadpool(
+            desk.payments.invoices.events, desk.principal, invoice["id"]
+        )
+        refundable = await run_in_threadpool(
+            desk.payments.refunds.refundable, desk.principal, invoice["id"]
+        )
     except Refused as refused:
         return _refused_page(request, refused)
     except SeiwalletError as exc:
         return _refused_page(request, _refusal(exc))
     locale = locale_of(request)
-    events = await run_in_threadpool(_invoice_events, svc, invoice["id"])
     row = invoice_row(invoice, locale, svc, desk.payments.payments.tokens)
-    refundable = _refundable_units(invoice, refunds)
     decimals = decimals_of(desk.payments, row["symbol"])
     return render(
         request,
@@ -1194,7 +1193,7 @@ async def invoice_detail(request: Request, invoice_id: str) -> Response:
         session,
         **_desk_context(desk, store, "payments"),
         invoice=row,
-        events=[{"type": e.type, "created_at": e.created_at} for e in events],
+        events=[{"id": e.id, "type": e.type, "created_at": e.created_at} for e in events],
         refunds=_refund_rows(refunds, locale, svc),
         refundable=format_token(
             TokenAmount.from_units(refundable, decimals, row["symbol"]), locale=locale
@@ -1222,8 +1221,8 @@ async def refund_form(request: Request, invoice_id: str) -> Response:
                 _("Not allowed"),
                 _("Refunds are made by the business's owner or a manager. Ask one of them."),
             )
-        refunds = await run_in_threadpool(
-            desk.payments.refunds.refunds, desk.principal, invoice["id"]
+        refundable = await run_in_threadpool(
+            desk.payments.refunds.refundable, desk.principal, invoice["id"]
         )
     except Refused as refused:
         return _refused_page(request, refused)
@@ -1231,7 +1230,6 @@ async def refund_form(request: Request, invoice_id: str) -> Response:
         return _refused_page(request, _refusal(exc))
     locale = locale_of(request)
     row = invoice_row(invoice, locale, svc, desk.payments.payments.tokens)
-    refundable = _refundable_units(invoice, refunds)
     if not refundable:
         return _refused_page(
             request,
@@ -1478,15 +1476,6 @@ async def _webhook_store(request: Request, endpoint_id: str) -> tuple[Desk, Stor
     return desk, store
 
 
-def _sender(svc: Services) -> WebhookSender:
-    """The API process's webhook sender (shared with the API's test events)."""
-    sender = svc.extras.get("webhook_sender")
-    if not isinstance(sender, WebhookSender):
-        sender = WebhookSender(svc.db, svc.http, svc.settings.payments, clock=svc.clock)
-        svc.extras["webhook_sender"] = sender
-    return sender
-
-
 @router.post("/merchant/webhooks/{endpoint_id}/test")
 async def webhook_test(request: Request, endpoint_id: str) -> Response:
     found = await _webhook_store(request, endpoint_id)
@@ -1498,7 +1487,7 @@ async def webhook_test(request: Request, endpoint_id: str) -> Response:
         delivery_id = await run_in_threadpool(
             desk.payments.webhooks.test_event, desk.principal, endpoint_id
         )
-        await _sender(svc).deliver_now(delivery_id)
+        await svc.webhook_sender().deliver_now(delivery_id)
     except SeiwalletError as exc:
         return _refused_page(request, _refusal(exc))
     return _redirect(f"/merchant/stores/{store.id}/developers#hook-{endpoint_id}")
@@ -1536,7 +1525,7 @@ async def webhook_redeliver(request: Request, delivery_id: str) -> Response:
         redelivery = await run_in_threadpool(
             desk.payments.webhooks.redeliver, desk.principal, delivery_id
         )
-        await _sender(svc).deliver_now(str(redelivery["id"]))
+        await svc.webhook_sender().deliver_now(str(redelivery["id"]))
     except SeiwalletError as exc:
         return _refused_page(request, _refusal(exc))
     return _redirect(f"/merchant/stores/{store.id}/developers#hook-{endpoint_id}")

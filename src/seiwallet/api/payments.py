@@ -50,7 +50,7 @@ from seiwallet.payments.models import InvoiceStatus
 from seiwallet.payments.permissions import Permission, Principal
 from seiwallet.payments.reports import report_csv
 from seiwallet.payments.services import Payer, Payments
-from seiwallet.payments.webhooks import EndpointView, WebhookSender
+from seiwallet.payments.webhooks import EndpointView
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -909,7 +909,7 @@ async def approve_payment(
     payments = await payments_of(svc)
     view = await run_in_threadpool(payments.payments.attempt, me.user_id, attempt_id)
     approvals = await _approvals(svc, me, body, view.intent_digest)
-    signed = await payments.payments.approve(_payer(me), attempt_id, approvals)
+    signed = await payments.payments.approve(_payer(me), attempt_id, approvals, view=view)
     return signed.as_json()
 
 
@@ -1062,22 +1062,13 @@ async def webhook_deliveries(
     }
 
 
-def _sender(svc: Services) -> WebhookSender:
-    """The API process's sender, for test events sent while the merchant waits."""
-    sender = svc.extras.get("webhook_sender")
-    if not isinstance(sender, WebhookSender):
-        sender = WebhookSender(svc.db, svc.http, svc.settings.payments, clock=svc.clock)
-        svc.extras["webhook_sender"] = sender
-    return sender
-
-
 @router.post("/webhooks/{endpoint_id}/test", responses=_problems(401, 403, 404))
 async def webhook_test(endpoint_id: str, svc: Svc, who: Who) -> dict[str, Any]:
     """Send a ``webhook.test`` event to the endpoint now; the answer shows how it went."""
     payments = await payments_of(svc)
     principal = await _webhook_principal(who, payments, endpoint_id)
     delivery_id = await run_in_threadpool(payments.webhooks.test_event, principal, endpoint_id)
-    await _sender(svc).deliver_now(delivery_id)
+    await svc.webhook_sender().deliver_now(delivery_id)
     return await run_in_threadpool(payments.webhooks.delivery, principal, delivery_id)
 
 

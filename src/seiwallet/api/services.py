@@ -37,6 +37,7 @@ from seiwallet.accounts.services import SignInService
 from seiwallet.accounts.sessions import SessionService
 from seiwallet.addresses import parse_evm_address
 from seiwallet.api.chain import CachedBalances, load_tokens
+from seiwallet.api.devhooks_inbox import DevWebhookInbox, receiver_app
 from seiwallet.chain.rpc import RpcClient
 from seiwallet.compliance.gate import ComplianceGate, load_sanctions_list
 from seiwallet.compliance.kyc import FakeKycProvider, KycProvider
@@ -49,6 +50,7 @@ from seiwallet.deployments import contracts_for, open_chain
 from seiwallet.errors import ConfigError, SeiwalletError
 from seiwallet.payments.bus import EventBus
 from seiwallet.payments.services import Payments, build_payments
+from seiwallet.payments.webhooks import WebhookSender
 from seiwallet.signer.client import SignerClient
 from seiwallet.signer.secret import read_or_create_secret
 from seiwallet.transfers.invitations import InvitationPolicy
@@ -91,6 +93,8 @@ class Services:
     mailbox: DevMailbox | None = None
     devidp: DevIdentityProvider | None = None
     devidp_app: Starlette | None = None
+    #: The development webhook receiver (``/dev-webhooks``; local only).
+    devhooks: DevWebhookInbox | None = None
     owned: list[object] = field(default_factory=list)
     gate: ComplianceGate = field(default_factory=ComplianceGate)
     #: Jurisdictions, limits, travel rule, the operator console (``compliance_service``).
@@ -104,6 +108,7 @@ class Services:
     extras: dict[str, object] = field(default_factory=dict)
     _payments: Payments | None = None
     _payment_bus: EventBus | None = None
+    _webhook_sender: WebhookSender | None = None
 
     async def connect_chain(self) -> TransferService:
         """Connect to the chain and read the offered tokens; the transfer service on top."""
@@ -134,7 +139,8 @@ class Services:
         if self._payments is not None:
             return self._payments
         transfers = await self.connect_chain()
-        router = contracts_for(self.settings).router
+        contracts = contracts_for(self.settings)
+        router = contracts.router
         if router is None:
             raise ConfigError(
                 "SEIWALLET_ROUTER_ADDRESS", "payments need the PaymentRouter's address"
@@ -151,9 +157,19 @@ class Services:
             settings=self.settings.payments,
             rates=OfflineRates(),
             allow_http_webhooks=self.settings.network.is_local,
+            # Outside wallets pay to a per-invoice deposit address where the contract exists.
+            deposit_contract=contracts.invoice_deposits if self.settings.deposits.enabled else None,
             clock=self.clock,
         )
         return self._payments
+
+    def webhook_sender(self) -> WebhookSender:
+        """This process's webhook sender, for deliveries the API sends at once (test events)."""
+        if self._webhook_sender is None:
+            self._webhook_sender = WebhookSender(
+                self.db, self.http, self.settings.payments, clock=self.clock
+            )
+        return self._webhook_sender
 
     def payment_bus(self) -> EventBus:
         """This process's payment event bus (LISTEN/NOTIFY on PostgreSQL, a poller on SQLite)."""
@@ -324,6 +340,7 @@ def build_services(
 
     devidp: DevIdentityProvider | None = None
     devidp_app: Starlette | None = None
+    devhooks: DevWebhookInbox | None = None
     transport: httpx.AsyncBaseTransport | None = None
     if settings.network.is_local:
         devidp = DevIdentityProvider.from_settings(
@@ -338,7 +355,16 @@ def build_services(
         )
         devidp_app = create_devidp_app(devidp)
         # The app asks its own provider in process: no request to itself over the network.
-        transport = httpx.ASGITransport(app=Starlette(routes=[Mount("/dev-idp", devidp_app)]))
+        devhooks = DevWebhookInbox(db, public_url=public, clock=clock)
+        # (The webhook receiver too: a test event sent from this process reaches it.)
+        transport = httpx.ASGITransport(
+            app=Starlette(
+                routes=[
+                    Mount("/dev-idp", devidp_app),
+                    Mount("/dev-webhooks", receiver_app(devhooks)),
+                ]
+            )
+        )
     http = httpx.AsyncClient(
         timeout=10.0, mounts={public: transport} if transport is not None else None
     )
@@ -403,6 +429,7 @@ def build_services(
         mailbox=mailbox,
         devidp=devidp,
         devidp_app=devidp_app,
+        devhooks=devhooks,
         owned=owned,
     )
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet import __version__
 from seiwallet.addresses import parse_evm_address
-from seiwallet.api.services import invitation_escrow, mailer_for
+from seiwallet.api.services import invitation_escrow, mailer_for, signer_client
 from seiwallet.chain.deploy import local_accounts
 from seiwallet.chain.errors import RpcUnavailable
 from seiwallet.chain.follower import Follower
@@ -34,7 +34,7 @@ from seiwallet.chain.localnet import LocalChain
 from seiwallet.chain.sender import TransactionSender, TxRequest
 from seiwallet.chain.tokens import balance_of, encode_mint, is_blacklisted, read_token
 from seiwallet.cli.app import app, configure_logging, console, handles_errors, settings
-from seiwallet.cli.demo_data import DemoData, seed
+from seiwallet.cli.demo_data import DemoData, DemoShop, seed, seed_shop
 from seiwallet.cli.runtime import (
     build_follower,
     event_decoder,
@@ -315,7 +315,7 @@ async def _run_worker(config: Settings) -> None:
         )
         # The relayer recovers the sponsors' open transactions before it submits anything new.
         async with asyncio.TaskGroup() as group:
-            group.create_task(_follow(follower, stop))
+            group.create_task(_follow(follower, stop, interval=config.follower_poll_seconds))
             group.create_task(relayer.run(stop))
             group.create_task(run_payment_tasks(sessions, config.payments, stop, chain_id=chain_id))
             group.create_task(_reconcile_payments(sessions, stop, chain_id=chain_id))
@@ -343,12 +343,14 @@ async def _reconcile_payments(
             await asyncio.wait_for(stop.wait(), timeout=every)
 
 
-async def _follow(follower: Follower, stop: asyncio.Event, *, backoff_max: float = 30.0) -> None:
+async def _follow(
+    follower: Follower, stop: asyncio.Event, *, interval: float = 0.2, backoff_max: float = 30.0
+) -> None:
     """Run the follower until ``stop``, waiting out the network instead of dying with it."""
     failures, last_failure = 0, -math.inf
     while not stop.is_set():
         try:
-            await follower.run(stop)
+            await follower.run(stop, interval=interval)
         except RpcUnavailable as exc:
             # A failure long after the last one starts a new outage: back off from the start.
             failures = failures + 1 if time.monotonic() - last_failure < 2 * backoff_max else 1
@@ -378,6 +380,8 @@ def up(verbose: Verbose = False) -> None:
         try:
             # The app reads the signer's secret, which the signer writes when it starts.
             _wait_for_signer(config, children["signer"][0])
+            # The demo shop's people need the signer for their wallets; found, not remade.
+            shop = asyncio.run(_seed_shop(config))
             children["worker"] = _spawn(["worker"], env, log_dir / "worker.log")
             children["web"] = _spawn(["serve"], env, log_dir / "web.log")
             _wait_for_web(config, children["web"][0])
@@ -407,6 +411,7 @@ def up(verbose: Verbose = False) -> None:
                 f"\n[bold green]Open {config.web.public_url}[/] on this machine and sign in with "
                 "the development provider: your wallet is ready at once."
             )
+            _print_shop(shop)
             console.print(
                 "Try [bold]seiwallet status[/] in another terminal. "
                 "[dim]Ctrl-C stops everything.[/]"
@@ -434,6 +439,36 @@ async def _seed_demo(config: Settings, local: LocalChain) -> DemoData:
             return await seed(rpc, local.deployment, session_factory(engine))
     finally:
         engine.dispose()
+
+
+async def _seed_shop(config: Settings) -> DemoShop:
+    engine = open_database(config)
+    signer = signer_client(config)
+    try:
+        async with await open_chain(config) as rpc:
+            return await seed_shop(config, sessions=session_factory(engine), signer=signer, rpc=rpc)
+    finally:
+        await signer.aclose()
+        engine.dispose()
+
+
+def _print_shop(shop: DemoShop) -> None:
+    """How to take a payment at the demo counter, in five steps (URLs unbroken, to click)."""
+    owner, customer = shop.owner, shop.customer
+    lines = (
+        "\n[bold]Try a payment at the counter[/] — Demo Coffee, Hong Kong (prices in HKD):",
+        f"  1. Shop owner, in this browser: Development sign-in as [bold]{owner.name}[/] "
+        f"({owner.email}); add a passkey the first time.",
+        f"  2. The counter: {shop.pos_url} — type an amount, Charge.",
+        "  3. Customer, in a private window or another browser profile: sign in as "
+        f"[bold]{customer.name}[/] ({customer.email}, holds test USDC), open the pay link "
+        "the counter shows, Pay. The counter turns green.",
+        f"  4. Refund it from the payment's page on the dashboard, {shop.dashboard_url} "
+        "(the report is there too).",
+        f"  5. The shop's webhooks, signatures checked: {shop.receiver_url}",
+    )
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 def _spawn(

@@ -14,6 +14,8 @@ MODEL_MODULES: Final[tuple[str, ...]] = (
     "seiwallet.payments.models",
     "seiwallet.payments.deposit_models",
     "seiwallet.compliance.models",
+    # The development webhook receiver's table (``local`` only; an edge's tool, not a domain's).
+    "seiwallet.api.devhooks_inbox",
 )
 
 

@@ -31,7 +31,8 @@ PaymentError
 ├── RefundError
 │   ├── RefundNotFound / RefundNotAwaitingApproval
 │   ├── InvoiceNotRefundable         not settled (yet), nothing to refund
-│   └── RefundExceedsRefundable      more than was paid minus refunds
+│   ├── RefundExceedsRefundable      more than was paid minus refunds
+│   └── RefundNeedsPayerAddress      paid by deposit: refund from the wallet's Send page
 └── WebhookError
     ├── WebhookNotFound / DeliveryNotFound
     ├── WebhookUrlInvalid
@@ -420,6 +421,21 @@ class RefundExceedsRefundable(RefundError):
         super().__init__(
             f"at most {refundable} {symbol} of this invoice can still be refunded "
             "(what was paid minus refunds made or on their way)"
+        )
+
+
+class RefundNeedsPayerAddress(RefundError):
+    """Paid by a transfer to its deposit address: the router holds no payer to refund to."""
+
+    code = "payment.refund_needs_payer_address"
+
+    def __init__(self, payer: str) -> None:
+        self.payer = payer
+        super().__init__(
+            "this invoice was paid from another wallet, by a transfer to its deposit address, so "
+            "it cannot be refunded here: refund it from your wallet's Send page to the address "
+            f"that paid ({payer}), after confirming with the customer that it is theirs "
+            "(an exchange may have sent the money for them)"
         )
 
 

@@ -8,6 +8,13 @@ quote is a new invoice. An ``Idempotency-Key`` (per store) returns the first inv
 request and refuses a different request under the same key.
 
 Lists are paginated with an opaque cursor (newest first, keyset on ``created_at``, ``id``).
+
+**Deposit addresses.** When the chain has an ``InvoiceDeposits`` contract
+(``deposit_contract``), every new invoice gets its deposit address in the transaction that
+creates it (``payments.deposits.open_deposit``), before anyone can see it: a wallet that is not
+ours pays by a plain token transfer to it. The merchant's and the payer's views carry it as
+``deposit: {"address", "uri"}`` (``uri``: the EIP-681 link a QR code shows, for what is still
+due); ``null`` for an invoice without one.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from seiwallet.config import PaymentSettings
 from seiwallet.db import SQLITE_BEGIN, as_utc
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount, basis_points_fee
+from seiwallet.payments.deposit_models import InvoiceDeposit
 from seiwallet.payments.errors import (
     IdempotencyConflict,
     InvalidCursor,
@@ -46,11 +54,12 @@ from seiwallet.payments.errors import (
     UnsupportedCurrency,
     UnsupportedSettlementToken,
 )
-from seiwallet.payments.events import append_event
+from seiwallet.payments.events import EventView, append_event
 from seiwallet.payments.models import (
     Invoice,
     InvoiceStatus,
     Merchant,
+    PaymentEvent,
     Store,
     Terminal,
 )
@@ -149,6 +158,25 @@ def _iso(moment: datetime | None) -> str | None:
     return as_utc(moment).astimezone(UTC).isoformat() if moment else None
 
 
+def deposit_json(row: Invoice, deposit: InvoiceDeposit | None) -> dict[str, str] | None:
+    """The invoice's deposit address and the EIP-681 link for what is still due, if it has one."""
+    if deposit is None:
+        return None
+    # payments.deposits reads this module (invoice_json), so its helper is imported when used.
+    from seiwallet.payments.deposits import payment_uri  # noqa: PLC0415
+
+    due = row.amount_units - deposit.received_units
+    return {
+        "address": deposit.address,
+        "uri": payment_uri(
+            token=row.token,
+            chain_id=row.chain_id,
+            address=deposit.address,
+            amount_units=due if due > 0 else row.amount_units,
+        ),
+    }
+
+
 def invoice_json(row: Invoice) -> dict[str, Any]:
     """The merchant's view of an invoice (API answers and webhook payloads)."""
     return {
@@ -191,8 +219,17 @@ def invoice_json(row: Invoice) -> dict[str, Any]:
     }
 
 
-def public_json(row: Invoice, store: Store, merchant_name: str) -> dict[str, Any]:
-    """What a payer's phone may see: who, how much, the fee, until when, and the status."""
+def invoice_view(row: Invoice, deposit: InvoiceDeposit | None) -> dict[str, Any]:
+    """:func:`invoice_json` with the invoice's deposit address (``deposit``: ``null`` when it
+    has none): what the API answers and the ``invoice.created`` event carries."""
+    return {**invoice_json(row), "deposit": deposit_json(row, deposit)}
+
+
+def public_json(
+    row: Invoice, store: Store, merchant_name: str, deposit: InvoiceDeposit | None = None
+) -> dict[str, Any]:
+    """What a payer's phone may see: who, how much, the fee, until when, the status, and where
+    another wallet may pay it."""
     return {
         "id": row.id,
         "status": str(row.status),
@@ -208,7 +245,16 @@ def public_json(row: Invoice, store: Store, merchant_name: str) -> dict[str, Any
         "chain_id": row.chain_id,
         "expires_at": _iso(row.expires_at),
         "settled_at": _iso(row.settled_at),
+        "deposit": deposit_json(row, deposit),
     }
+
+
+def _deposits(db: Session, invoice_ids: list[str]) -> dict[str, InvoiceDeposit]:
+    """The deposit rows of these invoices (one query)."""
+    if not invoice_ids:
+        return {}
+    rows = db.scalars(select(InvoiceDeposit).where(InvoiceDeposit.invoice_id.in_(invoice_ids)))
+    return {row.invoice_id: row for row in rows}
 
 
 class InvoiceService:
@@ -223,6 +269,7 @@ class InvoiceService:
         router: str,
         rates: RateSource,
         settings: PaymentSettings,
+        deposit_contract: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sessions = sessions
@@ -231,6 +278,8 @@ class InvoiceService:
         self.router = router
         self._rates = rates
         self.settings = settings
+        #: The chain's ``InvoiceDeposits``: new invoices get a deposit address (``None``: none).
+        self.deposit_contract = deposit_contract
         self._clock = clock
 
     def _now(self) -> datetime:
@@ -389,6 +438,14 @@ class InvoiceService:
             with self._sessions.begin() as db:
                 db.add(row)
                 db.flush()
+                deposit = None
+                if self.deposit_contract is not None:
+                    # In the invoice's own transaction: its address exists before anyone sees it.
+                    from seiwallet.payments.deposits import open_deposit  # noqa: PLC0415
+
+                    deposit = open_deposit(db, row, contract=self.deposit_contract)
+                    db.flush()
+                view = invoice_view(row, deposit)
                 append_event(
                     db,
                     type="invoice.created",
@@ -396,10 +453,9 @@ class InvoiceService:
                     store_id=row.store_id,
                     invoice_id=row.id,
                     terminal_id=row.terminal_id,
-                    data={"invoice": invoice_json(row)},
+                    data={"invoice": view},
                     now=now,
                 )
-                view = invoice_json(row)
         except IntegrityError:
             # The same key raced in from a second request: the first one's invoice stands.
             earlier = self._by_key(store_id, key) if key is not None else None
@@ -409,11 +465,15 @@ class InvoiceService:
         log.info("invoice %s created: %s %s", row.id, view["amount"], row.symbol)
         return view, True
 
-    @staticmethod
-    def _replay(earlier: Invoice, fingerprint: str) -> dict[str, Any]:
+    def _replay(self, earlier: Invoice, fingerprint: str) -> dict[str, Any]:
         if earlier.request_hash != fingerprint:
             raise IdempotencyConflict
-        return invoice_json(earlier)
+        return self._view(earlier)
+
+    def _view(self, row: Invoice) -> dict[str, Any]:
+        """The merchant's view of ``row`` with its deposit address."""
+        with self._sessions() as db:
+            return invoice_view(row, db.get(InvoiceDeposit, row.id))
 
     def _by_key(self, store_id: str, key: str) -> Invoice | None:
         with self._sessions() as db:
@@ -434,7 +494,22 @@ class InvoiceService:
         if row.merchant_id != principal.merchant_id or not principal.can_see(row.store_id):
             raise InvoiceNotFound
         principal.require(Permission.INVOICES_READ, row.store_id)
-        return invoice_json(row)
+        return self._view(row)
+
+    def events(self, principal: Principal, invoice_id: str, limit: int = 200) -> list[EventView]:
+        """The invoice's payment events, oldest first (its history on the merchant's page)."""
+        row = self.row(invoice_id)
+        if row.merchant_id != principal.merchant_id or not principal.can_see(row.store_id):
+            raise InvoiceNotFound
+        principal.require(Permission.INVOICES_READ, row.store_id)
+        with self._sessions() as db:
+            found = db.scalars(
+                select(PaymentEvent)
+                .where(PaymentEvent.invoice_id == row.id)
+                .order_by(PaymentEvent.id)
+                .limit(limit)
+            ).all()
+            return [EventView.of(event) for event in found]
 
     def public(self, invoice_id: str) -> dict[str, Any]:
         with self._sessions() as db:
@@ -445,7 +520,7 @@ class InvoiceService:
             merchant = db.get(Merchant, row.merchant_id)
             if store is None or merchant is None:  # pragma: no cover - foreign keys
                 raise InvoiceNotFound
-            return public_json(row, store, merchant.name)
+            return public_json(row, store, merchant.name, db.get(InvoiceDeposit, row.id))
 
     def list(
         self,
@@ -482,7 +557,8 @@ class InvoiceService:
         query = query.order_by(Invoice.created_at.desc(), Invoice.id.desc()).limit(limit + 1)
         with self._sessions() as db:
             rows = list(db.scalars(query))
-        page = InvoicePage([invoice_json(r) for r in rows[:limit]])
+            deposits = _deposits(db, [r.id for r in rows[:limit]])
+        page = InvoicePage([invoice_view(r, deposits.get(r.id)) for r in rows[:limit]])
         if len(rows) > limit:
             last = rows[limit - 1]
             page.next_cursor = Cursor(as_utc(last.created_at), last.id).encode()

@@ -40,12 +40,16 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from seiwallet.chain.router import Payment, refund_nonce
+from seiwallet.chain.router import Refund as RouterRefundTerms
 from seiwallet.compliance.gate import ComplianceGate, Movement
+from seiwallet.compliance.models import UsageStatus
 from seiwallet.config import PaymentSettings
 from seiwallet.db import SQLITE_BEGIN, as_utc
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
 from seiwallet.payments.apikeys import ApiKeyService, RateLimiter
+from seiwallet.payments.deposit_models import DepositReceipt, InvoiceDeposit
 from seiwallet.payments.errors import (
     AttemptNotAwaitingApproval,
     AttemptNotFound,
@@ -61,6 +65,7 @@ from seiwallet.payments.errors import (
     PaymentError,
     PayoutWalletNotHeld,
     RefundExceedsRefundable,
+    RefundNeedsPayerAddress,
     RefundNotAwaitingApproval,
     RefundNotFound,
     SelfPayment,
@@ -79,6 +84,7 @@ from seiwallet.payments.models import (
     PaymentAttempt,
     Refund,
     RefundStatus,
+    StaffMember,
     Store,
 )
 from seiwallet.payments.permissions import Permission, Principal
@@ -87,7 +93,9 @@ from seiwallet.payments.webhooks import WebhookService
 from seiwallet.signer.client import SignerClient
 from seiwallet.signer.intents import RouterPay, RouterRefund, intent_digest, parse_intent
 from seiwallet.transfers.models import IN_FLIGHT_STATUSES, Transfer
+from seiwallet.transfers.outbox import SignedRouterCall, enqueue_router_call
 from seiwallet.transfers.rates import RateSource
+from seiwallet.transfers.reservations import reference, settle_reservations
 from seiwallet.transfers.services import TokenInfo
 
 log = logging.getLogger(__name__)
@@ -125,6 +133,7 @@ class AttemptView:
     tx_hash: str | None
     failure_reason: str | None
     invoice: dict[str, Any]
+    created_at: datetime
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -168,6 +177,60 @@ def _update(session: Session, model: Any, where: Sequence[Any], **values: Any) -
         update(model).where(*where).values(**values).execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0))
+
+
+def _paid_by_deposit(db: Session, invoice: Invoice) -> bool:
+    """Whether the invoice was settled by a transfer to its deposit address (not the router)."""
+    if invoice.tx_hash is None:
+        return False
+    return (
+        db.scalar(
+            select(DepositReceipt.id)
+            .where(
+                DepositReceipt.invoice_id == invoice.id,
+                DepositReceipt.tx_hash == invoice.tx_hash,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+async def _release(gate: ComplianceGate, decision_id: str | None) -> None:
+    """Free a reservation the gate made for a movement that will not exist."""
+    if decision_id is None:  # a gate without a database reserves nothing
+        return
+    try:
+        await asyncio.to_thread(gate.release, decision_id)
+    except Exception:  # the reservation keeps counting: the safe side
+        log.warning("could not release limit reservation %s", decision_id, exc_info=True)
+
+
+def abandon_attempts(
+    sessions: sessionmaker[Session], attempt_ids: Sequence[str], *, now: datetime
+) -> list[str]:
+    """Mark these attempts ``abandoned`` if they still await approval and release their limit
+    reservations, in one transaction; the ids abandoned."""
+    if not attempt_ids:
+        return []
+    with sessions.begin() as db:
+        db.connection(execution_options=_WRITE)
+        abandoned = list(
+            db.scalars(
+                update(PaymentAttempt)
+                .where(
+                    PaymentAttempt.id.in_(attempt_ids),
+                    PaymentAttempt.status == AttemptStatus.AWAITING_APPROVAL,
+                )
+                .values(status=AttemptStatus.ABANDONED, updated_at=now)
+                .returning(PaymentAttempt.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        settle_reservations(
+            db, [reference("payment", i) for i in abandoned], UsageStatus.RELEASED, now=now
+        )
+    return abandoned
 
 
 class PaymentService:
@@ -241,6 +304,8 @@ class PaymentService:
                     PaymentAttempt.payer_user_id == payer.user_id,
                     PaymentAttempt.token == token.address,
                     PaymentAttempt.status.in_(IN_FLIGHT_ATTEMPTS),
+                    # A signed attempt's outbox row is among the transfers already.
+                    PaymentAttempt.transfer_id.is_(None),
                 )
             ).all()
         return sum(transfers) + sum(payments)
@@ -248,14 +313,20 @@ class PaymentService:
     # -- prepare -------------------------------------------------------------------------------
     async def prepare(self, invoice_id: str, payer: Payer) -> AttemptView:
         """The ``router.pay`` intent for ``payer`` to approve, stored as an attempt."""
-        invoice, store, merchant_name = await asyncio.to_thread(self._invoice, invoice_id)
+        invoice, store, merchant_name, deposit = await asyncio.to_thread(self._invoice, invoice_id)
         now = self._now()
         token = self._token_of(invoice)
         self._payable(invoice, now)
         if invoice.merchant_address.lower() == payer.address.lower():
             raise SelfPayment
-        decision = await asyncio.to_thread(
-            self._gate.check,
+        # The payer's fresh attempt is answered again: it was checked (and its value reserved
+        # against the payer's limits) when it was made.
+        earlier = await asyncio.to_thread(self._open_attempt, invoice.id, payer.user_id, now)
+        if earlier is not None:
+            return self._view(earlier, invoice, store, merchant_name, deposit)
+        attempt_id = uuid.uuid4().hex
+        # Off the event loop and outside any transaction of ours (the gate writes its own).
+        decision = await self._gate.acheck(
             Movement(
                 kind="payment",
                 user_id=payer.user_id,
@@ -264,12 +335,22 @@ class PaymentService:
                 symbol=invoice.symbol,
                 decimals=invoice.decimals,
                 amount_units=invoice.amount_units,
-            ),
+                reference=reference("payment", attempt_id),
+            )
         )
         decision.raise_if_denied()
-        earlier = await asyncio.to_thread(self._open_attempt, invoice.id, payer.user_id, now)
-        if earlier is not None:
-            return self._view(earlier, invoice, store, merchant_name)
+        try:
+            row = await self._store_attempt(attempt_id, invoice, token, payer, now)
+        except BaseException:
+            # No attempt was stored: the value reserved for it frees up at once.
+            await _release(self._gate, decision.id)
+            raise
+        return self._view(row, invoice, store, merchant_name, deposit)
+
+    async def _store_attempt(
+        self, attempt_id: str, invoice: Invoice, token: TokenInfo, payer: Payer, now: datetime
+    ) -> PaymentAttempt:
+        """Check the balance, build the ``router.pay`` intent and store the attempt."""
         available = await self.available(payer, token)
         if invoice.amount_units > available:
             raise InsufficientBalance(
@@ -292,7 +373,7 @@ class PaymentService:
         ).to_json()
         digest = intent_digest(parse_intent(intent)).hex()
         row = PaymentAttempt(
-            id=uuid.uuid4().hex,
+            id=attempt_id,
             invoice_id=invoice.id,
             merchant_id=invoice.merchant_id,
             payer_user_id=payer.user_id,
@@ -313,9 +394,9 @@ class PaymentService:
             updated_at=now,
         )
         await asyncio.to_thread(self._insert, row)
-        return self._view(row, invoice, store, merchant_name)
+        return row
 
-    def _invoice(self, invoice_id: str) -> tuple[Invoice, Store, str]:
+    def _invoice(self, invoice_id: str) -> tuple[Invoice, Store, str, InvoiceDeposit | None]:
         with self._sessions() as db:
             invoice = db.get(Invoice, invoice_id.strip().lower())
             if invoice is None:
@@ -324,7 +405,7 @@ class PaymentService:
             merchant = db.get(Merchant, invoice.merchant_id)
             if store is None or merchant is None:  # pragma: no cover - foreign keys
                 raise InvoiceNotFound
-            return invoice, store, merchant.name
+            return invoice, store, merchant.name, db.get(InvoiceDeposit, invoice.id)
 
     def _open_attempt(self, invoice_id: str, user_id: str, now: datetime) -> PaymentAttempt | None:
         """The payer's attempt for this invoice still awaiting approval, if fresh."""
@@ -346,7 +427,13 @@ class PaymentService:
             db.add(row)
 
     @staticmethod
-    def _view(row: PaymentAttempt, invoice: Invoice, store: Store, merchant: str) -> AttemptView:
+    def _view(
+        row: PaymentAttempt,
+        invoice: Invoice,
+        store: Store,
+        merchant: str,
+        deposit: InvoiceDeposit | None,
+    ) -> AttemptView:
         return AttemptView(
             id=row.id,
             invoice_id=row.invoice_id,
@@ -356,7 +443,8 @@ class PaymentService:
             payer=row.payer_address,
             tx_hash=row.tx_hash,
             failure_reason=row.failure_reason,
-            invoice=public_json(invoice, store, merchant),
+            invoice=public_json(invoice, store, merchant, deposit),
+            created_at=as_utc(row.created_at),
         )
 
     # -- approve -------------------------------------------------------------------------------
@@ -366,31 +454,70 @@ class PaymentService:
             row = db.get(PaymentAttempt, attempt_id)
             if row is None or row.payer_user_id != user_id:
                 raise AttemptNotFound
-        invoice, store, merchant = self._invoice(row.invoice_id)
-        return self._view(row, invoice, store, merchant)
+        invoice, store, merchant, deposit = self._invoice(row.invoice_id)
+        return self._view(row, invoice, store, merchant, deposit)
 
     async def approve(
-        self, payer: Payer, attempt_id: str, approvals: Sequence[Mapping[str, Any]]
+        self,
+        payer: Payer,
+        attempt_id: str,
+        approvals: Sequence[Mapping[str, Any]],
+        *,
+        view: AttemptView | None = None,
     ) -> AttemptView:
         """Claim the invoice, have the signer sign, store the authorization in the outbox.
 
-        Approving a signed attempt again returns it unchanged (a retried request).
+        Approving a signed attempt again returns it unchanged (a retried request). ``view`` is
+        the attempt as the caller just read it (``attempt``), to spare reading it again.
         """
-        view = await asyncio.to_thread(self.attempt, payer.user_id, attempt_id)
+        if view is None or view.id != attempt_id:
+            view = await asyncio.to_thread(self.attempt, payer.user_id, attempt_id)
         if view.status in (AttemptStatus.SIGNED, AttemptStatus.SUBMITTED, AttemptStatus.SETTLED):
             return view
         if view.status is not AttemptStatus.AWAITING_APPROVAL:
             raise AttemptNotAwaitingApproval(str(view.status))
+        if view.created_at + timedelta(seconds=self.settings.approval_window_seconds) < (
+            self._now()
+        ):
+            # Too late: the payer prepares again (and is checked again).
+            await asyncio.to_thread(abandon_attempts, self._sessions, [attempt_id], now=self._now())
+            raise AttemptNotAwaitingApproval(str(AttemptStatus.ABANDONED))
         await asyncio.to_thread(self._claim, attempt_id, view.invoice_id)
         try:
             result = await self._signer.sign(payer.wallet_id, view.intent, list(approvals))
         except BaseException:
-            # Nothing was signed (or nothing signed reached us): others may pay it now.
+            # Nothing was signed (or nothing signed reached us): others may pay it now. The
+            # attempt may still be approved, so its limit reservation stays.
             await asyncio.to_thread(self._release, attempt_id, view.invoice_id)
             raise
         signature = str(result["signature"])
-        await asyncio.to_thread(self._store_signed, attempt_id, view.invoice_id, signature)
-        return await asyncio.to_thread(self.attempt, payer.user_id, attempt_id)
+        try:
+            # Signed: its reservation committed; abandoned (the invoice moved on): released —
+            # in the same transaction either way.
+            await asyncio.to_thread(self._store_signed, attempt_id, view.invoice_id, signature)
+        except BaseException:
+            await asyncio.to_thread(self._settle_reservation, attempt_id)
+            raise
+        # What changed is known: the attempt is signed and the invoice processing.
+        return replace(
+            view,
+            status=AttemptStatus.SIGNED,
+            invoice={**view.invoice, "status": str(InvoiceStatus.PROCESSING)},
+        )
+
+    def _settle_reservation(self, attempt_id: str) -> None:
+        """Commit or release the attempt's limit reservation as its status says."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            status = db.scalar(select(PaymentAttempt.status).where(PaymentAttempt.id == attempt_id))
+            if status in (AttemptStatus.SIGNED, AttemptStatus.SUBMITTED, AttemptStatus.SETTLED):
+                outcome = UsageStatus.COMMITTED
+            elif status in (AttemptStatus.ABANDONED, AttemptStatus.FAILED):
+                outcome = UsageStatus.RELEASED
+            else:
+                return
+            settle_reservations(db, [reference("payment", attempt_id)], outcome, now=now)
 
     def _claim(self, attempt_id: str, invoice_id: str) -> None:
         """Hold the invoice for this attempt, or say why it cannot be paid now."""
@@ -421,7 +548,7 @@ class PaymentService:
             except (InvoiceAlreadyPaid, InvoiceExpired, InvoiceNotPayable) as exc:
                 # Recorded (the transaction commits), then told: this attempt is over.
                 failure: PaymentError = exc
-                _update(
+                abandoned = _update(
                     db,
                     PaymentAttempt,
                     [
@@ -431,6 +558,10 @@ class PaymentService:
                     status=AttemptStatus.ABANDONED,
                     updated_at=now,
                 )
+                if abandoned:
+                    settle_reservations(
+                        db, [reference("payment", attempt_id)], UsageStatus.RELEASED, now=now
+                    )
             else:
                 failure = InvoiceBeingPaid()
         raise failure
@@ -479,6 +610,9 @@ class PaymentService:
                 failure: InvoiceAlreadyPaid | InvoiceExpired = (
                     InvoiceExpired() if expired else InvoiceAlreadyPaid()
                 )
+                settle_reservations(
+                    db, [reference("payment", attempt_id)], UsageStatus.RELEASED, now=now
+                )
             else:
                 attempt.status = AttemptStatus.SIGNED
                 attempt.signature = signature
@@ -487,6 +621,10 @@ class PaymentService:
                 invoice = db.get(Invoice, invoice_id, populate_existing=True)
                 if invoice is None:  # pragma: no cover
                     raise InvoiceNotFound
+                # The relayer's work, in the same transaction: signed and queued, or neither.
+                attempt.transfer_id = enqueue_router_call(
+                    db, _payment_call(db, invoice, attempt, signature), now=now
+                )
                 append_event(
                     db,
                     type="invoice.processing",
@@ -497,9 +635,78 @@ class PaymentService:
                     data={"invoice": invoice_json(invoice)},
                     now=now,
                 )
+                settle_reservations(
+                    db, [reference("payment", attempt_id)], UsageStatus.COMMITTED, now=now
+                )
                 log.info("invoice %s: payment %s signed", invoice_id, attempt_id)
                 return
         raise failure
+
+
+def _payment_terms(invoice: Invoice) -> Payment:
+    return Payment(
+        invoice_id=bytes.fromhex(invoice.id.removeprefix("0x")),
+        merchant=invoice.merchant_address,
+        token=invoice.token,
+        amount_units=invoice.amount_units,
+        fee_units=invoice.fee_units,
+    )
+
+
+def _payment_call(
+    db: Session, invoice: Invoice, attempt: PaymentAttempt, signature: str
+) -> SignedRouterCall:
+    """The payer's signed ``router.pay`` as the relayer's outbox row."""
+    store = db.get(Store, invoice.store_id)
+    return SignedRouterCall(
+        user_id=attempt.payer_user_id,
+        reference=f"payment:{attempt.id}",
+        chain_id=attempt.chain_id,
+        symbol=invoice.symbol,
+        decimals=invoice.decimals,
+        from_address=attempt.payer_address,
+        router=attempt.router,
+        terms=_payment_terms(invoice),
+        nonce=bytes.fromhex(invoice.payment_id.removeprefix("0x")),
+        valid_after=attempt.valid_after,
+        valid_before=attempt.valid_before,
+        intent=attempt.intent,
+        intent_digest=attempt.intent_digest,
+        signature=signature,
+        label=store.name if store is not None else "PaymentRouter",
+        note=invoice.order_id or "",
+    )
+
+
+def _refund_call(db: Session, invoice: Invoice, refund: Refund, signature: str) -> SignedRouterCall:
+    """The merchant's signed ``router.refund`` as the relayer's outbox row."""
+    merchant = db.get(Merchant, invoice.merchant_id)
+    if merchant is None:  # pragma: no cover - merchants are never deleted
+        raise InvoiceNotFound
+    terms = RouterRefundTerms(
+        payment=_payment_terms(invoice),
+        payer=refund.payer_address,
+        refund_id=bytes.fromhex(refund.refund_id.removeprefix("0x")),
+        amount_units=refund.amount_units,
+    )
+    return SignedRouterCall(
+        user_id=merchant.owner_user_id,
+        reference=f"refund:{refund.id}",
+        chain_id=refund.chain_id,
+        symbol=invoice.symbol,
+        decimals=invoice.decimals,
+        from_address=merchant.payout_address,
+        router=refund.router,
+        terms=terms,
+        nonce=refund_nonce(terms, router=refund.router, chain_id=refund.chain_id),
+        valid_after=refund.valid_after,
+        valid_before=refund.valid_before,
+        intent=refund.intent,
+        intent_digest=refund.intent_digest,
+        signature=signature,
+        label=f"Refund · {invoice.order_id or invoice.id[:10]}",
+        note=refund.reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -579,6 +786,9 @@ class RefundService:
                 return refund_json(earlier, invoice.decimals, invoice.symbol)
         if invoice.status not in PAID_STATUSES or invoice.payer_address is None:
             raise InvoiceNotRefundable(str(invoice.status))
+        if _paid_by_deposit(db, invoice):
+            # router.refund pays back the payer the router recorded: it has none for this one.
+            raise RefundNeedsPayerAddress(invoice.payer_address)
         merchant = db.get(Merchant, invoice.merchant_id)
         if merchant is None:  # pragma: no cover - a foreign key
             raise InvoiceNotFound
@@ -662,8 +872,9 @@ class RefundService:
         invoice, merchant, _, units = checked
         if invoice.payer_address is None:  # pragma: no cover - _checked refuses it
             raise InvoiceNotRefundable(str(invoice.status))
+        row_id = uuid.uuid4().hex
         # Outside any transaction of ours: the gate keeps its own records.
-        self._gate.check(
+        decision = self._gate.check(
             Movement(
                 kind="refund",
                 user_id=principal.user_id or merchant.owner_user_id,
@@ -672,8 +883,52 @@ class RefundService:
                 symbol=invoice.symbol,
                 decimals=invoice.decimals,
                 amount_units=units,
+                reference=reference("refund", row_id),
             )
-        ).raise_if_denied()
+        )
+        decision.raise_if_denied()
+        try:
+            view, created = self._store_refund(
+                principal,
+                invoice_id,
+                row_id=row_id,
+                amount=amount,
+                reason=reason,
+                key=key,
+                fingerprint=fingerprint,
+                units=units,
+                now=now,
+            )
+        except BaseException:
+            self._release_decision(decision.id)
+            raise
+        if not created:
+            self._release_decision(decision.id)
+        return view, created
+
+    def _release_decision(self, decision_id: str | None) -> None:
+        """Free the reservation of a refund that was not stored after all."""
+        if decision_id is None:
+            return
+        try:
+            self._gate.release(decision_id)
+        except Exception:  # the reservation keeps counting: the safe side
+            log.warning("could not release limit reservation %s", decision_id, exc_info=True)
+
+    def _store_refund(
+        self,
+        principal: Principal,
+        invoice_id: str,
+        *,
+        row_id: str,
+        amount: str | None,
+        reason: str,
+        key: str | None,
+        fingerprint: str,
+        units: int,
+        now: datetime,
+    ) -> tuple[dict[str, Any], bool]:
+        """The refund row and its event, checked again under the write lock."""
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
             # Again under the write lock: another refund may have been made meanwhile.
@@ -682,7 +937,7 @@ class RefundService:
             )
             if isinstance(checked, dict):
                 return checked, False
-            invoice, merchant, token, units_now = checked
+            invoice, _, token, units_now = checked
             if units_now != units:
                 shown = TokenAmount.from_units(units_now, invoice.decimals, invoice.symbol)
                 raise RefundExceedsRefundable(shown.format(), invoice.symbol)
@@ -703,7 +958,7 @@ class RefundService:
                 valid_before=valid_after + CLOCK_SKEW + REFUND_VALIDITY,
             ).to_json()
             row = Refund(
-                id=uuid.uuid4().hex,
+                id=row_id,
                 refund_id="0x" + refund_id.hex(),
                 invoice_id=invoice.id,
                 merchant_id=invoice.merchant_id,
@@ -743,6 +998,16 @@ class RefundService:
                 now=now,
             )
         return view, True
+
+    def refundable(self, principal: Principal, invoice_id: str) -> int:
+        """What can still be refunded of the invoice: paid minus refunds made or on their way
+        (signed or submitted); 0 while it is not paid."""
+        with self._sessions() as db:
+            invoice = self._invoice_for(db, principal, invoice_id)
+            principal.require(Permission.INVOICES_READ, invoice.store_id)
+            if invoice.status not in PAID_STATUSES:
+                return 0
+            return self._refundable(db, invoice)
 
     def _refund_for(self, db: Session, principal: Principal, refund_id: str) -> Refund:
         row = db.get(Refund, refund_id)
@@ -792,10 +1057,28 @@ class RefundService:
                 ready.symbol,
             )
         result = await self._signer.sign(ready.wallet_id, ready.intent, list(approvals))
-        await asyncio.to_thread(
-            self._store_signed, refund_id, ready.invoice_id, str(result["signature"])
-        )
+        try:
+            await asyncio.to_thread(
+                self._store_signed, refund_id, ready.invoice_id, str(result["signature"])
+            )
+        finally:
+            # Signed: the reservation is committed; refused (another refund came first): freed.
+            await asyncio.to_thread(self._settle_reservation, refund_id)
         return await asyncio.to_thread(self.get, principal, refund_id)
+
+    def _settle_reservation(self, refund_id: str) -> None:
+        """Commit or release the refund's limit reservation as its status says."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            status = db.scalar(select(Refund.status).where(Refund.id == refund_id))
+            if status in (RefundStatus.SIGNED, RefundStatus.SUBMITTED, RefundStatus.SETTLED):
+                outcome = UsageStatus.COMMITTED
+            elif status in (RefundStatus.FAILED, RefundStatus.EXPIRED):
+                outcome = UsageStatus.RELEASED
+            else:
+                return
+            settle_reservations(db, [reference("refund", refund_id)], outcome, now=now)
 
     def _ready(self, principal: Principal, refund_id: str) -> _ReadyRefund:
         now = self._now()
@@ -830,6 +1113,9 @@ class RefundService:
                 raise RefundNotAwaitingApproval(str(row.status))
             if row.valid_before - CLOCK_SKEW < now.timestamp():
                 row.status = RefundStatus.EXPIRED
+                settle_reservations(
+                    db, [reference("refund", row.id)], UsageStatus.RELEASED, now=now
+                )
                 expired = RefundNotAwaitingApproval(str(RefundStatus.EXPIRED))
             else:
                 refundable = self._refundable(db, invoice, besides=row.id)
@@ -866,6 +1152,10 @@ class RefundService:
                 row.signature = signature
                 row.signed_at = now
                 row.updated_at = now
+                # The relayer's work, in the same transaction: signed and queued, or neither.
+                row.transfer_id = enqueue_router_call(
+                    db, _refund_call(db, invoice, row, signature), now=now
+                )
                 db.flush()
                 append_event(
                     db,
@@ -879,6 +1169,18 @@ class RefundService:
                 )
                 return
         raise failure
+
+
+def works_for_a_merchant(sessions: sessionmaker[Session], user_id: str) -> bool:
+    """Whether the user is on a merchant's staff (any role, not removed): the wallet app then
+    shows its "Business" tab. One indexed read; needs no chain."""
+    with sessions() as db:
+        found = db.scalar(
+            select(StaffMember.id)
+            .where(StaffMember.user_id == user_id, StaffMember.revoked_at.is_(None))
+            .limit(1)
+        )
+    return found is not None
 
 
 @dataclass(frozen=True)
@@ -907,9 +1209,11 @@ def build_payments(
     settings: PaymentSettings,
     rates: RateSource,
     allow_http_webhooks: bool,
+    deposit_contract: str | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Payments:
-    """Every payments service on one database, chain, router and token set."""
+    """Every payments service on one database, chain, router and token set (and the chain's
+    ``InvoiceDeposits`` contract, which gives every new invoice a deposit address)."""
     return Payments(
         merchants=MerchantService(
             sessions,
@@ -927,6 +1231,7 @@ def build_payments(
             router=router,
             rates=rates,
             settings=settings,
+            deposit_contract=deposit_contract,
             clock=clock,
         ),
         payments=PaymentService(

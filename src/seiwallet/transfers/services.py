@@ -12,6 +12,11 @@ approval to the signer and stores the signature: the row is now in the relayer's
 
 Money moves at most once whatever is retried: one transfer is one EIP-3009 nonce, which the
 token accepts once.
+
+The gate's limit reservation (made under ``transfer:<id>``) follows the transfer: released at
+once if the transfer is not stored after the check, committed with the signature, released with
+the expiry (``transfers.reservations``; the worker expires unapproved transfers and releases
+failed ones, ``transfers.tasks.settle_transfer_reservations``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from seiwallet.accounts.models import User, UserStatus
 from seiwallet.addresses import InvalidAddress, parse_evm_address
 from seiwallet.chain.tokens import TokenDomain
 from seiwallet.compliance.gate import ComplianceGate, Movement
+from seiwallet.compliance.models import UsageStatus
 from seiwallet.db import SQLITE_BEGIN, as_utc
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
@@ -72,6 +78,7 @@ from seiwallet.transfers.models import (
     TransferInvitation,
     TransferStatus,
 )
+from seiwallet.transfers.reservations import reference, settle_reservations
 
 log = logging.getLogger(__name__)
 
@@ -419,7 +426,10 @@ class TransferService:
             raise SelfTransfer
         # From here on every answer is the same whether or not the alias has a wallet: only a
         # created transfer tells its sender that the recipient has not joined yet.
-        self._gate.check(
+        transfer_id = uuid.uuid4().hex
+        # Off the event loop and outside any transaction of ours: the gate reads the chain and
+        # writes its own records (on SQLite its write would wait for ours).
+        decision = await self._gate.acheck(
             Movement(
                 kind="transfer",
                 user_id=owner.user_id,
@@ -428,8 +438,56 @@ class TransferService:
                 symbol=token.symbol,
                 decimals=token.decimals,
                 amount_units=amount.units,
+                reference=reference("transfer", transfer_id),
             )
-        ).raise_if_denied()
+        )
+        decision.raise_if_denied()
+        # The gate reserved the value against the sender's limits: a transfer that is not
+        # stored after all (balance, a racing request, an error) frees it again at once.
+        try:
+            view, created = await self._store_new(
+                owner,
+                request,
+                transfer_id=transfer_id,
+                key=key,
+                fingerprint=fingerprint,
+                token=token,
+                amount=amount,
+                found=found,
+                to_address=to_address,
+            )
+        except BaseException:
+            await self._release(decision.id)
+            raise
+        if not created:
+            await self._release(decision.id)
+        return view, created
+
+    async def _release(self, decision_id: str | None) -> None:
+        """Free a reservation the gate made for a transfer that will not exist."""
+        if decision_id is None:  # a gate without a database reserves nothing
+            return
+        try:
+            await asyncio.to_thread(self._gate.release, decision_id)
+        except Exception:  # the reservation keeps counting: the safe side
+            log.warning("could not release limit reservation %s", decision_id, exc_info=True)
+
+    async def _store_new(
+        self,
+        owner: Owner,
+        request: SendRequest,
+        *,
+        transfer_id: str,
+        key: str,
+        fingerprint: str,
+        token: TokenInfo,
+        amount: TokenAmount,
+        found: Recipient | Invitee,
+        to_address: str,
+    ) -> tuple[TransferView, bool]:
+        """Check the balance, build the intent and store the transfer (``False``: a request
+        with the same key stored its transfer first)."""
+        invitee = found if isinstance(found, Invitee) else None
         available = await self.available(owner, token)
         if amount.units > available:
             raise InsufficientBalance(
@@ -478,7 +536,7 @@ class TransferService:
         }
         digest = intent_digest(parse_intent(intent)).hex()
         row = Transfer(
-            id=uuid.uuid4().hex,
+            id=transfer_id,
             user_id=owner.user_id,
             idempotency_key=key,
             request_hash=fingerprint,
@@ -591,10 +649,12 @@ class TransferService:
         return await asyncio.to_thread(self._signed, row.id, str(result["signature"]))
 
     def _signed(self, transfer_id: str, signature: str) -> TransferView:
-        """Store the signature: the transfer joins the relayer's outbox (once)."""
+        """Store the signature: the transfer joins the relayer's outbox (once), and its limit
+        reservation is committed with it."""
+        now = self._now()
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
-            db.execute(
+            signed = db.execute(
                 update(Transfer)
                 .where(
                     Transfer.id == transfer_id,
@@ -603,27 +663,23 @@ class TransferService:
                 .values(
                     signature=signature,
                     status=TransferStatus.SIGNED,
-                    signed_at=self._now(),
+                    signed_at=now,
                 )
                 .execution_options(synchronize_session=False)
             )
+            if getattr(signed, "rowcount", 0):
+                settle_reservations(
+                    db, [reference("transfer", transfer_id)], UsageStatus.COMMITTED, now=now
+                )
             fresh = db.get(Transfer, transfer_id, populate_existing=True)
             if fresh is None:  # pragma: no cover - transfers are never deleted
                 raise TransferNotFound
             return _views(db, [fresh])[0]
 
     def _expire(self, transfer_id: str) -> None:
-        """An approval that came too late: the transfer can no longer happen."""
-        with self._sessions.begin() as db:
-            db.execute(
-                update(Transfer)
-                .where(
-                    Transfer.id == transfer_id,
-                    Transfer.status == TransferStatus.AWAITING_APPROVAL,
-                )
-                .values(status=TransferStatus.EXPIRED)
-                .execution_options(synchronize_session=False)
-            )
+        """An approval that came too late: the transfer can no longer happen (its limit
+        reservation is released with it)."""
+        expire_transfers(self._sessions, [transfer_id], now=self._now())
 
     # -- reading -------------------------------------------------------------------------------
     def _get(self, user_id: str, transfer_id: str) -> Transfer:
@@ -693,6 +749,33 @@ class TransferService:
                 ]
             )
         return out.getvalue()
+
+
+def expire_transfers(
+    sessions: sessionmaker[Session], transfer_ids: Sequence[str], *, now: datetime
+) -> list[str]:
+    """Mark these transfers ``expired`` if they still await approval, and release their limit
+    reservations, in one transaction; the ids that expired."""
+    if not transfer_ids:
+        return []
+    with sessions.begin() as db:
+        db.connection(execution_options=_WRITE)
+        expired = list(
+            db.scalars(
+                update(Transfer)
+                .where(
+                    Transfer.id.in_(transfer_ids),
+                    Transfer.status == TransferStatus.AWAITING_APPROVAL,
+                )
+                .values(status=TransferStatus.EXPIRED, updated_at=now)
+                .returning(Transfer.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        settle_reservations(
+            db, [reference("transfer", i) for i in expired], UsageStatus.RELEASED, now=now
+        )
+    return expired
 
 
 def _csv_safe(text: str) -> str:

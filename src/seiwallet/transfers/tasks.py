@@ -1,4 +1,13 @@
-"""The worker's invitation jobs: register front-run deposits, release, reclaim, tell people.
+"""The worker's transfer jobs: invitations (register, release, reclaim, tell people), and the
+limit reservations of transfers that ended without moving money.
+
+:func:`settle_transfer_reservations` expires transfers left unapproved past the approval window
+and releases the compliance gate's reservation of every transfer that ended ``expired`` or
+``failed`` (the relayer fails a transfer the chain refuses): the sender's limit frees up. It is
+idempotent (a released reservation stays released) and cheap: unapproved transfers are read
+from the outbox index, failed ones (rare) over the limits' 30-day window only.
+
+Invitations:
 
 :class:`InvitationWorker` runs in the worker beside the relayer and the follower, sending from
 the escrow's **releaser** account (one :class:`~seiwallet.chain.sender.TransactionSender` of its
@@ -61,6 +70,7 @@ from seiwallet.chain.events import EventDecoder
 from seiwallet.chain.models import OPEN_TX_STATUSES, SentTransaction, TxStatus
 from seiwallet.chain.rpc import Call, Receipt, RpcClient
 from seiwallet.chain.sender import SentTx, TransactionSender, TxRequest, settle_transactions
+from seiwallet.compliance.models import UsageStatus
 from seiwallet.config import InvitationSettings
 from seiwallet.db import SQLITE_BEGIN
 from seiwallet.money import TokenAmount
@@ -78,6 +88,8 @@ from seiwallet.transfers.models import (
     TransferInvitation,
     TransferStatus,
 )
+from seiwallet.transfers.reservations import COUNTED_FOR, reference_of, settle_reservations
+from seiwallet.transfers.services import APPROVAL_WINDOW, expire_transfers
 
 log = logging.getLogger(__name__)
 alerts = logging.getLogger("seiwallet.alerts")
@@ -90,6 +102,54 @@ BATCH = 200
 #: How long a refused release waits when its claim hash does not match the chain (an operator
 #: must look: retrying soon would only repeat the alert).
 MISMATCH_WAIT = timedelta(hours=1)
+
+
+#: An unapproved transfer is expired by the worker this long after the approval window closed:
+#: an approval already at the signer when the window closed is not cut short.
+EXPIRY_GRACE = timedelta(seconds=60)
+
+
+def settle_transfer_reservations(
+    sessions: sessionmaker[Session], *, chain_id: int, now: datetime, limit: int = 500
+) -> int:
+    """Expire this chain's transfers left unapproved, and release the limit reservations of
+    transfers that failed; how many reservations or transfers changed."""
+    cutoff = now - timedelta(seconds=APPROVAL_WINDOW) - EXPIRY_GRACE
+    with sessions() as db:
+        stale = list(
+            db.scalars(
+                select(Transfer.id)
+                .where(
+                    Transfer.chain_id == chain_id,
+                    Transfer.status == TransferStatus.AWAITING_APPROVAL,
+                    Transfer.created_at < cutoff,
+                )
+                .order_by(Transfer.created_at)
+                .limit(limit)
+            )
+        )
+    expired = expire_transfers(sessions, stale, now=now)
+    with sessions.begin() as db:
+        db.connection(execution_options=_WRITE)
+        released = settle_reservations(
+            db,
+            # Expiring releases in its own transaction; a failure is the relayer's (or the
+            # chain's) word, after the transfer may already have been signed and committed.
+            select(reference_of("transfer", Transfer.id)).where(
+                Transfer.chain_id == chain_id,
+                Transfer.status == TransferStatus.FAILED,
+                Transfer.created_at > now - COUNTED_FOR,
+            ),
+            UsageStatus.RELEASED,
+            now=now,
+        )
+    if expired or released:
+        log.info(
+            "transfers: %d left unapproved expired, %d limit reservations released",
+            len(expired),
+            released,
+        )
+    return len(expired) + released
 
 
 def action_purpose(action: InvitationAction, transfer_id: str) -> str:
