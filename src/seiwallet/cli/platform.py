@@ -50,7 +50,11 @@ from seiwallet.deployments import contracts_for, open_chain
 from seiwallet.errors import InvalidInput, SeiwalletError
 from seiwallet.money import TokenAmount
 from seiwallet.payments.deposits import DepositEventHandler, DepositSweeper, sweeper_account
-from seiwallet.payments.handlers import PaymentEventHandler, reconcile_outbox
+from seiwallet.payments.handlers import (
+    PaymentEventHandler,
+    outbox_verdicts_waiting,
+    reconcile_outbox,
+)
 from seiwallet.payments.tasks import run_payment_tasks
 from seiwallet.transfers.handlers import InvitationEventHandler, TransferEventHandler
 from seiwallet.transfers.relayer import Relayer
@@ -332,11 +336,19 @@ async def _reconcile_payments(
     sessions: sessionmaker[Session], stop: asyncio.Event, *, chain_id: int, every: float = 0.25
 ) -> None:
     """Carry the relayer's verdicts on payment and refund outbox rows to their invoices."""
+
+    def once() -> None:
+        # A read first: the writer's lock (one per SQLite database) only when there is work.
+        with sessions() as session:
+            if not outbox_verdicts_waiting(session, chain_id=chain_id):
+                return
+        with sessions.begin() as session:
+            session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+            reconcile_outbox(session, chain_id=chain_id)
+
     while not stop.is_set():
         try:
-            with sessions.begin() as session:
-                session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
-                reconcile_outbox(session, chain_id=chain_id)
+            await asyncio.to_thread(once)
         except SQLAlchemyError:
             log.exception("payments: reconciling the outbox failed; trying again")
         with contextlib.suppress(TimeoutError):

@@ -64,6 +64,39 @@ def _sent_in(session: Session, attempt: PaymentAttempt) -> str | None:
     return session.scalar(select(Transfer.tx_hash).where(Transfer.id == attempt.transfer_id))
 
 
+def outbox_verdicts_waiting(session: Session, *, chain_id: int) -> bool:
+    """Whether :func:`reconcile_outbox` has anything to carry (a read: no writer's lock)."""
+    verdict = Transfer.status.in_((TransferStatus.SUBMITTED, TransferStatus.FAILED))
+    attempt = (
+        select(PaymentAttempt.id)
+        .join(Transfer, Transfer.id == PaymentAttempt.transfer_id)
+        .where(
+            PaymentAttempt.chain_id == chain_id,
+            PaymentAttempt.status.in_((AttemptStatus.SIGNED, AttemptStatus.SUBMITTED)),
+            verdict,
+            # A submitted attempt already carrying its transaction's hash is up to date.
+            (PaymentAttempt.status == AttemptStatus.SIGNED)
+            | (Transfer.status == TransferStatus.FAILED)
+            | (PaymentAttempt.tx_hash.is_distinct_from(Transfer.tx_hash)),
+        )
+        .limit(1)
+    )
+    refund = (
+        select(Refund.id)
+        .join(Transfer, Transfer.id == Refund.transfer_id)
+        .where(
+            Refund.chain_id == chain_id,
+            Refund.status.in_((RefundStatus.SIGNED, RefundStatus.SUBMITTED)),
+            verdict,
+            (Refund.status == RefundStatus.SIGNED)
+            | (Transfer.status == TransferStatus.FAILED)
+            | (Refund.tx_hash.is_distinct_from(Transfer.tx_hash)),
+        )
+        .limit(1)
+    )
+    return session.scalar(attempt) is not None or session.scalar(refund) is not None
+
+
 def reconcile_outbox(session: Session, *, chain_id: int, limit: int = 200) -> int:
     """Follow the relayer's verdicts on payments and refunds; the number of rows moved.
 

@@ -578,16 +578,21 @@ def expire_invoices(
     An invoice a payer holds right now (a live claim, a few seconds) is left to them: their
     approval either makes it ``processing`` or lets the claim lapse, and the next run expires it.
     """
+    due_now = (
+        Invoice.chain_id == chain_id,
+        Invoice.status == InvoiceStatus.NEW,
+        Invoice.expires_at <= now,
+    )
+    # A read first: the writer's lock (one per SQLite database) is taken only with work to do.
+    with sessions() as db:
+        if db.scalar(select(Invoice.id).where(*due_now).limit(1)) is None:
+            return 0
     with sessions.begin() as db:
         db.connection(execution_options=_WRITE)
         due = list(
             db.scalars(
                 select(Invoice)
-                .where(
-                    Invoice.chain_id == chain_id,
-                    Invoice.status == InvoiceStatus.NEW,
-                    Invoice.expires_at <= now,
-                )
+                .where(*due_now)
                 .order_by(Invoice.expires_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)

@@ -416,14 +416,19 @@ class WebhookSender:
     def _claim(self, limit: int, only: str | None = None) -> list[_Outgoing]:
         now = self._now()
         hold = timedelta(seconds=self.settings.webhook_timeout_seconds + 30)
+        due = [
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+        ]
+        if only is not None:
+            due.append(WebhookDelivery.id == only)
+        # A read first: the writer's lock (one per SQLite database) is taken only with work.
+        with self._sessions() as db:
+            if db.scalar(select(WebhookDelivery.id).where(*due).limit(1)) is None:
+                return []
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
-            query = select(WebhookDelivery).where(
-                WebhookDelivery.status == DeliveryStatus.PENDING,
-                WebhookDelivery.next_attempt_at <= now,
-            )
-            if only is not None:
-                query = query.where(WebhookDelivery.id == only)
+            query = select(WebhookDelivery).where(*due)
             rows = list(
                 db.scalars(
                     query.order_by(WebhookDelivery.next_attempt_at)

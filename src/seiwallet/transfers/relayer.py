@@ -625,11 +625,16 @@ class Relayer:
         of delayed transfers (an outage) costs nothing to skip.
         """
         now = self._now()
+        outbox_rows = (Transfer.chain_id == self.chain_id, Transfer.status == TransferStatus.SIGNED)
+        # A read first: an idle relayer (one loop per sponsor, ten rounds a second) must not take
+        # the writer's lock — one per SQLite database, shared with the API — to find nothing.
+        with self._sessions() as session:
+            due = (Transfer.next_attempt_at <= now) | Transfer.next_attempt_at.is_(None)
+            if session.scalar(select(Transfer.id).where(*outbox_rows, due).limit(1)) is None:
+                return []
         with self._sessions.begin() as session:
             session.connection(execution_options=_WRITE)
-            outbox = select(Transfer).where(
-                Transfer.chain_id == self.chain_id, Transfer.status == TransferStatus.SIGNED
-            )
+            outbox = select(Transfer).where(*outbox_rows)
             rows = list(
                 session.scalars(
                     outbox.where(Transfer.next_attempt_at <= now)
