@@ -148,6 +148,17 @@ def sample_pages(now: dt.datetime = NOW) -> dict[str, tuple[str, dict[str, Any]]
         "finish_url": "/v1/passkeys/registration",
         "next_url": "/setup/ready",
     }
+    aliases = {
+        "step": "start",
+        "aliases": [],
+        "destination": None,
+        "attempts_left": None,
+        "kind": "phone",
+        "value": "",
+        "error": None,
+        "done": None,
+        "mailbox": True,
+    }
     recovery = {
         "destination": "m•••@example.com",
         "attempts_left": None,
@@ -562,6 +573,40 @@ def sample_pages(now: dt.datetime = NOW) -> dict[str, tuple[str, dict[str, Any]]
                 **recovery,
                 "step": "pending",
                 "pending_until": now + 48 * hour,
+            },
+        ),
+        "aliases": (
+            "aliases.html",
+            {
+                **base_context(path="/settings/aliases"),
+                **aliases,
+                "aliases": [
+                    {"kind": "phone", "value": "+852 9123 4567"},
+                    {"kind": "email", "value": "mei.lin@example.com"},
+                ],
+                "done": "phone",
+            },
+        ),
+        "aliases_error": (
+            "aliases.html",
+            {
+                **base_context(path="/settings/aliases"),
+                **aliases,
+                "kind": "email",
+                "value": "mei.lin@",
+                "error": "That isn't an e-mail address we can use. Check it and try again.",
+            },
+        ),
+        "aliases_code": (
+            "aliases.html",
+            {
+                **base_context(path="/settings/aliases"),
+                **aliases,
+                "step": "code",
+                "destination": "+852 •••• 67",
+                "attempts_left": 2,
+                "error": "That code isn't right. Check it and try again.",
+                "aliases": [{"kind": "email", "value": "mei.lin@example.com"}],
             },
         ),
         "device": (

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from seiwallet.accounts.errors import NotSignedIn
 from seiwallet.accounts.oidc import Clock
 from seiwallet.api import (
+    alias_pages,
     compliance,
     devhooks,
     money_pages,
@@ -176,6 +177,7 @@ def create_app(
         compliance.api,
         compliance.router,
         operator.router,
+        alias_pages.router,
     ):
         app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
