@@ -18,6 +18,7 @@ from tests.e2e.web_helpers import Browser, settings_for, start_signer, web_app
 from tests.fixtures.browser import serve_app_at
 from tests.fixtures.signer import SignerProcess
 
+from seiwallet.accounts.notices import SmtpMailer
 from seiwallet.api.services import Services
 
 PAGE = "/settings/aliases"
@@ -283,3 +284,21 @@ def test_verify_a_phone_number_on_a_phone(
     expect(phone.get_by_role("status").first).to_contain_text("Your phone number is verified")
     expect(phone.locator(".chip-verified", has_text=PHONE)).to_be_visible()
     screenshots(phone, "aliases-verified")
+
+
+async def test_a_server_without_text_messages_says_so_before_making_a_code(app, browsers) -> None:
+    services, _ = app
+    ada, csrf = await signed_in(browsers)
+    # A production mailer: e-mail only (no SMS gateway configured).
+    services.aliases._codes._mailer = SmtpMailer(
+        host="smtp.invalid", port=587, sender="wallet@example.com"
+    )
+    answer = await send_code(ada, csrf, "phone", E164)
+    assert answer.status_code == 409
+    assert "We can't send text messages from this server yet" in text_of(answer.text)
+    assert 'value="phone" checked' in answer.text
+    # No code was made (it would have counted against the hour's limit, unsent): the page
+    # still offers the form, not a code to enter.
+    assert not services.mailbox.messages(20, recipient=E164)
+    again = await ada.http.get(PAGE)
+    assert 'autocomplete="one-time-code"' not in again.text

@@ -97,6 +97,7 @@ class ChainBalances:
 @dataclass
 class FakeMailer:
     sent: list[tuple[str, str, str, str]] = field(default_factory=list)
+    channels: frozenset[str] = frozenset({"email", "sms"})
 
     async def send(self, channel: str, to: str, subject: str, body: str) -> None:
         self.sent.append((channel, to, subject, body))

@@ -171,6 +171,21 @@ class RecoveryUnavailable(RecoveryError):
         )
 
 
+class ChannelUnavailable(RecoveryError):
+    """Codes cannot be sent this way on this server (no SMS gateway configured, say)."""
+
+    code = "accounts.channel_unavailable"
+    status = 409
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        what = "text messages" if channel == "sms" else f"{channel} messages"
+        super().__init__(
+            f"this server cannot send {what} yet: use an e-mail address instead, "
+            "or ask the operator to configure an SMS gateway"
+        )
+
+
 class OneTimeCodeWrong(RecoveryError):
     code = "accounts.one_time_code_wrong"
 

@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from seiwallet.accounts.errors import ChannelUnavailable
 from seiwallet.accounts.models import MailboxMessage, Notice, User
 from seiwallet.accounts.oidc import Clock
 from seiwallet.db import as_utc
@@ -62,6 +63,9 @@ EMAIL_TEXT: Final[dict[str, tuple[str, str]]] = {
 class Mailer(Protocol):
     """Where one-time codes and security e-mails go."""
 
+    #: The channels it can deliver ("email", "sms"); a code is never made for another.
+    channels: frozenset[str]
+
     async def send(self, channel: str, to: str, subject: str, body: str) -> None: ...
 
 
@@ -76,6 +80,8 @@ class CaughtMessage:
 
 class DevMailbox:
     """Catches every message in the database for the ``/dev/mailbox`` page (``local`` only)."""
+
+    channels: frozenset[str] = frozenset({"email", "sms"})
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock = time.time) -> None:
         self._sessions = sessions
@@ -115,7 +121,8 @@ class DevMailbox:
 
 
 class SmtpMailer:
-    """E-mail over SMTP with STARTTLS; SMS goes through an SMS gateway's e-mail bridge if set."""
+    """E-mail over SMTP with STARTTLS. No SMS gateway yet: a code for a phone number is refused
+    with :class:`ChannelUnavailable` before it is made."""
 
     def __init__(
         self,
@@ -131,9 +138,11 @@ class SmtpMailer:
         self._username, self._password = username, password
         self._timeout = timeout
 
+    channels: frozenset[str] = frozenset({"email"})
+
     async def send(self, channel: str, to: str, subject: str, body: str) -> None:
-        if channel != "email":
-            raise NotImplementedError("no SMS gateway is configured: codes go by e-mail")
+        if channel not in self.channels:
+            raise ChannelUnavailable(channel)
         await asyncio.to_thread(self._send, to, subject, body)
 
     def _send(self, to: str, subject: str, body: str) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet.accounts.errors import (
+    ChannelUnavailable,
     OneTimeCodeSpent,
     OneTimeCodeWrong,
     RecoveryError,
@@ -130,6 +131,9 @@ class OneTimeCodes:
         self, session: SessionInfo, purpose: str, destination: Destination, subject: str, body: str
     ) -> CodeSent:
         """Send a fresh code (``{code}`` and ``{minutes}`` in ``body`` are filled in)."""
+        if destination.channel not in self._mailer.channels:
+            # Said before a code is made: it would count against the hourly limit unsent.
+            raise ChannelUnavailable(destination.channel)
         code = f"{secrets.randbelow(10**6):06d}"
         now = await asyncio.to_thread(self._store, session, purpose, destination, code)
         minutes = int(self.ttl.total_seconds() // 60)

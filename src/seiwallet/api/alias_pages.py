@@ -20,6 +20,7 @@ from seiwallet.accounts.errors import (
     AccountsError,
     AliasInvalid,
     AliasTaken,
+    ChannelUnavailable,
     OneTimeCodeSpent,
     OneTimeCodeWrong,
     TooManyCodes,
@@ -63,6 +64,8 @@ def _problem(exc: AccountsError, kind: str) -> str:
             "That isn't a phone number we can use. Include the country code, "
             "for example +852 9123 4567."
         )
+    if isinstance(exc, ChannelUnavailable):
+        return _("We can't send text messages from this server yet. Use an e-mail address instead.")
     if isinstance(exc, TooManyCodes):
         minutes = max(1, exc.retry_after // 60)
         return ngettext(
@@ -148,7 +151,7 @@ async def send_code(request: Request) -> Response:
         )
     try:
         await svc.aliases.start(session, kind, value)
-    except (AliasInvalid, TooManyCodes) as exc:
+    except (AliasInvalid, TooManyCodes, ChannelUnavailable) as exc:
         return await _page(
             request,
             session,
@@ -172,7 +175,7 @@ async def resend_code(request: Request) -> Response:
     kind = _kind_of(pending.destination.channel)
     try:
         await svc.aliases.start(session, kind, pending.destination.address)
-    except (AliasInvalid, TooManyCodes) as exc:
+    except (AliasInvalid, TooManyCodes, ChannelUnavailable) as exc:
         return await _page(
             request, session, error=_problem(exc, kind), status=exc.status, pending=pending
         )
