@@ -50,7 +50,7 @@ def writer(database_url: str) -> Engine:
     other.dispose()
 
 
-async def next_event(stream: AsyncIterator[EventView | None], timeout: float = 2.0) -> EventView:
+async def next_event(stream: AsyncIterator[EventView | None], timeout: float = 10.0) -> EventView:
     while True:
         item = await asyncio.wait_for(anext(stream), timeout)
         if item is not None:
