@@ -198,3 +198,43 @@ def test_revert_data_decoding_is_robust_to_garbage() -> None:
     assert errors.decode_revert_data({"data": _revert_data("x")}) == "x"
     truncated = _revert_data("hello")[:20]
     assert errors.decode_revert_data(truncated) is None
+
+
+async def test_receipts_in_chunks_none_for_unmined_and_errors_left_out() -> None:
+    mined = {
+        "transactionHash": "0x" + "aa" * 32,
+        "blockNumber": "0x7",
+        "blockHash": "0x" + "bb" * 32,
+        "status": "0x1",
+        "gasUsed": "0x5208",
+        "effectiveGasPrice": "0x3b9aca00",
+        "logs": [],
+    }
+    batches: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls = json.loads(request.content)
+        batches.append(len(calls))
+        out = []
+        for call in calls:
+            tx_hash = call["params"][0]
+            if tx_hash.startswith("0xaa"):
+                out.append({"jsonrpc": "2.0", "id": call["id"], "result": mined})
+            elif tx_hash.startswith("0xcc"):
+                error = {"code": -32000, "message": "header not found"}
+                out.append({"jsonrpc": "2.0", "id": call["id"], "error": error})
+            else:
+                out.append({"jsonrpc": "2.0", "id": call["id"], "result": None})
+        return httpx.Response(200, json=out)
+
+    hashes = ["0x" + "aa" * 32, "0x" + "00" * 32, "0x" + "cc" * 32]
+    async with RpcClient(
+        "http://node.test", transport=httpx.MockTransport(answer), backoff=0
+    ) as rpc:
+        receipts = await rpc.get_receipts(hashes, chunk=2)
+    assert batches == [2, 1]
+    found = receipts[hashes[0]]
+    assert found is not None
+    assert found.block_number == 7
+    assert receipts[hashes[1]] is None  # not mined (yet)
+    assert hashes[2] not in receipts  # the node could not tell: asked again later

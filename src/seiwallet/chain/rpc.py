@@ -309,6 +309,23 @@ class RpcClient:
         raw = await self.request("eth_getTransactionReceipt", [tx_hash])
         return Receipt.from_rpc(raw) if raw else None
 
+    async def get_receipts(
+        self, tx_hashes: Sequence[str], *, chunk: int = 500
+    ) -> dict[str, Receipt | None]:
+        """Receipts of many transactions, in JSON-RPC batches of ``chunk``: ``None`` for one the
+        node does not know as mined; one the node answered with an error is left out (ask
+        again later), so a caller never mistakes "could not tell" for "not mined"."""
+        found: dict[str, Receipt | None] = {}
+        for start in range(0, len(tx_hashes), chunk):
+            part = tx_hashes[start : start + chunk]
+            answers = await self.batch(
+                [Call("eth_getTransactionReceipt", [tx_hash]) for tx_hash in part]
+            )
+            for tx_hash, answer in zip(part, answers, strict=True):
+                if not isinstance(answer, RpcError):
+                    found[tx_hash] = Receipt.from_rpc(answer) if answer else None
+        return found
+
     async def get_transaction(self, tx_hash: str) -> dict[str, Any] | None:
         raw = await self.request("eth_getTransactionByHash", [tx_hash])
         return dict(raw) if raw else None

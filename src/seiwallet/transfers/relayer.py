@@ -1035,7 +1035,9 @@ class Relayer:
             )
         if not candidates:
             return 0
-        receipts = await self._receipts([flight.sent.tx_hash for _, flight in candidates])
+        receipts = await self._rpc.get_receipts(
+            [flight.sent.tx_hash for _, flight in candidates], chunk=RPC_BATCH
+        )
         mined_flights, replaced = self._sort_out(candidates, receipts)
         if not mined_flights and not replaced:
             return 0
@@ -1075,19 +1077,6 @@ class Relayer:
             ):
                 replaced.extend(members)
         return mined, replaced
-
-    async def _receipts(self, tx_hashes: Sequence[str]) -> dict[str, Receipt | None]:
-        found: dict[str, Receipt | None] = {}
-        for start in range(0, len(tx_hashes), RPC_BATCH):
-            chunk = tx_hashes[start : start + RPC_BATCH]
-            answers = await self._rpc.batch(
-                [Call("eth_getTransactionReceipt", [tx_hash]) for tx_hash in chunk]
-            )
-            for tx_hash, answer in zip(chunk, answers, strict=True):
-                if isinstance(answer, RpcError):
-                    continue  # not known either way: asked again next poll
-                found[tx_hash] = Receipt.from_rpc(answer) if answer else None
-        return found
 
     def _settle(
         self,

@@ -309,7 +309,7 @@ class InvitationWorker:
         waiting = [
             (tid, tx) for tid, _, tx in rows if tx is not None and tx.status in OPEN_TX_STATUSES
         ]
-        receipts = await self._receipts([tx.tx_hash for _, tx in waiting])
+        receipts = await self._rpc.get_receipts([tx.tx_hash for _, tx in waiting])
         mined_nonce = (
             await self._rpc.get_transaction_count(self.releaser, "latest") if waiting else 0
         )
@@ -359,18 +359,6 @@ class InvitationWorker:
                     .execution_options(synchronize_session=False)
                 )
         return len(changes)
-
-    async def _receipts(self, tx_hashes: Sequence[str]) -> dict[str, Receipt | None]:
-        if not tx_hashes:
-            return {}
-        answers = await self._rpc.batch(
-            [Call("eth_getTransactionReceipt", [tx_hash]) for tx_hash in tx_hashes]
-        )
-        found: dict[str, Receipt | None] = {}
-        for tx_hash, answer in zip(tx_hashes, answers, strict=True):
-            if not isinstance(answer, RpcError):
-                found[tx_hash] = Receipt.from_rpc(answer) if answer else None
-        return found
 
     # -- 2. register -------------------------------------------------------------------------
     async def _register(self) -> int:
