@@ -25,6 +25,7 @@ authenticators, so no one can spend the merchant's money without the merchant's 
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import json
 import logging
@@ -507,17 +508,15 @@ class PaymentService:
 
     def _settle_reservation(self, attempt_id: str) -> None:
         """Commit or release the attempt's limit reservation as its status says."""
-        now = self._now()
-        with self._sessions.begin() as db:
-            db.connection(execution_options=_WRITE)
-            status = db.scalar(select(PaymentAttempt.status).where(PaymentAttempt.id == attempt_id))
-            if status in (AttemptStatus.SIGNED, AttemptStatus.SUBMITTED, AttemptStatus.SETTLED):
-                outcome = UsageStatus.COMMITTED
-            elif status in (AttemptStatus.ABANDONED, AttemptStatus.FAILED):
-                outcome = UsageStatus.RELEASED
-            else:
-                return
-            settle_reservations(db, [reference("payment", attempt_id)], outcome, now=now)
+        _settle_reservation_by_status(
+            self._sessions,
+            "payment",
+            attempt_id,
+            select(PaymentAttempt.status).where(PaymentAttempt.id == attempt_id),
+            committed=(AttemptStatus.SIGNED, AttemptStatus.SUBMITTED, AttemptStatus.SETTLED),
+            released=(AttemptStatus.ABANDONED, AttemptStatus.FAILED),
+            now=self._now(),
+        )
 
     def _claim(self, attempt_id: str, invoice_id: str) -> None:
         """Hold the invoice for this attempt, or say why it cannot be paid now."""
@@ -641,6 +640,30 @@ class PaymentService:
                 log.info("invoice %s: payment %s signed", invoice_id, attempt_id)
                 return
         raise failure
+
+
+def _settle_reservation_by_status(
+    sessions: sessionmaker[Session],
+    kind: str,
+    row_id: str,
+    status_of: Any,
+    *,
+    committed: Sequence[enum.StrEnum],
+    released: Sequence[enum.StrEnum],
+    now: datetime,
+) -> None:
+    """Commit (signed and on) or release (over without moving money) a movement's limit
+    reservation, as the status ``status_of`` reads says; anything else leaves it waiting."""
+    with sessions.begin() as db:
+        db.connection(execution_options=_WRITE)
+        status = db.scalar(status_of)
+        if status in committed:
+            outcome = UsageStatus.COMMITTED
+        elif status in released:
+            outcome = UsageStatus.RELEASED
+        else:
+            return
+        settle_reservations(db, [reference(kind, row_id)], outcome, now=now)
 
 
 def _payment_terms(invoice: Invoice) -> Payment:
@@ -1068,17 +1091,15 @@ class RefundService:
 
     def _settle_reservation(self, refund_id: str) -> None:
         """Commit or release the refund's limit reservation as its status says."""
-        now = self._now()
-        with self._sessions.begin() as db:
-            db.connection(execution_options=_WRITE)
-            status = db.scalar(select(Refund.status).where(Refund.id == refund_id))
-            if status in (RefundStatus.SIGNED, RefundStatus.SUBMITTED, RefundStatus.SETTLED):
-                outcome = UsageStatus.COMMITTED
-            elif status in (RefundStatus.FAILED, RefundStatus.EXPIRED):
-                outcome = UsageStatus.RELEASED
-            else:
-                return
-            settle_reservations(db, [reference("refund", refund_id)], outcome, now=now)
+        _settle_reservation_by_status(
+            self._sessions,
+            "refund",
+            refund_id,
+            select(Refund.status).where(Refund.id == refund_id),
+            committed=(RefundStatus.SIGNED, RefundStatus.SUBMITTED, RefundStatus.SETTLED),
+            released=(RefundStatus.FAILED, RefundStatus.EXPIRED),
+            now=self._now(),
+        )
 
     def _ready(self, principal: Principal, refund_id: str) -> _ReadyRefund:
         now = self._now()
