@@ -1171,11 +1171,15 @@ async def invoice_detail(request: Request, invoice_id: str) -> Response:
     svc = services(request)
     try:
         desk, store, invoice = await _invoice_desk(svc, session, invoice_id)
-        refunds = await run_in_threadpool(
-            desk.payments.refunds.refunds, desk.principal, invoice["id"]
-        )
+        # The events first: the page's live stream resumes after the last one shown, so the
+        # state shown must be read after it (a refund settling in between is then streamed,
+        # not lost between a stale row and a newer cursor).
         events = await run_in_threadpool(
             desk.payments.invoices.events, desk.principal, invoice["id"]
+        )
+        invoice = await run_in_threadpool(desk.payments.invoices.get, desk.principal, invoice["id"])
+        refunds = await run_in_threadpool(
+            desk.payments.refunds.refunds, desk.principal, invoice["id"]
         )
         refundable = await run_in_threadpool(
             desk.payments.refunds.refundable, desk.principal, invoice["id"]
