@@ -804,19 +804,9 @@ def _store_form(
 
 @router.get("/merchant/stores/new")
 async def store_new(request: Request) -> Response:
-    session = await _signed_in(request)
-    if isinstance(session, Response):
-        return session
-    svc = services(request)
-    try:
-        desk = await _desk(svc, session)
-        if desk is None:
-            return _redirect("/merchant")
-        desk.principal.require(Permission.STORES_MANAGE)
-    except Refused as refused:
-        return _refused_page(request, refused)
-    except SeiwalletError as exc:
-        return _refused_page(request, _refusal(exc))
+    desk = await _desk_allowed(request, Permission.STORES_MANAGE, csrf=False)
+    if isinstance(desk, Response):
+        return desk
     return _store_form(request, desk)
 
 
@@ -1571,7 +1561,9 @@ async def _team_page(
     )
 
 
-async def _team_desk(request: Request, *, csrf: bool) -> Desk | Response:
+async def _desk_allowed(request: Request, permission: Permission, *, csrf: bool) -> Desk | Response:
+    """The person's merchant desk if their role has ``permission`` (merchant-wide), else the
+    page to show instead: sign-in, the merchant sign-up, or a readable refusal."""
     if csrf:
         session: SessionInfo | Response = await current_session(request)
     else:
@@ -1583,7 +1575,7 @@ async def _team_desk(request: Request, *, csrf: bool) -> Desk | Response:
         desk = await _desk(svc, session)
         if desk is None:
             return _redirect("/merchant")
-        desk.principal.require(Permission.STAFF_MANAGE)
+        desk.principal.require(permission)
     except Refused as refused:
         return _refused_page(request, refused)
     except SeiwalletError as exc:
@@ -1593,7 +1585,7 @@ async def _team_desk(request: Request, *, csrf: bool) -> Desk | Response:
 
 @router.get("/merchant/team")
 async def team(request: Request) -> Response:
-    desk = await _team_desk(request, csrf=False)
+    desk = await _desk_allowed(request, Permission.STAFF_MANAGE, csrf=False)
     if isinstance(desk, Response):
         return desk
     return await _team_page(request, desk)
@@ -1601,7 +1593,7 @@ async def team(request: Request) -> Response:
 
 @router.post("/merchant/team")
 async def team_invite(request: Request) -> Response:
-    desk = await _team_desk(request, csrf=True)
+    desk = await _desk_allowed(request, Permission.STAFF_MANAGE, csrf=True)
     if isinstance(desk, Response):
         return desk
     form = await _form(request)
@@ -1634,7 +1626,7 @@ async def team_invite(request: Request) -> Response:
 
 @router.post("/merchant/team/{staff_id}/remove")
 async def team_remove(request: Request, staff_id: str) -> Response:
-    desk = await _team_desk(request, csrf=True)
+    desk = await _desk_allowed(request, Permission.STAFF_MANAGE, csrf=True)
     if isinstance(desk, Response):
         return desk
     try:
