@@ -154,6 +154,19 @@ def test_limits_recipients_and_the_operator_console(
     mei.goto(f"{base_url}/limits")
     expect(mei.locator("[data-compliance-notice=pending]")).to_contain_text("Singapore")
     screenshots(mei, "limits-pending-country")
+    # The rule file's words in her language, on the home page's banner and on Limits.
+    for code, tag, words in (
+        ("zh_Hant", "zh-Hant", "新加坡金融管理局"),
+        ("fr", "fr", "Autorité monétaire de Singapour"),
+    ):
+        mei.context.add_cookies([{"name": "lang", "value": code, "url": base_url}])
+        for path in ("/home", "/limits"):
+            mei.goto(f"{base_url}{path}")
+            said = mei.locator("[data-compliance-notice=pending] [data-notice-text]")
+            expect(said).to_contain_text(words)
+            expect(said).to_have_attribute("lang", tag)
+            screenshots(mei, f"pending-country-banner-{path.strip('/')}-{tag}")
+    mei.context.add_cookies([{"name": "lang", "value": "en", "url": base_url}])
 
     # What the gate decided meanwhile (the chain is not needed to ask it).
     ada_user, mei_user = live.user("ada@example.com"), live.user("mei@example.com")
@@ -181,6 +194,13 @@ def test_limits_recipients_and_the_operator_console(
     expect(ops.locator("[data-jurisdiction=SG]")).to_contain_text("pending")
     expect(ops.locator("[data-open-alerts]")).to_have_text("1")
     screenshots(ops, "operator-jurisdictions")
+    # A pending country's notice, in each language the rule file writes it in.
+    ops.get_by_role("link", name="Singapore (SG)").click()
+    expect(ops.locator("[data-notice-lang=en]")).to_contain_text("Monetary Authority")
+    expect(ops.locator("[data-notice-lang=zh-Hant]")).to_contain_text("新加坡金融管理局")
+    expect(ops.locator("[data-notice-lang=fr]")).to_contain_text("Autorité monétaire")
+    screenshots(ops, "operator-jurisdiction-notices")
+    ops.goto(f"{base_url}/operator")
     # A rule file changes; the operator reloads, and sees the diff. A broken file is refused.
     hk = live.rules / "HK.toml"
     hk.write_text(hk.read_text().replace("per_day = 8000", "per_day = 6000"))

@@ -10,6 +10,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from fastapi import FastAPI
+from markupsafe import escape
 from sqlalchemy import Engine
 from tests.e2e.web_helpers import Browser, settings_for, start_signer, web_app
 from tests.fixtures.signer import SignerProcess
@@ -148,6 +149,31 @@ async def test_the_operator_console(app) -> None:
         assert placed.status_code == 303
         limits = await ada.http.get("/limits")
         assert 'data-compliance-notice="pending"' in limits.text
+        sg = compliance.book.jurisdictions["SG"]
+        assert f'<p lang="en" data-notice-text>{escape(sg.notice)}</p>' in limits.text
+        # The rule file's notice in the reader's language: the limits page, the home page's
+        # banner (by Accept-Language; the send page by the language cookie) and the API.
+        for language, words in (("zh-Hant", "新加坡金融管理局"), ("fr", "Autorité monétaire")):
+            text = escape(sg.notice_translations[language])
+            assert words in text
+            wanted = f'<p lang="{language}" data-notice-text>{text}</p>'
+            headers = {"Accept-Language": f"{language};q=1, en;q=0.5"}
+            assert wanted in (await ada.http.get("/limits", headers=headers)).text
+            assert wanted in (await ada.http.get("/home", headers=headers)).text
+            mine = (await ada.http.get("/v1/compliance/me", headers=headers)).json()
+            assert mine["notice"] == {
+                "kind": "pending",
+                "text": sg.notice_in(language)[0],
+                "lang": language,
+            }
+        ada.http.cookies.set("lang", "fr")
+        assert 'lang="fr" data-notice-text>' in (await ada.http.get("/send")).text
+        ada.http.cookies.delete("lang")
+        # The operator sees every language the notice is written in.
+        sg_page = (await ops.http.get("/operator/jurisdictions/SG")).text
+        for language, text in {"en": sg.notice, **sg.notice_translations}.items():
+            shown = f'lang="{language}" data-notice-lang="{language}">{escape(text)}</dd>'
+            assert shown in sg_page
         again = compliance.gate.check(
             Movement("transfer", ada_id, me["wallet"]["address"], dead[:-4] + "beef", "USDC", 6, 1)
         )

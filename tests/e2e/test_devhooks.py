@@ -43,7 +43,15 @@ from seiwallet.api.app import create_app
 from seiwallet.api.devhooks_inbox import DevWebhookDelivery, SignatureCheck
 from seiwallet.api.services import Services, build_services
 from seiwallet.chain.localnet import LocalChain
-from seiwallet.cli.demo_data import CUSTOMER, SHOP_OWNER, WEBHOOK_EVENTS, seed_shop
+from seiwallet.cli.demo_data import (
+    CUSTOMER,
+    EU_CUSTOMER,
+    EU_CUSTOMER_PHONE,
+    SHOP_OWNER,
+    WEBHOOK_EVENTS,
+    eu_customer_lines,
+    seed_shop,
+)
 from seiwallet.config import LocalChainSettings, Settings
 from seiwallet.db import session_factory
 from seiwallet.deployments import open_chain
@@ -360,17 +368,22 @@ async def test_the_demo_shop_is_seeded_once_and_its_owner_signs_in_as_that_user(
         assert set(first.created) == {
             "owner",
             "customer",
+            "EU customer",
             "merchant",
             "store",
             "counter",
             "webhook endpoint",
         }
-        assert first.minted == ("1000 USDC to the customer", "100 USDC to the shop")
+        assert first.minted == (
+            "1000 USDC to the customer",
+            "100 USDC to the shop",
+            "500 EURC to the EU customer",
+        )
         assert again.created == ()
         assert again.minted == ()
         assert again == dataclasses.replace(first, created=(), minted=())
         for model, expected in (
-            (User, 2),
+            (User, 3),
             (Merchant, 1),
             (Store, 1),
             (Terminal, 1),
@@ -402,6 +415,24 @@ async def test_the_demo_shop_is_seeded_once_and_its_owner_signs_in_as_that_user(
             assert {t.split(".")[0] for t in WEBHOOK_EVENTS} == {"invoice", "refund"}
         assert kit.balance(first.customer.wallet_address) == 1_000_000_000
         assert kit.balance(first.owner.wallet_address) == 100_000_000
+        assert kit.balance(first.eu_customer.wallet_address, "EURC") == 500_000_000
+        assert kit.balance(first.eu_customer.wallet_address, "USDC") == 0
+
+        # The EU person: a verified French number places her under the EU's rules, at tier 1.
+        eu = first.eu_customer
+        assert (eu.name, eu.email, eu.phone) == (*EU_CUSTOMER, EU_CUSTOMER_PHONE)
+        assert services.compliance is not None
+        limits = services.compliance.limits(eu.user_id)
+        assert (limits.placement.country, limits.placement.country_source) == ("FR", "phone")
+        assert (limits.placement.jurisdiction_code, limits.placement.tier) == ("EU", 1)
+        assert limits.notice is None
+        assert first.eu_rules == services.compliance.book.jurisdictions["EU"]
+        steps = " ".join(eu_customer_lines(first))
+        assert "Camille Martin" in steps
+        assert "+33 6 12 34 56 78" in steps
+        assert "France, under European Union rules" in steps
+        assert "tokens USDC, EURC" in steps
+        assert "10,000 EUR a transfer" in steps
 
         # The owner, listed by the development provider, signs in as the seeded user: no
         # passkey yet, so the wallet asks for one first.
@@ -416,7 +447,22 @@ async def test_the_demo_shop_is_seeded_once_and_its_owner_signs_in_as_that_user(
             assert setup.status_code == 200
         finally:
             await browser.aclose()
-        assert count(services.db, User) == 2
+        # She signs in through the development provider as the seeded user, and her wallet's
+        # limits are the EU's (the phone claim the provider sends changes nothing).
+        [camille] = [p for p in services.devidp.persons() if p.email == EU_CUSTOMER[1]]
+        assert camille.phone_number == EU_CUSTOMER_PHONE
+        browser = Browser(app)
+        try:
+            signed_in = await browser.sign_in("", "", subject=camille.subject)
+            assert signed_in.status_code == 303
+            me = (await browser.http.get("/v1/compliance/me")).json()
+            assert (me["jurisdiction"], me["country"], me["tier"]) == ("EU", "FR", 1)
+            assert me["tokens"] == ["USDC", "EURC"]
+            assert me["limits"]["per_transfer"] == "0"
+            assert me["tiers"]["2"]["per_transfer"] == "10000"
+        finally:
+            await browser.aclose()
+        assert count(services.db, User) == 3
 
 
 # -- in Chromium ----------------------------------------------------------------------------------

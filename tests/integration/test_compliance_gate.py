@@ -20,6 +20,7 @@ from seiwallet.accounts.models import User, UserStatus
 from seiwallet.compliance.errors import (
     ComplianceDenied,
     ComplianceNeedsInformation,
+    RuleFileInvalid,
     TravelRuleError,
     UnknownJurisdiction,
 )
@@ -157,11 +158,49 @@ def test_a_pending_jurisdiction_refuses_every_movement(compliance, sessions) -> 
     notice = compliance.notice(singapore[0])
     assert notice is not None
     assert notice.kind == "pending"
+    assert (notice.text, notice.lang) == (compliance.book.jurisdictions["SG"].notice, "en")
+    # The rule file's own words, in the reader's language where the file has it.
+    chinese = compliance.notice(singapore[0], "zh-Hant")
+    assert chinese is not None
+    assert chinese.lang == "zh-Hant"
+    assert "新加坡" in chinese.text
+    french = compliance.limits(singapore[0], "fr").notice
+    assert french is not None
+    assert french.lang == "fr"
+    assert "Singapour" in french.text
+    assert compliance.notice(singapore[0], "de") == notice
     with sessions() as db:
         recorded = db.get(DecisionRecord, decision.id)
         assert recorded is not None
         assert (recorded.outcome, recorded.rule, recorded.country) == ("deny", decision.rule, "SG")
         assert recorded.rules_version == compliance.book.version
+
+
+def test_a_changed_translation_is_a_new_rule_version(
+    sessions, clock, chain, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    service = build(sessions, clock, chain, rules_dir=rules)
+    singapore = person(sessions, phone=SG_PHONE)
+    sg = rules / "SG.toml"
+    before = service.book.jurisdictions["SG"].notice_translations["fr"]
+    after = "seiwallet arrive bientôt à Singapour."
+    sg.write_text(sg.read_text().replace(before, after))
+    assert service.reload_rules() == ["SG"]
+    diff = service.last_diff("SG")
+    assert diff is not None
+    assert f'-fr = "{before}"' in diff
+    assert f'+fr = "{after}"' in diff
+    notice = service.notice(singapore[0], "fr")
+    assert notice is not None
+    assert notice.text == after
+    assert service.rule_history("SG")[0].content == sg.read_text()
+    # A bad translation is refused and the one in force stays.
+    sg.write_text(sg.read_text().replace("\nfr = ", "\nfrench = "))
+    with pytest.raises(RuleFileInvalid, match="'french' is not a language"):
+        service.reload_rules()
+    assert service.notice(singapore[0], "fr") == notice
 
 
 def test_feature_and_token_gating(compliance, sessions, clock, chain, tmp_path: Path) -> None:

@@ -20,6 +20,9 @@ from seiwallet.compliance.errors import (
 )
 from seiwallet.compliance.jurisdictions import (
     EU_MEMBER_STATES,
+    NOTICE_DEFAULT_LANGUAGE,
+    NOTICE_LANGUAGES,
+    NOTICE_MAX_LENGTH,
     RULES_DIR,
     RuleStore,
     Status,
@@ -31,6 +34,7 @@ from seiwallet.compliance.jurisdictions import (
 from seiwallet.compliance.placement import phone_country
 from seiwallet.compliance.sanctions import address_key, parse_csv, parse_ofac_xml
 from seiwallet.compliance.travelrule import challenge_text, recover_signer
+from seiwallet.web import i18n
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "sanctions"
 
@@ -121,6 +125,87 @@ def test_a_pending_jurisdiction_must_say_why(rules: Path) -> None:
     (rules / "SG.toml").write_text(text[:start] + 'notice = ""' + text[end:])
     with pytest.raises(RuleFileInvalid, match="notice"):
         load_rules(rules)
+
+
+def test_the_pending_notice_is_translated_into_the_wallets_languages() -> None:
+    sg = load_rules().jurisdictions["SG"]
+    assert set(sg.notice_translations) == set(NOTICE_LANGUAGES)
+    english, lang = sg.notice_in(None)
+    assert (english, lang) == (sg.notice, "en")
+    assert "Monetary Authority of Singapore" in english
+    assert sg.notice_in("zh-Hant") == (sg.notice_translations["zh-Hant"], "zh-Hant")
+    assert "新加坡金融管理局" in sg.notice_in("zh_Hant")[0]  # the wallet's locale code
+    assert "zh-Hant" in sg.notice_in("ZH-hant-HK")  # a longer tag, any case
+    assert "Autorité monétaire de Singapour" in sg.notice_in("fr")[0]
+    assert sg.notice_in("fr-CA")[1] == "fr"
+    for other in ("en", "de", "zh", "zh-Hans", "", "-"):
+        assert sg.notice_in(other) == (sg.notice, "en"), other
+    # Every translation says as much as the English: the same three facts.
+    for text in sg.notice_translations.values():
+        assert "seiwallet" in text
+        assert len(text) <= NOTICE_MAX_LENGTH
+
+
+def test_the_wallets_languages_are_the_notices_languages() -> None:
+    """The domain keeps its own list (it does not import the web edge): the two stay equal."""
+    offered = {i18n.language_tag(code) for code in i18n.SUPPORTED_LOCALES}
+    assert offered == {*NOTICE_LANGUAGES, NOTICE_DEFAULT_LANGUAGE}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ("\nfr = ", "\nde = ", "notice_translations.de", "zh-Hant, fr"),
+        ("\nfr = ", "\nen = ", "notice_translations.en", "English text"),
+        ("\nzh-Hant = ", "\nzh_Hant = ", "notice_translations.zh_Hant", "zh-Hant, fr"),
+        ("\nfr = ", '\nfr = "x"\nfrench = ', "notice_translations.french", "offers"),
+    ],
+)
+def test_a_notice_in_an_unknown_language_is_refused_on_its_line(
+    rules: Path, old: str, new: str, field: str, words: str
+) -> None:
+    sg = rules / "SG.toml"
+    edit(sg, old, new)
+    with pytest.raises(RuleFileInvalid) as bad:
+        load_rules(rules)
+    assert bad.value.field == field
+    assert words in str(bad.value)
+    assert bad.value.line is not None
+    line = sg.read_text().splitlines()[bad.value.line - 1]
+    assert line.startswith(field.split(".")[1] + " = "), line
+
+
+def test_a_translated_notice_has_the_notices_limits(rules: Path) -> None:
+    sg = rules / "SG.toml"
+    text = sg.read_text()
+    start = text.index("\nfr = ") + 1
+    end = text.index("\n", start)
+    too_long = "é" * (NOTICE_MAX_LENGTH + 1)
+    sg.write_text(text[:start] + f'fr = "{too_long}"' + text[end:])
+    with pytest.raises(RuleFileInvalid, match="at most 600 characters") as bad:
+        load_rules(rules)
+    assert bad.value.field == "notice_translations.fr"
+    assert bad.value.line is not None
+    assert sg.read_text().splitlines()[bad.value.line - 1].startswith("fr = ")
+
+    sg.write_text(text[:start] + 'fr = "  "' + text[end:])
+    with pytest.raises(RuleFileInvalid, match="translated notice is empty"):
+        load_rules(rules)
+
+
+def test_translations_need_the_english_notice(rules: Path) -> None:
+    # A live jurisdiction may have no notice at all, but not translations of nothing.
+    edit(
+        rules / "HK.toml",
+        'notice = ""\n',
+        'notice = ""\n\n[notice_translations]\nfr = "Bientôt"\n',
+    )
+    with pytest.raises(RuleFileInvalid, match="need the notice itself"):
+        load_rules(rules)
+    edit(rules / "HK.toml", 'notice = ""\n', 'notice = "Soon"\n')
+    hk = load_rules(rules).jurisdictions["HK"]
+    assert hk.notice_in("fr") == ("Bientôt", "fr")
+    assert rules_json(hk)["notice_translations"] == {"fr": "Bientôt"}
 
 
 def test_reload_keeps_the_rules_in_force_when_a_file_is_bad(rules: Path) -> None:

@@ -887,7 +887,11 @@ def compliance_pages(now: dt.datetime = NOW) -> dict[str, tuple[str, dict[str, A
             "limits.html",
             {
                 **limits,
-                "notice": {"kind": "pending", "text": "seiwallet opens in Singapore soon."},
+                "notice": {
+                    "kind": "pending",
+                    "text": "seiwallet opens in Singapore soon.",
+                    "lang": "en",
+                },
                 "country": "SG",
                 "country_source": "operator",
                 "jurisdiction": "Singapore",

@@ -26,6 +26,7 @@ from seiwallet.compliance.kyc import FakeKycProvider
 from seiwallet.compliance.models import KycStatus
 from seiwallet.compliance.services import ComplianceService, LimitsView, Notice
 from seiwallet.compliance.travelrule import Beneficiary, TravelRuleView
+from seiwallet.web.i18n import current_locale, language_tag
 from seiwallet.web.i18n import gettext as _
 from seiwallet.web.payments import format_fiat
 
@@ -44,10 +45,12 @@ def compliance_of(svc: Services) -> ComplianceService:
 
 
 async def notice_for(svc: Services, user_id: str) -> Notice | None:
-    """What a page tells a person who cannot use the platform where they are (or nothing)."""
+    """What a page tells a person who cannot use the platform where they are (or nothing), in
+    the reader's language."""
     if svc.compliance is None:
         return None
-    return await run_in_threadpool(svc.compliance.notice, user_id)
+    language = language_tag(current_locale())
+    return await run_in_threadpool(svc.compliance.notice, user_id, language)
 
 
 # -- JSON ----------------------------------------------------------------------------------------
@@ -91,7 +94,11 @@ def limits_json(view: LimitsView) -> dict[str, Any]:
         "status": rules.status.value if rules else None,
         "tier": placed.tier,
         "currency": view.currency,
-        "notice": {"kind": view.notice.kind, "text": view.notice.text} if view.notice else None,
+        "notice": (
+            {"kind": view.notice.kind, "text": view.notice.text, "lang": view.notice.lang}
+            if view.notice
+            else None
+        ),
     }
     if rules is not None:
         body.update(
@@ -111,7 +118,8 @@ def limits_json(view: LimitsView) -> dict[str, Any]:
 
 @api.get("/me")
 async def my_limits(svc: Svc, caller: Caller) -> dict[str, Any]:
-    view = await run_in_threadpool(compliance_of(svc).limits, caller.user_id)
+    language = language_tag(current_locale())  # the notice in Accept-Language's language
+    view = await run_in_threadpool(compliance_of(svc).limits, caller.user_id, language)
     return limits_json(view)
 
 
@@ -176,8 +184,8 @@ async def limits_page(request: Request, done: str | None = None) -> Response:
         return session
     svc = services(request)
     compliance = compliance_of(svc)
-    view = await run_in_threadpool(compliance.limits, session.user_id)
     locale = locale_of(request)
+    view = await run_in_threadpool(compliance.limits, session.user_id, language_tag(locale))
     rules = view.rules
     currency = view.currency or "USD"
     tiers = [

@@ -398,10 +398,12 @@ async def home(request: Request) -> Response:
 
 
 async def compliance_notice(svc: Services, user_id: str) -> Any:
-    """Why this person cannot send or pay where they are (a banner), or ``None``."""
+    """Why this person cannot send or pay where they are (a banner, in the reader's language),
+    or ``None``."""
     if svc.compliance is None:
         return None
-    return await run_in_threadpool(svc.compliance.notice, user_id)
+    language = i18n.language_tag(i18n.current_locale())
+    return await run_in_threadpool(svc.compliance.notice, user_id, language)
 
 
 #: A one-time notice for the next page (set with a redirect, shown once): a code, never text.

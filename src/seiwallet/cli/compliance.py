@@ -74,11 +74,13 @@ def show(
         return
     table = Table(title=f"{rules.name} ({rules.code}) — {rules.status.value}", show_header=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # a Chinese notice has no spaces to wrap at
     table.add_row("launch date", str(rules.launch_date or "—"))
     table.add_row("status source", rules.status_source)
     if rules.notice:
         table.add_row("notice", rules.notice)
+    for tag, text in rules.notice_translations.items():
+        table.add_row(f"notice ({tag})", text)
     table.add_row("countries", " ".join(rules.countries))
     features = rules.features
     on = [f for f in ("wallet", "p2p", "merchant_payments", "rewards") if getattr(features, f)]

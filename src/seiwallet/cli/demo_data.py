@@ -10,9 +10,11 @@ Two parts:
   "Demo Coffee" and a customer — with their users and wallets made by the same sign-in service
   a browser's first sign-in uses; the merchant's Hong Kong store (prices in HKD) with a counter
   and a webhook endpoint pointing at the local receiver (``/dev-webhooks/demo-coffee``); test
-  USDC for the customer and a small float for the shop's refunds. Everything is found before it
-  is made, so a second start on the same data directory creates nothing. Passkeys cannot be made
-  here: each person adds one in the browser on their first sign-in.
+  USDC for the customer and a small float for the shop's refunds. And someone in the EU: a third
+  test person with a verified French phone number (so the EU's rules apply: tier 1, the EU's
+  tokens and limits) holding test EURC. Everything is found before it is made, so a second start
+  on the same data directory creates nothing. Passkeys cannot be made here: each person adds one
+  in the browser on their first sign-in.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 
+import phonenumbers
+from babel import Locale
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,6 +46,8 @@ from seiwallet.chain.tokens import (
     encode_mint,
     read_token,
 )
+from seiwallet.compliance.jurisdictions import RULES_DIR, JurisdictionRules, RuleStore
+from seiwallet.compliance.placement import phone_country
 from seiwallet.config import Settings
 from seiwallet.deployments import contracts_for
 from seiwallet.errors import InvalidInput
@@ -165,6 +172,12 @@ CUSTOMER_USDC = ("1000", "100")
 #: The shop's float: a refund is paid whole from the shop's wallet, which received the payment
 #: minus the fee, so a full refund needs a little more than the payment brought in.
 SHOP_FLOAT_USDC = ("100", "20")
+#: Someone in the EU: a verified French mobile number places her under the EU's rules. A made-up
+#: number (France's range reserved for fiction is not a valid number, which the sign-in refuses).
+EU_CUSTOMER = ("Camille Martin", "camille@customer.example")
+EU_CUSTOMER_PHONE = "+33612345678"
+#: Her test euros (the EU's rules offer EURC and USDC): topped up to 500 whenever below 50.
+EU_CUSTOMER_EURC = ("500", "50")
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,8 @@ class DemoPerson:
     email: str
     user_id: str
     wallet_address: str
+    #: Their verified phone number (E.164), which places them in a jurisdiction; None: none.
+    phone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +198,9 @@ class DemoShop:
 
     owner: DemoPerson
     customer: DemoPerson
+    #: The person in the EU and the rules her phone number places her under.
+    eu_customer: DemoPerson
+    eu_rules: JurisdictionRules
     merchant_id: str
     store_id: str
     terminal_id: str
@@ -213,6 +231,10 @@ async def seed_shop(
     sign_in = SignInService(sessions, signer)
     owner_user = await _person(idp, sign_in, *SHOP_OWNER, created=created, role="owner")
     customer_user = await _person(idp, sign_in, *CUSTOMER, created=created, role="customer")
+    eu_rules = _rules_for_phone(config, EU_CUSTOMER_PHONE)
+    eu_user = await _person(
+        idp, sign_in, *EU_CUSTOMER, created=created, role="EU customer", phone=EU_CUSTOMER_PHONE
+    )
 
     tokens = {
         symbol: await read_token(rpc, address)
@@ -237,16 +259,16 @@ async def seed_shop(
     )
 
     minted: list[str] = []
-    usdc = tokens["USDC"]
     minter = TransactionSender(
         rpc, local_accounts().token_admin, chain_id=config.network.chain_id, sessions=sessions
     )
-    for who, user, (target, floor) in (
-        ("the customer", customer_user, CUSTOMER_USDC),
-        ("the shop", owner_user, SHOP_FLOAT_USDC),
+    for who, user, token, (target, floor) in (
+        ("the customer", customer_user, tokens["USDC"], CUSTOMER_USDC),
+        ("the shop", owner_user, tokens["USDC"], SHOP_FLOAT_USDC),
+        ("the EU customer", eu_user, tokens["EURC"], EU_CUSTOMER_EURC),
     ):
         assert user.wallet_address is not None  # an active user has a wallet
-        amount = await _top_up(rpc, minter, usdc, user.wallet_address, (target, floor))
+        amount = await _top_up(rpc, minter, token, user.wallet_address, (target, floor))
         if amount is not None:
             minted.append(f"{amount.format()} {amount.symbol} to {who}")
     if created or minted:
@@ -254,6 +276,8 @@ async def seed_shop(
     return DemoShop(
         owner=_demo_person(owner_user, *SHOP_OWNER),
         customer=_demo_person(customer_user, *CUSTOMER),
+        eu_customer=_demo_person(eu_user, *EU_CUSTOMER),
+        eu_rules=eu_rules,
         merchant_id=merchant.id,
         store_id=store.id,
         terminal_id=terminal.id,
@@ -314,9 +338,13 @@ async def _person(
     *,
     created: list[str],
     role: str,
+    phone: str | None = None,
 ) -> SignedInUser:
-    """The test person (made once, found by e-mail) and their user with a wallet."""
-    person = idp.create_person(name, email)
+    """The test person (made once, found by e-mail) and their user with a wallet.
+
+    A ``phone`` is verified, as the development provider's ID token says for its persons.
+    """
+    person = idp.create_person(name, email, phone)
     result = await sign_in.complete(
         VerifiedIdentity(
             issuer=idp.issuer,
@@ -324,6 +352,8 @@ async def _person(
             email=person.email,
             email_verified=person.email_verified,
             name=person.name,
+            phone_number=person.phone_number,
+            phone_number_verified=person.phone_number is not None,
         )
     )
     if result.created:
@@ -379,4 +409,47 @@ async def _top_up(
 
 def _demo_person(user: SignedInUser, name: str, email: str) -> DemoPerson:
     assert user.wallet_address is not None
-    return DemoPerson(name, email, user.id, user.wallet_address)
+    phone = user.phone if user.phone_verified else None
+    return DemoPerson(name, email, user.id, user.wallet_address, phone)
+
+
+def _rules_for_phone(config: Settings, phone: str) -> JurisdictionRules:
+    """The rules a verified ``phone`` places its owner under (the rule files the app loads)."""
+    book = RuleStore(config.compliance.rules_dir or RULES_DIR).book
+    country = phone_country(phone)
+    rules = book.for_country(country)
+    if rules is None:  # pragma: no cover - the shipped rules have the EU
+        raise InvalidInput(f"the demo's EU person ({country}) has no rules in the rule files")
+    return rules
+
+
+def eu_customer_lines(shop: DemoShop) -> tuple[str, ...]:
+    """How to see the EU's rules as the demo's EU person, from her rule file (rich markup)."""
+    person, rules = shop.eu_customer, shop.eu_rules
+    country = phone_country(person.phone) or "?"
+    phone = "none"
+    if person.phone:
+        phone = phonenumbers.format_number(
+            phonenumbers.parse(person.phone, None), phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        )
+
+    def limit(value: Decimal | None) -> str:
+        return "no limit" if value is None else f"{value:,} {rules.currency}"
+
+    now, verified = rules.tier(1), rules.tier(2)
+    sending = (
+        f"can send up to {limit(now.per_transfer)} a transfer"
+        if now.can_send
+        else "can send nothing before her identity is verified"
+    )
+    return (
+        f"\n[bold]Someone in the {rules.code}[/] — "
+        f"{Locale('en').territories.get(country, country)}, under {rules.name} rules "
+        f"(limits in {rules.currency}):",
+        f"  In another private window, sign in as [bold]{person.name}[/] ({person.email}, "
+        f"verified phone {phone}, holds {EU_CUSTOMER_EURC[0]} test EURC). *Limits* shows her "
+        f"rules: tokens {', '.join(rules.tokens.allowed)}; at level 1 she {sending}. "
+        "*Verify my identity* (a demo check, local only) raises her to level 2: "
+        f"{limit(verified.per_transfer)} a transfer, {limit(verified.per_day)} a day, "
+        f"{limit(verified.per_month)} a month.",
+    )

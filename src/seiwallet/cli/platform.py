@@ -34,7 +34,7 @@ from seiwallet.chain.localnet import LocalChain
 from seiwallet.chain.sender import TransactionSender, TxRequest
 from seiwallet.chain.tokens import balance_of, encode_mint, is_blacklisted, read_token
 from seiwallet.cli.app import app, configure_logging, console, handles_errors, settings
-from seiwallet.cli.demo_data import DemoData, DemoShop, seed, seed_shop
+from seiwallet.cli.demo_data import DemoData, DemoShop, eu_customer_lines, seed, seed_shop
 from seiwallet.cli.runtime import (
     build_follower,
     event_decoder,
@@ -465,7 +465,8 @@ async def _seed_shop(config: Settings) -> DemoShop:
 
 
 def _print_shop(shop: DemoShop) -> None:
-    """How to take a payment at the demo counter, in five steps (URLs unbroken, to click)."""
+    """How to take a payment at the demo counter, in five steps (URLs unbroken, to click); then
+    who to sign in as to see the EU's rules."""
     owner, customer = shop.owner, shop.customer
     lines = (
         "\n[bold]Try a payment at the counter[/] — Demo Coffee, Hong Kong (prices in HKD):",
@@ -478,6 +479,7 @@ def _print_shop(shop: DemoShop) -> None:
         f"  4. Refund it from the payment's page on the dashboard, {shop.dashboard_url} "
         "(the report is there too).",
         f"  5. The shop's webhooks, signatures checked: {shop.receiver_url}",
+        *eu_customer_lines(shop),
     )
     for line in lines:
         console.print(line, soft_wrap=True, highlight=False)

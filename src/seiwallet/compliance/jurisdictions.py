@@ -6,6 +6,10 @@ recovery time-lock and how long records are kept — each section with the ``sou
 from. A malformed file is reported with its path, line and field (:class:`RuleFileInvalid`);
 :class:`RuleStore` then keeps the rules that were in force. The rule book's version is the
 SHA-256 of the files' contents, so a decision names exactly the rules that made it.
+
+What people read from a rule file (its ``notice``) is written in English, the default, with
+translations in a ``[notice_translations]`` table keyed by the wallet's language tags
+(:data:`NOTICE_LANGUAGES`); :meth:`JurisdictionRules.notice_in` picks the reader's.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Annotated, Any, Final
 
 import phonenumbers
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -45,6 +50,13 @@ EU_MEMBER_STATES: Final = frozenset(
     | {"IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"}
 )
 TIERS: Final = (0, 1, 2)
+#: The language tags (BCP 47) a notice may be translated into: the wallet app's languages other
+#: than English, which is the ``notice`` itself. Kept equal to ``web.i18n``'s by a unit test (a
+#: domain does not import the web edge).
+NOTICE_LANGUAGES: Final = ("zh-Hant", "fr")
+#: A notice's default language.
+NOTICE_DEFAULT_LANGUAGE: Final = "en"
+NOTICE_MAX_LENGTH: Final = 600
 
 
 class Status(StrEnum):
@@ -76,6 +88,28 @@ def _no_float(value: Any) -> Any:
 
 Amount = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, max_digits=20)]
 Source = Annotated[str, Field(min_length=3, max_length=600)]
+
+
+def _notice_language(value: str) -> str:
+    """A language a notice may be translated into, spelt as the wallet spells it."""
+    if value not in NOTICE_LANGUAGES:
+        offered = ", ".join(NOTICE_LANGUAGES)
+        raise ValueError(
+            f"{value!r} is not a language the wallet offers: write one of {offered} "
+            f"(the notice itself is the English text)"
+        )
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a translated notice is empty: write the text or leave the line out")
+    return value
+
+
+NoticeLanguage = Annotated[str, AfterValidator(_notice_language)]
+NoticeText = Annotated[str, Field(max_length=NOTICE_MAX_LENGTH)]
+TranslatedNotice = Annotated[NoticeText, AfterValidator(_not_blank)]
 
 
 class _Section(BaseModel):
@@ -148,7 +182,10 @@ class JurisdictionRules(BaseModel):
     status: Status
     launch_date: dt.date | None = None
     status_source: Source
-    notice: Annotated[str, Field(max_length=600)] = ""
+    #: Shown to people here when the jurisdiction is not live, in English (the default).
+    notice: NoticeText = ""
+    #: The notice in the wallet's other languages, by language tag (``fr``, ``zh-Hant``).
+    notice_translations: dict[NoticeLanguage, TranslatedNotice] = Field(default_factory=dict)
     features: Features
     tokens: Tokens
     tiers: dict[int, TierLimits]
@@ -179,6 +216,8 @@ class JurisdictionRules(BaseModel):
             raise ValueError("a live jurisdiction needs its launch_date")
         if self.status is not Status.LIVE and not self.notice.strip():
             raise ValueError("a pending or blocked jurisdiction needs a notice telling people why")
+        if self.notice_translations and not self.notice.strip():
+            raise ValueError("translations of the notice need the notice itself (English) first")
         if self.code == "EU" and set(self.countries) != EU_MEMBER_STATES:
             missing = sorted(EU_MEMBER_STATES - set(self.countries))
             extra = sorted(set(self.countries) - EU_MEMBER_STATES)
@@ -192,6 +231,21 @@ class JurisdictionRules(BaseModel):
 
     def allows_token(self, symbol: str) -> bool:
         return symbol.upper() in self.tokens.allowed
+
+    def notice_in(self, language: str | None) -> tuple[str, str]:
+        """The notice for a reader of ``language`` and the tag of the language it is written in.
+
+        ``language`` is a tag or a locale code in any case (``fr``, ``fr-CA``, ``zh_Hant``): an
+        exact translation, else the one for a shorter form of the tag (``zh-Hant-HK`` → ``zh-Hant``,
+        ``fr-CA`` → ``fr``), else the default.
+        """
+        by_tag = {tag.lower(): tag for tag in self.notice_translations}
+        parts = (language or "").strip().replace("_", "-").lower().split("-")
+        for end in range(len(parts), 0, -1):
+            tag = by_tag.get("-".join(parts[:end]))
+            if tag is not None:
+                return self.notice_translations[tag], tag
+        return self.notice, NOTICE_DEFAULT_LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -310,7 +364,8 @@ def parse_rule_file(path: Path) -> tuple[JurisdictionRules, RuleFile]:
         rules = JurisdictionRules.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = [part for part in first["loc"] if isinstance(part, str | int)]
+        # pydantic marks a refused table key with a "[key]" step after it: the key names the field.
+        loc = [part for part in first["loc"] if isinstance(part, str | int) and part != "[key]"]
         field = ".".join(str(part) for part in loc) or None
         message = first["msg"].removeprefix("Value error, ")
         raise RuleFileInvalid(shown, line_of(text, loc) or 1, field, message) from None

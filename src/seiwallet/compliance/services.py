@@ -32,6 +32,7 @@ from seiwallet.compliance.gate import (
     from_minor,
 )
 from seiwallet.compliance.jurisdictions import (
+    NOTICE_DEFAULT_LANGUAGE,
     JurisdictionRules,
     RuleBook,
     RuleStore,
@@ -67,6 +68,8 @@ class Notice:
     title: str
     text: str
     jurisdiction: str | None
+    #: The language ``text`` is written in (a BCP 47 tag): the reader's, or English.
+    lang: str = NOTICE_DEFAULT_LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,12 @@ class PersonRow:
     kyc_status: str
 
 
-def notice_of(placement: Placement) -> Notice | None:
-    """Why a person cannot use the platform where they are, or ``None`` when they can."""
+def notice_of(placement: Placement, language: str | None = None) -> Notice | None:
+    """Why a person cannot use the platform where they are, or ``None`` when they can.
+
+    The rule file's notice is given in ``language`` (a tag or locale code) where the file has
+    that translation, else in English.
+    """
     rules = placement.jurisdiction
     if placement.country is None:
         return Notice(
@@ -150,7 +157,8 @@ def notice_of(placement: Placement) -> Notice | None:
         if rules.status is Status.PENDING
         else f"seiwallet isn't available in {rules.name}"
     )
-    return Notice(rules.status.value, title, rules.notice, rules.code)
+    text, lang = rules.notice_in(language)
+    return Notice(rules.status.value, title, text, rules.code, lang)
 
 
 class ComplianceService:
@@ -245,10 +253,11 @@ class ComplianceService:
     def placement(self, user_id: str) -> Placement:
         return self.gate.placement(user_id)
 
-    def notice(self, user_id: str) -> Notice | None:
-        return notice_of(self.placement(user_id))
+    def notice(self, user_id: str, language: str | None = None) -> Notice | None:
+        """What the person is told where they cannot use the platform, in ``language``."""
+        return notice_of(self.placement(user_id), language)
 
-    def limits(self, user_id: str) -> LimitsView:
+    def limits(self, user_id: str, language: str | None = None) -> LimitsView:
         placed = self.placement(user_id)
         rules = placed.jurisdiction
         used = self.gate.usage(user_id, rules.currency) if rules else UsedLimits(0, 0)
@@ -266,7 +275,8 @@ class ComplianceService:
                 left_month = max(
                     Decimal(0), mine.per_month - from_minor(used.month, rules.currency)
                 )
-        return LimitsView(placed, rules, tiers, used, left_day, left_month, notice_of(placed))
+        notice = notice_of(placed, language)
+        return LimitsView(placed, rules, tiers, used, left_day, left_month, notice)
 
     # -- sanctions lists ------------------------------------------------------------------------
     def refresh_lists(
