@@ -39,7 +39,13 @@ from seiwallet.deployments import Contracts
 from seiwallet.transfers.handlers import TransferEventHandler
 from seiwallet.transfers.models import Transfer, TransferStatus
 from seiwallet.transfers.outbox import SignedRouterCall, enqueue_router_call
-from seiwallet.transfers.relayer import NETWORK_DELAY, Outbound, Relayer, transfer_purpose
+from seiwallet.transfers.relayer import (
+    BATCH_PURPOSE_PREFIX,
+    NETWORK_DELAY,
+    Outbound,
+    Relayer,
+    transfer_purpose,
+)
 
 pytestmark = pytest.mark.chain
 
@@ -836,13 +842,16 @@ async def test_payments_and_refunds_go_through_the_router_once(scene: Scene) -> 
     await scene.drive(relayer, lambda: confirmed(scene.transfer(refund_id)), follower=follower)
     assert kit.balance(payers[0].address) == 10_000_000 - payments[0].amount_units + 500_000
 
-    # Running on sends nothing twice.
+    # Running on sends nothing twice. Three transactions: the two payments the first sponsor
+    # took went in one payBatch, the second sponsor's one alone as pay, then the refund.
     for _ in range(5):
         await relayer.submit_once()
         await relayer.track_once()
         await follower.poll()
     with scene.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(SentTransaction)) == 4
+        purposes = sorted(session.scalars(select(SentTransaction.purpose)))
+    assert len(purposes) == 3
+    assert sum(p.startswith(BATCH_PURPOSE_PREFIX) for p in purposes) == 1
 
 
 async def test_a_payment_that_cannot_settle_fails_with_the_reason(scene: Scene) -> None:

@@ -11,14 +11,17 @@ silently.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_utils.crypto import keccak
 
 from seiwallet.chain.artifacts import ContractArtifact, event_topic, load_artifact
+from seiwallet.chain.errors import decode_revert_data
+from seiwallet.chain.rpc import Log
 from seiwallet.chain.terms import (
     checksummed,
     require_bytes32,
@@ -251,3 +254,74 @@ def event_topics() -> Mapping[str, bytes]:
     artifact = router_artifact()
     names = [str(entry["name"]) for entry in artifact.abi if entry.get("type") == "event"]
     return {name: event_topic(artifact, name) for name in names}
+
+
+@dataclass(frozen=True)
+class PaymentFailure:
+    """A payment of a ``payBatch`` that failed in its own frame (the router's ``PaymentFailed``).
+
+    Its authorization is unused (the frame reverted) and nothing of it was recorded; ``reason``
+    is the revert data, cut to 256 bytes by the router.
+    """
+
+    invoice_id: bytes
+    payer: str
+    reason: bytes
+
+    @property
+    def reason_hex(self) -> str:
+        """The revert data as ``0x…``."""
+        return "0x" + self.reason.hex()
+
+    @property
+    def reason_text(self) -> str | None:
+        """The revert reason as text (see :func:`failure_reason`)."""
+        return failure_reason(self.reason)
+
+
+_ERROR_STRING = keccak(text="Error(string)")[:4]
+
+
+def failure_reason(data: bytes | str | None) -> str | None:
+    """The reason of a ``PaymentFailed``'s revert data, or ``None`` if it has none.
+
+    FiatToken (compiled with solc 0.6) leaves stray bytes in the padding of its ``Error(string)``
+    data ("ERC20: transfer amount exceeds balance" ends in ``…0041``), which a strict ABI decoder
+    refuses; the string is read by its length here when that happens.
+    """
+    if isinstance(data, str):
+        try:
+            data = bytes.fromhex(data.removeprefix("0x"))
+        except ValueError:
+            return None
+    if not data:
+        return None
+    decoded = decode_revert_data("0x" + data.hex())
+    if decoded is not None or data[:4] != _ERROR_STRING or len(data) < 68:
+        return decoded
+    offset = int.from_bytes(data[4:36], "big")
+    if offset + 32 > len(data) - 4:
+        return None
+    length = int.from_bytes(data[4 + offset : 36 + offset], "big")
+    text = data[36 + offset : 36 + offset + length]
+    return text.decode("utf-8", errors="replace") if len(text) == length else None
+
+
+def payment_failures(logs: Iterable[Log], *, router: str) -> list[PaymentFailure]:
+    """The ``PaymentFailed`` events ``router`` emitted in a receipt's logs, in order."""
+    topic = "0x" + event_topics()["PaymentFailed"].hex()
+    failures: list[PaymentFailure] = []
+    for log in logs:
+        if log.address.lower() != router.lower() or len(log.topics) != 3:
+            continue
+        if log.topics[0].lower() != topic:
+            continue
+        (reason,) = abi_decode(["bytes"], bytes.fromhex(log.data.removeprefix("0x")))
+        failures.append(
+            PaymentFailure(
+                invoice_id=bytes.fromhex(log.topics[1].removeprefix("0x")),
+                payer=checksummed("payer", "0x" + log.topics[2].removeprefix("0x")[-40:]),
+                reason=bytes(reason),
+            )
+        )
+    return failures

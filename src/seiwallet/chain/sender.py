@@ -87,6 +87,14 @@ def sign_type2(
     return b"\x02" + bytes(rlp.encode([*fields, signature[64], r, s]))
 
 
+def calldata_of(raw: bytes) -> str:
+    """The calldata (``0x…``) of a signed EIP-1559 transaction, as :func:`sign_type2` made it."""
+    if raw[:1] != b"\x02":
+        raise ValueError("not an EIP-1559 (type 2) transaction")
+    fields = rlp.decode(raw[1:])
+    return "0x" + bytes(fields[7]).hex()
+
+
 class NonceManager:
     """Hands out one sponsor account's nonces in order, safe under concurrent senders.
 
@@ -237,6 +245,33 @@ def settle_transactions(
                 row.effective_gas_price = receipt.effective_gas_price
             changed.append(row)
     return changed
+
+
+def sent_tx_of(row: SentTransaction) -> SentTx:
+    """A recorded transaction as :meth:`TransactionSender.rebroadcast` sends it (the raw bytes)."""
+    return SentTx(
+        tx_hash=row.tx_hash,
+        nonce=row.nonce,
+        sponsor=row.sponsor,
+        request=TxRequest(to=row.to, purpose=row.purpose),
+        gas=row.gas_limit,
+        max_fee_per_gas=row.max_fee_per_gas,
+        max_priority_fee_per_gas=row.max_priority_fee_per_gas,
+        raw=row.raw,
+    )
+
+
+@dataclass(frozen=True)
+class Followed:
+    """What :meth:`TransactionSender.follow` found of the actions' transactions.
+
+    ``changes`` is for :func:`settle_transactions`, ``done`` maps each action whose transaction
+    will never be pending again to (its tx hash, ``None`` if it was mined with success, else why
+    not); the caller writes both in one database transaction of its own.
+    """
+
+    changes: dict[str, tuple[TxStatus, Receipt | None]]
+    done: dict[str, tuple[str, str | None]]
 
 
 def _about_the_node(error: RpcError) -> bool:
@@ -624,6 +659,51 @@ class TransactionSender:
             raise
         self._set_status(bumped.tx_hash, TxStatus.BROADCAST)
         return bumped
+
+    # -- tracking one action at a time --------------------------------------------------------
+    async def follow(
+        self, actions: Sequence[tuple[str, str | None, SentTransaction | None]]
+    ) -> Followed:
+        """Where the transactions of a worker's actions stand: one tracking round.
+
+        ``actions`` are (action key, the tx hash the action recorded, that transaction's row if
+        recorded) of this sponsor. Open ones are read (their receipts, in batches, and the
+        sponsor's mined nonce): mined → done (failed if status 0); their nonce used by another
+        transaction → replaced, done with an error; still ``signed`` (the broadcast failed, or a
+        crash) → the same bytes are sent again. Those already settled (or never recorded) are
+        done from their row. The invitation releaser and the deposit sweeper share this round.
+        """
+        waiting = [
+            (key, tx) for key, _, tx in actions if tx is not None and tx.status in OPEN_TX_STATUSES
+        ]
+        receipts = await self._rpc.get_receipts([tx.tx_hash for _, tx in waiting])
+        mined_nonce = (
+            await self._rpc.get_transaction_count(self.sponsor, "latest") if waiting else 0
+        )
+        changes: dict[str, tuple[TxStatus, Receipt | None]] = {}
+        done: dict[str, tuple[str, str | None]] = {}
+        unsent: list[SentTransaction] = []
+        for key, tx in waiting:
+            receipt = receipts.get(tx.tx_hash)
+            if receipt is not None:
+                status = TxStatus.MINED if receipt.succeeded else TxStatus.FAILED
+                changes[tx.tx_hash] = (status, receipt)
+                done[key] = (
+                    tx.tx_hash,
+                    None if receipt.succeeded else f"{tx.tx_hash} failed on-chain",
+                )
+            elif tx.nonce < mined_nonce:
+                changes[tx.tx_hash] = (TxStatus.REPLACED, None)
+                done[key] = (tx.tx_hash, f"{tx.tx_hash} was never mined")
+            elif tx.status == TxStatus.SIGNED:
+                unsent.append(tx)  # the broadcast failed (or a crash): the same bytes again
+        for key, recorded, row in actions:
+            if row is None or row.status not in OPEN_TX_STATUSES:
+                ok = row is not None and row.status == TxStatus.MINED
+                done[key] = (recorded or "", None if ok else f"{recorded} was not mined")
+        if unsent:
+            await self.rebroadcast([sent_tx_of(tx) for tx in unsent])
+        return Followed(changes, done)
 
     # -- after a restart ---------------------------------------------------------------------
     async def recover(self, *, settled: SettleHook | None = None) -> RecoveryReport:

@@ -48,9 +48,9 @@ from seiwallet.chain.deposits import (
     encode_sweep,
 )
 from seiwallet.chain.errors import ChainError, NothingToSweep, RpcError
-from seiwallet.chain.models import OPEN_TX_STATUSES, ChainEvent, SentTransaction, TxStatus
+from seiwallet.chain.models import ChainEvent, SentTransaction
 from seiwallet.chain.router import Payment
-from seiwallet.chain.rpc import Call, Receipt, RpcClient, from_hex
+from seiwallet.chain.rpc import Call, RpcClient, from_hex
 from seiwallet.chain.sender import SentTx, TransactionSender, TxRequest, settle_transactions
 from seiwallet.chain.tokens import encode_call
 from seiwallet.config import ENV_PREFIX, DepositSettings, Settings
@@ -594,34 +594,8 @@ class DepositSweeper:
             ).all()
         if not rows:
             return 0
-        waiting = [
-            (iid, tx) for iid, _, tx in rows if tx is not None and tx.status in OPEN_TX_STATUSES
-        ]
-        receipts = await self._rpc.get_receipts([tx.tx_hash for _, tx in waiting])
-        mined_nonce = (
-            await self._rpc.get_transaction_count(self.sweeper, "latest") if waiting else 0
-        )
-        changes: dict[str, tuple[TxStatus, Receipt | None]] = {}
-        freed: dict[str, tuple[str, str | None]] = {}
-        unsent: list[SentTransaction] = []
-        for invoice_id, tx in waiting:
-            receipt = receipts.get(tx.tx_hash)
-            if receipt is not None:
-                status = TxStatus.MINED if receipt.succeeded else TxStatus.FAILED
-                changes[tx.tx_hash] = (status, receipt)
-                error = None if receipt.succeeded else f"{tx.tx_hash} failed on-chain"
-                freed[invoice_id] = (tx.tx_hash, error)
-            elif tx.nonce < mined_nonce:
-                changes[tx.tx_hash] = (TxStatus.REPLACED, None)
-                freed[invoice_id] = (tx.tx_hash, f"{tx.tx_hash} was never mined")
-            elif tx.status == TxStatus.SIGNED:
-                unsent.append(tx)  # the broadcast failed (or a crash): the same bytes again
-        for invoice_id, sweep_tx, tx in rows:
-            if tx is None or tx.status not in OPEN_TX_STATUSES:
-                ok = tx is not None and tx.status == TxStatus.MINED
-                freed[invoice_id] = (sweep_tx or "", None if ok else f"{sweep_tx} was not mined")
-        if unsent:
-            await self._sender.rebroadcast([_sent_tx(tx) for tx in unsent])
+        followed = await self._sender.follow(rows)
+        changes, freed = followed.changes, followed.done
         if not changes and not freed:
             return 0
         now = self._now()
@@ -814,19 +788,6 @@ class DepositSweeper:
                     .values(sweep_due_at=None)
                     .execution_options(synchronize_session=False)
                 )
-
-
-def _sent_tx(row: SentTransaction) -> SentTx:
-    return SentTx(
-        tx_hash=row.tx_hash,
-        nonce=row.nonce,
-        sponsor=row.sponsor,
-        request=TxRequest(to=row.to, purpose=row.purpose),
-        gas=row.gas_limit,
-        max_fee_per_gas=row.max_fee_per_gas,
-        max_priority_fee_per_gas=row.max_priority_fee_per_gas,
-        raw=row.raw,
-    )
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

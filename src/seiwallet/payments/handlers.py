@@ -11,8 +11,11 @@ transaction. The follower applies an event once on the canonical chain and undoe
   ``paid_late``. Events naming another merchant or token than the invoice's are not ours.
   One with other amounts (someone paid under our invoice id) is flagged, not settled.
 * ``PaymentFailed`` can be emitted by anyone calling ``payBatch`` with a bad authorization, so
-  it marks an invoice ``invalid`` only when it comes from the transaction our relayer recorded
-  for the invoice's attempt (its outbox row's ``tx_hash``); otherwise it is logged and ignored.
+  it marks an invoice ``invalid`` only when it comes from a transaction our relayer recorded
+  for the invoice's attempt (its outbox row's ``tx_hash``, or any hash of the ``payBatch`` that
+  carried the row: ``transfers.outbox.carried_by``); otherwise it is logged and ignored. And
+  only when its reason is final (``failure_is_final``): a payment that failed because the token
+  was paused is sent again by the relayer, which judges the same reason the same way.
 * ``PaymentRefunded`` adds to ``refunded_units`` (refunded / partially refunded) and settles
   our refund row of that ``refundId``.
 """
@@ -26,8 +29,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from seiwallet.chain.errors import decode_revert_data, revert_error
+from seiwallet.chain.errors import revert_error
 from seiwallet.chain.models import ChainEvent
+from seiwallet.chain.router import failure_reason
 from seiwallet.db import as_utc
 from seiwallet.payments.events import append_event
 from seiwallet.payments.invoices import invoice_json
@@ -44,6 +48,7 @@ from seiwallet.payments.models import (
 )
 from seiwallet.payments.services import refund_json
 from seiwallet.transfers.models import Transfer, TransferStatus
+from seiwallet.transfers.outbox import carried_by, failure_is_final
 
 log = logging.getLogger(__name__)
 alerts = logging.getLogger("seiwallet.alerts")
@@ -57,11 +62,16 @@ def _same(a: object, b: object) -> bool:
     return str(a).lower() == str(b).lower()
 
 
-def _sent_in(session: Session, attempt: PaymentAttempt) -> str | None:
-    """The transaction our relayer sent the attempt in (its outbox row's), if any."""
+def _sent_in(session: Session, attempt: PaymentAttempt, event: ChainEvent) -> bool:
+    """Whether our relayer sent the attempt in the event's transaction (alone or in a batch)."""
     if attempt.transfer_id is None:
-        return attempt.tx_hash
-    return session.scalar(select(Transfer.tx_hash).where(Transfer.id == attempt.transfer_id))
+        return _same(attempt.tx_hash, event.transaction_hash)
+    return carried_by(
+        session,
+        chain_id=event.chain_id,
+        tx_hash=event.transaction_hash,
+        transfer_id=attempt.transfer_id,
+    )
 
 
 def outbox_verdicts_waiting(session: Session, *, chain_id: int) -> bool:
@@ -363,12 +373,16 @@ class PaymentEventHandler:
         if invoice is None or invoice.status is not InvoiceStatus.PROCESSING:
             return
         attempt = self._attempt(session, invoice, str(event.args.get("payer", "")))
-        if attempt is None or not _same(_sent_in(session, attempt), event.transaction_hash):
+        if attempt is None or not _sent_in(session, attempt, event):
             # Anyone may call payBatch with a bad authorization naming our invoice and payer.
             log.info("PaymentFailed for %s not from our transaction: ignored", invoice.id)
             return
-        reason = decode_revert_data(event.args.get("reason")) or "the payment was refused"
+        reason = failure_reason(event.args.get("reason")) or "the payment was refused"
         error = revert_error(reason)
+        if not failure_is_final(error):
+            # A paused token, say: the relayer sends the payment again (same reason, same view).
+            log.info("payment of %s failed for now (%s): it is sent again", invoice.id, error)
+            return
         attempt.status = AttemptStatus.FAILED
         attempt.failure_code = error.code
         attempt.failure_reason = str(error)[:500]

@@ -291,3 +291,22 @@ class TransferRouterCall(Base):
     #: A refund's payer (as the router recorded it) and its single-use id.
     payer: Mapped[str | None] = mapped_column(String(42), nullable=True)
     refund_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+
+
+class TransferBatchMember(Base):
+    """An outbox row carried by a sponsor transaction that carries several (``router.payBatch``).
+
+    One row per (transaction, member), written in the database transaction that records the
+    sponsor transaction before its broadcast, and again for each replacement of it: whichever
+    hash of the batch is mined names its members. A transaction carrying one row needs none (its
+    ``chain_transactions.purpose`` names it). ``position`` is the member's index in the calldata;
+    the batch's gas is split among its members in that order (``transfers.relayer``).
+    """
+
+    __tablename__ = "transfer_batch_members"
+    __table_args__ = (Index("ix_transfer_batch_members_transfer", "transfer_id"),)
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tx_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"))

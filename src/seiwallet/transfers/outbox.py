@@ -7,6 +7,11 @@ tracking, replacement and crash recovery — and the follower's confirmation on 
 ``AuthorizationUsed`` — serve them unchanged, and so that the payer's in-flight money (the
 balance check of a transfer or a payment) counts them too. The row's ``to_address`` is the
 router; :class:`~seiwallet.transfers.models.TransferRouterCall` keeps the terms the router needs.
+
+Several ``router.pay`` rows may travel in one ``payBatch`` transaction
+(:class:`~seiwallet.transfers.models.TransferBatchMember` names them): :func:`carried_by` tells
+whether a transaction carried a given row, alone or in a batch, and :func:`failure_is_final`
+whether a payment that failed can never settle (the relayer and the follower judge alike).
 """
 
 from __future__ import annotations
@@ -16,12 +21,22 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from seiwallet.chain.errors import (
+    AuthorizationNotYetValid,
+    AuthorizationUsed,
+    BatchGasTooLow,
+    ChainError,
+    ExecutionReverted,
+    TokenPaused,
+)
 from seiwallet.chain.router import Payment, Refund
 from seiwallet.transfers.models import (
     RouterCallKind,
     Transfer,
+    TransferBatchMember,
     TransferRouterCall,
     TransferStatus,
 )
@@ -105,3 +120,40 @@ def enqueue_router_call(session: Session, call: SignedRouterCall, *, now: dateti
         )
     )
     return transfer.id
+
+
+def carried_by(session: Session, *, chain_id: int, tx_hash: str, transfer_id: str) -> bool:
+    """Whether our relayer sent outbox row ``transfer_id`` in transaction ``tx_hash``.
+
+    True for the row's own latest transaction, and for any transaction of a batch that carried
+    it (each recorded hash of the batch, replacements included). A ``PaymentFailed`` from any
+    other transaction is someone else's ``payBatch`` naming our invoice: not a verdict on ours.
+    """
+    tx_hash = tx_hash.lower()
+    latest = session.scalar(select(Transfer.tx_hash).where(Transfer.id == transfer_id))
+    if latest is not None and latest.lower() == tx_hash:
+        return True
+    member = session.scalar(
+        select(TransferBatchMember.position)
+        .where(
+            TransferBatchMember.chain_id == chain_id,
+            TransferBatchMember.tx_hash == tx_hash,
+            TransferBatchMember.transfer_id == transfer_id,
+        )
+        .limit(1)
+    )
+    return member is not None
+
+
+def failure_is_final(error: ChainError) -> bool:
+    """Whether an authorization that reverted with ``error`` can never go through as signed.
+
+    A paused token or an authorization not valid yet may pass later (the relayer sends it again);
+    a used authorization means it went through already (another transaction, perhaps someone
+    else's, carried it); a starved batch is the batch's fault, not the payment's. Every other
+    revert — bad signature, blacklisted, balance too low, expired, terms already settled — is
+    final: the attempt fails and the invoice becomes ``invalid``.
+    """
+    return isinstance(error, ExecutionReverted) and not isinstance(
+        error, TokenPaused | AuthorizationNotYetValid | AuthorizationUsed | BatchGasTooLow
+    )

@@ -67,8 +67,8 @@ from seiwallet.chain.escrow import (
     InvitationStatus as ChainInvitationStatus,
 )
 from seiwallet.chain.events import EventDecoder
-from seiwallet.chain.models import OPEN_TX_STATUSES, SentTransaction, TxStatus
-from seiwallet.chain.rpc import Call, Receipt, RpcClient
+from seiwallet.chain.models import SentTransaction
+from seiwallet.chain.rpc import Call, RpcClient
 from seiwallet.chain.sender import SentTx, TransactionSender, TxRequest, settle_transactions
 from seiwallet.compliance.models import UsageStatus
 from seiwallet.config import InvitationSettings
@@ -306,38 +306,9 @@ class InvitationWorker:
             ).all()
         if not rows:
             return 0
-        waiting = [
-            (tid, tx) for tid, _, tx in rows if tx is not None and tx.status in OPEN_TX_STATUSES
-        ]
-        receipts = await self._rpc.get_receipts([tx.tx_hash for _, tx in waiting])
-        mined_nonce = (
-            await self._rpc.get_transaction_count(self.releaser, "latest") if waiting else 0
-        )
-        changes: dict[str, tuple[TxStatus, Receipt | None]] = {}
         # transfer id → (tx hash, error or None for success)
-        freed: dict[str, tuple[str, str | None]] = {}
-        unsent: list[SentTransaction] = []
-        for transfer_id, tx in waiting:
-            receipt = receipts.get(tx.tx_hash)
-            if receipt is not None:
-                changes[tx.tx_hash] = (
-                    TxStatus.MINED if receipt.succeeded else TxStatus.FAILED,
-                    receipt,
-                )
-                error = None if receipt.succeeded else f"{tx.tx_hash} failed on-chain"
-                freed[transfer_id] = (tx.tx_hash, error)
-            elif tx.nonce < mined_nonce:
-                changes[tx.tx_hash] = (TxStatus.REPLACED, None)
-                freed[transfer_id] = (tx.tx_hash, f"{tx.tx_hash} was never mined")
-            elif tx.status == TxStatus.SIGNED:
-                unsent.append(tx)  # the broadcast failed (or a crash): the same bytes again
-        for transfer_id, action_tx, tx in rows:
-            if tx is None or tx.status not in OPEN_TX_STATUSES:
-                status = tx.status if tx is not None else None
-                error = None if status == TxStatus.MINED else f"{action_tx} was not mined"
-                freed[transfer_id] = (action_tx or "", error)
-        if unsent:
-            await self._sender.rebroadcast([_sent_tx(tx) for tx in unsent])
+        followed = await self._sender.follow(rows)
+        changes, freed = followed.changes, followed.done
         if not changes and not freed:
             return 0
         retry_at = self._now() + timedelta(seconds=self.settings.retry_seconds)
@@ -719,19 +690,6 @@ class InvitationWorker:
                 if text is not None and sender.email and sender.email_verified:
                     out.append(("email", sender.email, *text, invitation.invitation_id))
         return out
-
-
-def _sent_tx(row: SentTransaction) -> SentTx:
-    return SentTx(
-        tx_hash=row.tx_hash,
-        nonce=row.nonce,
-        sponsor=row.sponsor,
-        request=TxRequest(to=row.to, purpose=row.purpose),
-        gas=row.gas_limit,
-        max_fee_per_gas=row.max_fee_per_gas,
-        max_priority_fee_per_gas=row.max_priority_fee_per_gas,
-        raw=row.raw,
-    )
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
