@@ -171,6 +171,26 @@ class Decision:
 ALLOW = Decision(True, "allowed", "")
 
 
+@dataclass(frozen=True)
+class Screening:
+    """What :meth:`ComplianceGate.screen` found, for :meth:`ComplianceGate.decide` to finish."""
+
+    movement: Movement
+    #: The answer already, with nothing to record (a gate without a database).
+    settled: Decision | None = None
+    context: _Context | None = None
+    recipient: Person | None = None
+    #: A refusal found without the limits (sanctions, jurisdiction, token, recipient, value).
+    verdict: _Verdict | None = None
+
+    @property
+    def refused(self) -> bool:
+        """Whether the movement is refused already, whatever the limits say."""
+        if self.settled is not None:
+            return not self.settled.allowed
+        return self.verdict is not None and self.verdict.outcome is not Outcome.ALLOW
+
+
 def load_sanctions_list(path: Path) -> frozenset[str]:
     """Addresses from a text file (one per line; blank lines and ``#`` comments ignored)."""
     return frozenset("0x" + a.key for a in parse_text_list(path).addresses)
@@ -236,7 +256,7 @@ class ComplianceGate:
         self.default_country = default_country.upper() if default_country else None
         self._clock = clock
         self.directory = Directory(sessions) if sessions is not None else None
-        self.screen = SanctionsScreen(sessions) if sessions is not None else None
+        self.screen_lists = SanctionsScreen(sessions) if sessions is not None else None
 
     @property
     def full(self) -> bool:
@@ -249,22 +269,139 @@ class ComplianceGate:
     # -- the entry points -----------------------------------------------------------------------
     def check(self, movement: Movement) -> Decision:
         """Decide, record the decision and reserve its value against the sender's limits."""
-        if not self.full:
-            return self._first_version(movement)
-        return self._decide(movement, record=True)
+        return self.conclude(self.screen(movement))
 
     async def acheck(self, movement: Movement) -> Decision:
         """:meth:`check` off the event loop (it reads the chain and writes the database)."""
         return await asyncio.to_thread(self.check, movement)
+
+    def screen(
+        self, movement: Movement, *, country: str | None = None, tier: int | None = None
+    ) -> Screening:
+        """The first half of :meth:`check`, with no lock and no write: who the parties are, the
+        lists, the chain, the jurisdiction's status, features and tokens.
+
+        Hand the :class:`Screening` to :meth:`decide` inside the database transaction that makes
+        the movement (its reservation and decision then commit with it, or not at all), or to
+        :meth:`conclude` for a transaction of its own.
+        """
+        if not self.full:
+            return Screening(movement, settled=self._first_version(movement))
+        assert self._sessions is not None
+        assert self.rules is not None
+        assert self.directory is not None
+        assert self.screen_lists is not None
+        book = self.rules.book
+        with self._sessions() as db:
+            sender = self.directory.person(movement.user_id, db)
+            recipient = (
+                self.directory.person(movement.recipient_user_id, db)
+                if movement.recipient_user_id
+                else self.directory.person_by_address(movement.to_address, db)
+            )
+            hits = self.screen_lists.hits([movement.from_address, movement.to_address], db)
+        placed = place(sender, movement.user_id, book, self.default_country)
+        if country is not None:
+            given = country.upper()
+            placed = replace(
+                placed, country=given, country_source="given", jurisdiction=book.for_country(given)
+            )
+        if tier is not None:
+            placed = replace(placed, tier=tier)
+        rules = placed.jurisdiction
+        value = self._value(movement, rules) if rules is not None else None
+        verdict = (
+            self._file_sanctions(movement)
+            or self._listed(movement, hits)
+            or self._blacklisted(movement)
+            or self._jurisdiction(movement, placed)
+            or self._recipient(movement, recipient, book)
+            or self._cap(movement)
+            or (self._unvalued(movement, rules) if value is None and rules is not None else None)
+        )
+        context = _Context(movement, placed, value, book.version, uuid.uuid4().hex)
+        return Screening(movement, context=context, recipient=recipient, verdict=verdict)
+
+    def decide(self, db: Session, screening: Screening) -> Decision:
+        """The second half of :meth:`check`, in the caller's write transaction ``db``.
+
+        Takes the sender's lock (every movement of theirs queues here until ``db`` commits),
+        checks the rolling limits and the travel rule, reserves the value when allowed, and
+        records the decision — all in ``db``: a caller that stores its movement in the same
+        transaction commits the movement, its reservation and its decision together. A caller
+        must commit ``db`` whatever the answer (a refusal's record is the audit trail) and
+        store nothing when the answer is not *allowed*.
+        """
+        if screening.settled is not None:
+            return screening.settled  # the first version: nothing to record or reserve
+        context = screening.context
+        assert context is not None
+        assert self.directory is not None
+        verdict = screening.verdict
+        if verdict is None:
+            rules = context.placed.jurisdiction
+            value = context.value
+            assert rules is not None
+            assert value is not None
+            movement = context.movement
+            # The per-user lock: every movement of this user queues here until we commit.
+            self.directory.ensure_profile(db, movement.user_id)
+            db.execute(
+                select(ComplianceProfile.user_id)
+                .where(ComplianceProfile.user_id == movement.user_id)
+                .with_for_update()
+            )
+            verdict = self._limits(db, context, rules, value) or self._travel(
+                db, context, rules, value, screening.recipient
+            )
+            if verdict is None:
+                verdict = _Verdict(Outcome.ALLOW, "allowed", "", travel=context.travel)
+                db.add(
+                    Usage(
+                        id=context.decision_id,
+                        user_id=movement.user_id,
+                        jurisdiction=rules.code,
+                        currency=rules.currency,
+                        value_minor=minor_units(value, rules.currency),
+                        status=UsageStatus.RESERVED.value,
+                        reference=(movement.reference or "")[:255] or None,
+                        created_at=self._now(),
+                    )
+                )
+        self._record(db, context, verdict)
+        return context.decision(verdict, recorded=True)
+
+    def conclude(self, screening: Screening) -> Decision:
+        """:meth:`decide` in a write transaction of its own (a movement stored elsewhere, or a
+        screening that refused already)."""
+        if screening.settled is not None:
+            return screening.settled
+        assert self._sessions is not None
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            return self.decide(db, screening)
 
     def evaluate(
         self, movement: Movement, *, country: str | None = None, tier: int | None = None
     ) -> Decision:
         """What :meth:`check` would decide, optionally as a user of ``country`` at ``tier``;
         nothing is recorded, reserved or alerted (the operator's ``compliance check``)."""
-        if not self.full:
-            return self._first_version(movement)
-        return self._decide(movement, record=False, country=country, tier=tier)
+        screening = self.screen(movement, country=country, tier=tier)
+        if screening.settled is not None:
+            return screening.settled
+        context = screening.context
+        assert context is not None
+        assert self._sessions is not None
+        verdict = screening.verdict
+        if verdict is None:
+            rules, value = context.placed.jurisdiction, context.value
+            assert rules is not None
+            assert value is not None
+            with self._sessions() as db:
+                verdict = self._limits(db, context, rules, value) or self._travel(
+                    db, context, rules, value, screening.recipient
+                )
+        return context.decision(verdict or _Verdict(Outcome.ALLOW, "allowed", ""), recorded=False)
 
     def commit(self, decision_id: str) -> bool:
         """The movement happened: its reservation stays counted for good."""
@@ -331,94 +468,6 @@ class ComplianceGate:
         return None
 
     # -- the full gate --------------------------------------------------------------------------
-    def _decide(
-        self,
-        movement: Movement,
-        *,
-        record: bool,
-        country: str | None = None,
-        tier: int | None = None,
-    ) -> Decision:
-        assert self._sessions is not None
-        assert self.rules is not None
-        assert self.directory is not None
-        assert self.screen is not None
-        book = self.rules.book
-        decision_id = uuid.uuid4().hex
-        # Reads first, without any lock: people, lists, the chain.
-        with self._sessions() as db:
-            sender = self.directory.person(movement.user_id, db)
-            recipient = (
-                self.directory.person(movement.recipient_user_id, db)
-                if movement.recipient_user_id
-                else self.directory.person_by_address(movement.to_address, db)
-            )
-            hits = self.screen.hits([movement.from_address, movement.to_address], db)
-        placed = place(sender, movement.user_id, book, self.default_country)
-        if country is not None:
-            given = country.upper()
-            placed = replace(
-                placed, country=given, country_source="given", jurisdiction=book.for_country(given)
-            )
-        if tier is not None:
-            placed = replace(placed, tier=tier)
-        rules = placed.jurisdiction
-        value = self._value(movement, rules) if rules is not None else None
-        verdict = (
-            self._file_sanctions(movement)
-            or self._listed(movement, hits)
-            or self._blacklisted(movement)
-            or self._jurisdiction(movement, placed)
-            or self._recipient(movement, recipient, book)
-            or self._cap(movement)
-            or (self._unvalued(movement, rules) if value is None and rules is not None else None)
-        )
-        context = _Context(movement, placed, value, book.version, decision_id)
-        if verdict is not None or not record:
-            if verdict is None:
-                assert rules is not None
-                assert value is not None
-                with self._sessions() as db:
-                    verdict = self._limits(db, context, rules, value) or self._travel(
-                        db, context, rules, value, recipient
-                    )
-            verdict = verdict or _Verdict(Outcome.ALLOW, "allowed", "")
-            if record:
-                with self._sessions.begin() as db:
-                    db.connection(execution_options=_WRITE)
-                    self._record(db, context, verdict)
-            return context.decision(verdict, recorded=record)
-        assert rules is not None
-        assert value is not None
-        with self._sessions.begin() as db:
-            db.connection(execution_options=_WRITE)
-            # The per-user lock: every movement of this user queues here until we commit.
-            self.directory.ensure_profile(db, movement.user_id)
-            db.execute(
-                select(ComplianceProfile.user_id)
-                .where(ComplianceProfile.user_id == movement.user_id)
-                .with_for_update()
-            )
-            verdict = self._limits(db, context, rules, value) or self._travel(
-                db, context, rules, value, recipient
-            )
-            if verdict is None:
-                verdict = _Verdict(Outcome.ALLOW, "allowed", "", travel=context.travel)
-                db.add(
-                    Usage(
-                        id=decision_id,
-                        user_id=movement.user_id,
-                        jurisdiction=rules.code,
-                        currency=rules.currency,
-                        value_minor=minor_units(value, rules.currency),
-                        status=UsageStatus.RESERVED.value,
-                        reference=(movement.reference or "")[:255] or None,
-                        created_at=self._now(),
-                    )
-                )
-            self._record(db, context, verdict)
-        return context.decision(verdict, recorded=True)
-
     def _value(self, movement: Movement, rules: JurisdictionRules) -> Decimal | None:
         if self._valuer is None:
             return None

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet.chain.router import Payment, refund_nonce
 from seiwallet.chain.router import Refund as RouterRefundTerms
-from seiwallet.compliance.gate import ComplianceGate, Movement
+from seiwallet.compliance.gate import ComplianceGate, Decision, Movement, Screening
 from seiwallet.compliance.models import UsageStatus
 from seiwallet.config import PaymentSettings
 from seiwallet.db import SQLITE_BEGIN, as_utc
@@ -93,11 +93,10 @@ from seiwallet.payments.reports import ReportService
 from seiwallet.payments.webhooks import WebhookService
 from seiwallet.signer.client import SignerClient
 from seiwallet.signer.intents import RouterPay, RouterRefund, intent_digest, parse_intent
-from seiwallet.transfers.models import IN_FLIGHT_STATUSES, Transfer
 from seiwallet.transfers.outbox import SignedRouterCall, enqueue_router_call
 from seiwallet.transfers.rates import RateSource
 from seiwallet.transfers.reservations import reference, settle_reservations
-from seiwallet.transfers.services import TokenInfo
+from seiwallet.transfers.services import Balance, TokenInfo, in_flight_units
 
 log = logging.getLogger(__name__)
 
@@ -197,14 +196,18 @@ def _paid_by_deposit(db: Session, invoice: Invoice) -> bool:
     )
 
 
-async def _release(gate: ComplianceGate, decision_id: str | None) -> None:
-    """Free a reservation the gate made for a movement that will not exist."""
-    if decision_id is None:  # a gate without a database reserves nothing
-        return
-    try:
-        await asyncio.to_thread(gate.release, decision_id)
-    except Exception:  # the reservation keeps counting: the safe side
-        log.warning("could not release limit reservation %s", decision_id, exc_info=True)
+def _in_flight_units(db: Session, user_id: str, token: str) -> int:
+    """What the user's transfers and unsigned payment attempts of ``token`` will take."""
+    attempts = db.scalars(
+        select(PaymentAttempt.amount_units).where(
+            PaymentAttempt.payer_user_id == user_id,
+            PaymentAttempt.token == token,
+            PaymentAttempt.status.in_(IN_FLIGHT_ATTEMPTS),
+            # A signed attempt's outbox row is among the transfers already.
+            PaymentAttempt.transfer_id.is_(None),
+        )
+    ).all()
+    return in_flight_units(db, user_id, token) + sum(attempts)
 
 
 def abandon_attempts(
@@ -293,23 +296,7 @@ class PaymentService:
 
     def _in_flight(self, payer: Payer, token: TokenInfo) -> int:
         with self._sessions() as db:
-            transfers = db.scalars(
-                select(Transfer.amount_units).where(
-                    Transfer.user_id == payer.user_id,
-                    Transfer.token == token.address,
-                    Transfer.status.in_(IN_FLIGHT_STATUSES),
-                )
-            ).all()
-            payments = db.scalars(
-                select(PaymentAttempt.amount_units).where(
-                    PaymentAttempt.payer_user_id == payer.user_id,
-                    PaymentAttempt.token == token.address,
-                    PaymentAttempt.status.in_(IN_FLIGHT_ATTEMPTS),
-                    # A signed attempt's outbox row is among the transfers already.
-                    PaymentAttempt.transfer_id.is_(None),
-                )
-            ).all()
-        return sum(transfers) + sum(payments)
+            return _in_flight_units(db, payer.user_id, token.address)
 
     # -- prepare -------------------------------------------------------------------------------
     async def prepare(self, invoice_id: str, payer: Payer) -> AttemptView:
@@ -326,8 +313,11 @@ class PaymentService:
         if earlier is not None:
             return self._view(earlier, invoice, store, merchant_name, deposit)
         attempt_id = uuid.uuid4().hex
-        # Off the event loop and outside any transaction of ours (the gate writes its own).
-        decision = await self._gate.acheck(
+        # Off the event loop and with no lock: the gate reads the people, the lists and the
+        # chain; its limits, reservation and decision are written in the attempt's own
+        # transaction (``_insert``).
+        screening = await asyncio.to_thread(
+            self._gate.screen,
             Movement(
                 kind="payment",
                 user_id=payer.user_id,
@@ -337,25 +327,31 @@ class PaymentService:
                 decimals=invoice.decimals,
                 amount_units=invoice.amount_units,
                 reference=reference("payment", attempt_id),
-            )
+            ),
         )
-        decision.raise_if_denied()
-        try:
-            row = await self._store_attempt(attempt_id, invoice, token, payer, now)
-        except BaseException:
-            # No attempt was stored: the value reserved for it frees up at once.
-            await _release(self._gate, decision.id)
-            raise
+        if screening.refused:
+            (await asyncio.to_thread(self._gate.conclude, screening)).raise_if_denied()
+        row = await self._store_attempt(attempt_id, invoice, token, payer, now, screening=screening)
         return self._view(row, invoice, store, merchant_name, deposit)
 
     async def _store_attempt(
-        self, attempt_id: str, invoice: Invoice, token: TokenInfo, payer: Payer, now: datetime
+        self,
+        attempt_id: str,
+        invoice: Invoice,
+        token: TokenInfo,
+        payer: Payer,
+        now: datetime,
+        *,
+        screening: Screening,
     ) -> PaymentAttempt:
-        """Check the balance, build the ``router.pay`` intent and store the attempt."""
-        available = await self.available(payer, token)
-        if invoice.amount_units > available:
+        """Check the balance, build the ``router.pay`` intent and store the attempt with the
+        gate's decision."""
+        # The chain's balance now; what is in flight is subtracted in ``_insert``'s
+        # transaction, which reads it after the gate's lock.
+        on_chain = await self._balances.balance(token.address, payer.address)
+        if invoice.amount_units > on_chain:
             raise InsufficientBalance(
-                TokenAmount.from_units(available, token.decimals, token.symbol).format(),
+                TokenAmount.from_units(on_chain, token.decimals, token.symbol).format(),
                 token.symbol,
             )
         valid_after = int(now.timestamp()) - CLOCK_SKEW
@@ -394,7 +390,8 @@ class PaymentService:
             created_at=now,
             updated_at=now,
         )
-        await asyncio.to_thread(self._insert, row)
+        decision = await asyncio.to_thread(self._insert, row, screening, Balance(token, on_chain))
+        decision.raise_if_denied()
         return row
 
     def _invoice(self, invoice_id: str) -> tuple[Invoice, Store, str, InvoiceDeposit | None]:
@@ -423,9 +420,18 @@ class PaymentService:
                 .order_by(PaymentAttempt.created_at.desc())
             ).first()
 
-    def _insert(self, row: PaymentAttempt) -> None:
+    def _insert(self, row: PaymentAttempt, screening: Screening, balance: Balance) -> Decision:
+        """The gate's decision and, when it allows and the money is there, the attempt: one
+        write transaction (a refusal is committed alone, for the audit trail; an attempt the
+        balance cannot cover leaves nothing, not even a reservation to release)."""
         with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            decision = self._gate.decide(db, screening)
+            if not decision.allowed:
+                return decision
+            balance.check(row.amount_units, _in_flight_units(db, row.payer_user_id, row.token))
             db.add(row)
+            return decision
 
     @staticmethod
     def _view(

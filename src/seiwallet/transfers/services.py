@@ -46,7 +46,7 @@ from seiwallet.accounts.errors import AliasInvalid
 from seiwallet.accounts.models import User, UserStatus
 from seiwallet.addresses import InvalidAddress, parse_evm_address
 from seiwallet.chain.tokens import TokenDomain
-from seiwallet.compliance.gate import ComplianceGate, Movement
+from seiwallet.compliance.gate import ComplianceGate, Decision, Movement, Screening
 from seiwallet.compliance.models import UsageStatus
 from seiwallet.db import SQLITE_BEGIN, as_utc
 from seiwallet.errors import InvalidInput
@@ -232,6 +232,35 @@ def _views(db: Session, rows: Sequence[Transfer]) -> list[TransferView]:
     return [TransferView.of(row, invitations.get(row.id)) for row in rows]
 
 
+@dataclass(frozen=True)
+class Balance:
+    """A sender's balance on the chain, for the check made against what is in flight."""
+
+    token: TokenInfo
+    on_chain: int
+
+    def check(self, units: int, in_flight: int) -> None:
+        """Raise :class:`InsufficientBalance` unless ``units`` fit in what is left."""
+        available = max(0, self.on_chain - in_flight)
+        if units > available:
+            raise InsufficientBalance(
+                TokenAmount.from_units(available, self.token.decimals, self.token.symbol).format(),
+                self.token.symbol,
+            )
+
+
+def in_flight_units(db: Session, user_id: str, token: str) -> int:
+    """What the user's transfers of ``token`` not yet settled or failed will take."""
+    amounts = db.scalars(
+        select(Transfer.amount_units).where(
+            Transfer.user_id == user_id,
+            Transfer.token == token,
+            Transfer.status.in_(IN_FLIGHT_STATUSES),
+        )
+    ).all()
+    return sum(amounts)
+
+
 def _check_key(key: str | None) -> str:
     if key is None or not key.strip():
         raise InvalidInput("an Idempotency-Key header is required to send money")
@@ -382,14 +411,7 @@ class TransferService:
 
     def _in_flight(self, owner: Owner, token: TokenInfo) -> int:
         with self._sessions() as db:
-            amounts = db.scalars(
-                select(Transfer.amount_units).where(
-                    Transfer.user_id == owner.user_id,
-                    Transfer.token == token.address,
-                    Transfer.status.in_(IN_FLIGHT_STATUSES),
-                )
-            ).all()
-        return sum(amounts)
+            return in_flight_units(db, owner.user_id, token.address)
 
     # -- create --------------------------------------------------------------------------------
     async def create(
@@ -427,9 +449,11 @@ class TransferService:
         # From here on every answer is the same whether or not the alias has a wallet: only a
         # created transfer tells its sender that the recipient has not joined yet.
         transfer_id = uuid.uuid4().hex
-        # Off the event loop and outside any transaction of ours: the gate reads the chain and
-        # writes its own records (on SQLite its write would wait for ours).
-        decision = await self._gate.acheck(
+        # Off the event loop and with no lock: the gate reads the people, the lists and the
+        # chain. Its limits, reservation and decision are written in the transfer's own
+        # transaction (``_insert``): one commit, and no reservation without its transfer.
+        screening = await asyncio.to_thread(
+            self._gate.screen,
             Movement(
                 kind="transfer",
                 user_id=owner.user_id,
@@ -439,38 +463,22 @@ class TransferService:
                 decimals=token.decimals,
                 amount_units=amount.units,
                 reference=reference("transfer", transfer_id),
-            )
+            ),
         )
-        decision.raise_if_denied()
-        # The gate reserved the value against the sender's limits: a transfer that is not
-        # stored after all (balance, a racing request, an error) frees it again at once.
-        try:
-            view, created = await self._store_new(
-                owner,
-                request,
-                transfer_id=transfer_id,
-                key=key,
-                fingerprint=fingerprint,
-                token=token,
-                amount=amount,
-                found=found,
-                to_address=to_address,
-            )
-        except BaseException:
-            await self._release(decision.id)
-            raise
-        if not created:
-            await self._release(decision.id)
-        return view, created
-
-    async def _release(self, decision_id: str | None) -> None:
-        """Free a reservation the gate made for a transfer that will not exist."""
-        if decision_id is None:  # a gate without a database reserves nothing
-            return
-        try:
-            await asyncio.to_thread(self._gate.release, decision_id)
-        except Exception:  # the reservation keeps counting: the safe side
-            log.warning("could not release limit reservation %s", decision_id, exc_info=True)
+        if screening.refused:
+            (await asyncio.to_thread(self._gate.conclude, screening)).raise_if_denied()
+        return await self._store_new(
+            owner,
+            request,
+            transfer_id=transfer_id,
+            key=key,
+            fingerprint=fingerprint,
+            token=token,
+            amount=amount,
+            found=found,
+            to_address=to_address,
+            screening=screening,
+        )
 
     async def _store_new(
         self,
@@ -484,14 +492,17 @@ class TransferService:
         amount: TokenAmount,
         found: Recipient | Invitee,
         to_address: str,
+        screening: Screening,
     ) -> tuple[TransferView, bool]:
-        """Check the balance, build the intent and store the transfer (``False``: a request
-        with the same key stored its transfer first)."""
+        """Check the balance, build the intent and store the transfer with the gate's decision
+        (``False``: a request with the same key stored its transfer first)."""
         invitee = found if isinstance(found, Invitee) else None
-        available = await self.available(owner, token)
-        if amount.units > available:
+        # The chain's balance now; the signed transfers still in flight are subtracted in
+        # ``_insert``'s transaction, which reads them after the gate's lock.
+        on_chain = await self._balances.balance(token.address, owner.address)
+        if amount.units > on_chain:
             raise InsufficientBalance(
-                TokenAmount.from_units(available, token.decimals, token.symbol).format(),
+                TokenAmount.from_units(on_chain, token.decimals, token.symbol).format(),
                 token.symbol,
             )
         now = int(self._clock())
@@ -560,7 +571,9 @@ class TransferService:
             created_at=self._now(),
         )
         try:
-            view = await asyncio.to_thread(self._insert, row, invitation)
+            decision, view = await asyncio.to_thread(
+                self._insert, row, invitation, screening, Balance(token, on_chain)
+            )
         except IntegrityError:
             # The same key raced in from a second request: the first one's transfer stands.
             earlier = await asyncio.to_thread(self._by_key, owner.user_id, key)
@@ -569,6 +582,8 @@ class TransferService:
             if earlier.request_hash != fingerprint:
                 raise IdempotencyConflict from None
             return await asyncio.to_thread(self._view, earlier), False
+        decision.raise_if_denied()
+        assert view is not None
         log.info(
             "transfer %s created (%s %s%s)",
             view.id,
@@ -594,10 +609,23 @@ class TransferService:
             )
         return found
 
-    def _insert(self, row: Transfer, invitation: TransferInvitation | None) -> TransferView:
+    def _insert(
+        self,
+        row: Transfer,
+        invitation: TransferInvitation | None,
+        screening: Screening,
+        balance: Balance,
+    ) -> tuple[Decision, TransferView | None]:
+        """The gate's decision and, when it allows and the money is there, the transfer: one
+        write transaction (a refusal is committed alone, for the audit trail; a transfer the
+        balance cannot cover leaves nothing, not even a reservation to release)."""
         with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            decision = self._gate.decide(db, screening)
+            if not decision.allowed:
+                return decision, None
+            balance.check(row.amount_units, in_flight_units(db, row.user_id, row.token))
             if invitation is not None and self.invitations is not None:
-                db.connection(execution_options=_WRITE)
                 # The sender's row locked: two requests cannot both take the last new alias.
                 db.execute(select(User.id).where(User.id == row.user_id).with_for_update())
                 check_new_alias_limit(
@@ -613,7 +641,7 @@ class TransferService:
                 invitation.transfer_id = row.id
                 db.add(invitation)
                 db.flush()
-            return TransferView.of(row, invitation)
+            return decision, TransferView.of(row, invitation)
 
     def _view(self, row: Transfer) -> TransferView:
         with self._sessions() as db:
