@@ -9,7 +9,6 @@ import pytest
 
 from seiwallet.api import chain as api_chain
 from seiwallet.api.chain import CachedBalances
-from seiwallet.chain.errors import RpcError
 
 TOKEN = "0x8464135c8F25Da09e49BC8782676a84730C318bC"
 OWNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -112,16 +111,3 @@ async def test_one_caller_cancelled_does_not_cancel_the_shared_read(fake: FakeCh
     with pytest.raises(asyncio.CancelledError):
         await impatient
     assert fake.reads == 1
-
-
-async def test_transient_node_errors_are_retried_others_raised(fake: FakeChain) -> None:
-    cache = balances()
-    fake.failures = [RpcError("BlockOutOfRangeError: block height is 7 but requested was 8")]
-    assert await cache.balance(TOKEN, OWNER) == 1_000
-    assert fake.reads == 2
-    fake.failures = [RpcError("execution reverted")]
-    cache.forget(OWNER)
-    with pytest.raises(RpcError, match="reverted"):
-        await cache.balance(TOKEN, OWNER)
-    fake.failures = []
-    assert await cache.balance(TOKEN, OWNER) == 1_000  # a failed read leaves nothing behind

@@ -238,3 +238,50 @@ async def test_receipts_in_chunks_none_for_unmined_and_errors_left_out() -> None
     assert found.block_number == 7
     assert receipts[hashes[1]] is None  # not mined (yet)
     assert hashes[2] not in receipts  # the node could not tell: asked again later
+
+
+class MovingHead(FakeNode):
+    """A node whose ``eth_call`` at a tag fails ``misses`` times as its head moves."""
+
+    def __init__(
+        self, misses: int, message: str = "BlockOutOfRangeError: block height is 7"
+    ) -> None:
+        super().__init__({"eth_call": "0x" + "00" * 31 + "2a"})
+        self.misses = misses
+        self.message = message
+
+    def _answer(self, call: dict[str, Any]) -> dict[str, Any]:
+        if self.misses:
+            self.misses -= 1
+            return {
+                "jsonrpc": "2.0",
+                "id": call["id"],
+                "error": {"code": -32000, "message": self.message},
+            }
+        return super()._answer(call)
+
+
+async def test_a_call_at_a_tag_is_asked_again_when_the_head_moved() -> None:
+    node = MovingHead(misses=2)
+    async with node.client() as rpc:
+        assert int.from_bytes(await rpc.call({"to": "0x" + "11" * 20, "data": "0x"})) == 42
+    assert len(node.requests) == 3
+
+
+async def test_a_head_that_keeps_moving_or_another_error_is_the_callers() -> None:
+    node = MovingHead(misses=3)
+    async with node.client() as rpc:
+        with pytest.raises(errors.RpcError, match="BlockOutOfRange"):
+            await rpc.call({"to": "0x" + "11" * 20, "data": "0x"})
+    assert len(node.requests) == 3
+    # At a block number, the answer is the block's: no second question.
+    node = MovingHead(misses=1, message="header not found")
+    async with node.client() as rpc:
+        with pytest.raises(errors.RpcError, match="header not found"):
+            await rpc.call({"to": "0x" + "11" * 20, "data": "0x"}, block=7)
+    assert len(node.requests) == 1
+    node = MovingHead(misses=1, message="execution reverted")
+    async with node.client() as rpc:
+        with pytest.raises(errors.RpcError):
+            await rpc.call({"to": "0x" + "11" * 20, "data": "0x"})
+    assert len(node.requests) == 1

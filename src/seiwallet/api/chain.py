@@ -8,19 +8,15 @@ the chain within the cache's few seconds (the in-flight transfers are subtracted
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import Final
 
-from seiwallet.chain.errors import RpcError
 from seiwallet.chain.rpc import RpcClient
 from seiwallet.chain.tokens import balance_of, read_token
 from seiwallet.config import Settings
 from seiwallet.deployments import contracts_for
 from seiwallet.transfers.services import TokenInfo
 
-_ATTEMPTS: Final = 3
-_TRANSIENT: Final = re.compile(r"BlockOutOfRange|header not found|unknown block", re.IGNORECASE)
 #: How long a balance read from the chain is served from memory.
 BALANCE_TTL: Final = 2.0
 #: Entries kept before the cache starts over (a bound on memory, not a tuning knob).
@@ -74,18 +70,7 @@ class CachedBalances:
         return value
 
     async def _read_chain(self, token: str, owner: str) -> int:
-        attempt = 0
-        while True:
-            try:
-                return await balance_of(self._rpc, token, owner)
-            except RpcError as exc:
-                # A node resolving "latest" while its head moves can answer for a block it no
-                # longer (or not yet) holds: anvil's BlockOutOfRangeError, geth's "header not
-                # found". Asking again is right; anything else is not ours to retry.
-                attempt += 1
-                if attempt == _ATTEMPTS or not _TRANSIENT.search(str(exc)):
-                    raise
-                await asyncio.sleep(0.05 * attempt)
+        return await balance_of(self._rpc, token, owner)
 
     def forget(self, owner: str) -> None:
         """Drop an owner's cached balances (after a transfer of theirs moved)."""

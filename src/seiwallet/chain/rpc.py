@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import httpx
 
@@ -30,6 +31,12 @@ def to_hex(value: int) -> str:
 def from_hex(value: str | None) -> int:
     """Decode a JSON-RPC quantity (``None`` decodes as 0, as nodes omit zero fields)."""
     return int(value, 16) if value else 0
+
+
+#: A node resolving a block tag while its head moves can answer for a block it no longer (or not
+#: yet) holds: anvil's ``BlockOutOfRangeError``, geth's "header not found". Asking again is right.
+_HEAD_MOVED: Final = re.compile(r"BlockOutOfRange|header not found|unknown block", re.IGNORECASE)
+_HEAD_MOVED_ATTEMPTS: Final = 3
 
 
 def _block_param(block: BlockId) -> str:
@@ -289,9 +296,25 @@ class RpcClient:
         )
 
     async def call(self, tx: Mapping[str, Any], block: BlockId = "latest") -> bytes:
-        """``eth_call``; a revert raises its typed error (blacklisted, paused, ...)."""
-        raw = await self.request("eth_call", [dict(tx), _block_param(block)])
-        return bytes.fromhex(str(raw)[2:])
+        """``eth_call``; a revert raises its typed error (blacklisted, paused, ...).
+
+        A call at a block tag (``latest``…) that meets the node's head moving under it is asked
+        again, twice at most; any other error is the caller's.
+        """
+        for attempt in itertools.count(1):
+            try:
+                raw = await self.request("eth_call", [dict(tx), _block_param(block)])
+            except RpcError as exc:
+                if (
+                    isinstance(block, int)
+                    or attempt == _HEAD_MOVED_ATTEMPTS
+                    or not _HEAD_MOVED.search(str(exc))
+                ):
+                    raise
+                await asyncio.sleep(0.05 * attempt)
+            else:
+                return bytes.fromhex(str(raw)[2:])
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def estimate_gas(self, tx: Mapping[str, Any]) -> int:
         return from_hex(await self.request("eth_estimateGas", [dict(tx)]))
