@@ -18,6 +18,7 @@ chain with the block gas limit lifted (``--uncapped-gas-limit``, default 300 M) 
 ``uncapped_per_s``: the software's own limit, apart from the chain's.
 
     .venv/bin/python bench/transfers.py [--quick] [--transfers 2000] [--users 50]
+        [--database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's test helpers
 
 from tests.e2e.web_helpers import start_signer
+from tests.fixtures.database import DatabaseMaker, ThrowawayCluster
 
 import chain_baseline as baseline_bench
 from seiwallet.accounts.models import SessionKind
@@ -73,6 +75,36 @@ console = baseline_bench.console
 
 class BenchFailure(Exception):
     pass
+
+
+class Databases:
+    """Where each pipeline's platform database lives: a SQLite file (the embedded default) or a
+    fresh database on a throwaway PostgreSQL cluster (production's engine), the test suite's
+    cluster: in memory, with ``fsync`` off (SQLite's WAL with ``synchronous=NORMAL`` does not
+    sync a commit either)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._cluster: ThrowawayCluster | None = None
+        self._maker: DatabaseMaker | None = None
+
+    def start(self) -> None:
+        if self.kind == "postgresql":
+            self._cluster = ThrowawayCluster()
+            server, _ = self._cluster.start()
+            self._maker = DatabaseMaker(server)
+
+    def close(self) -> None:
+        if self._maker is not None:
+            self._maker.close()
+        if self._cluster is not None:
+            self._cluster.stop()
+
+    def url(self, directory: Path) -> str:
+        """A new, empty database for one pipeline."""
+        if self._maker is None:
+            return f"sqlite:///{directory / 'platform.sqlite3'}"
+        return self._maker.server.url(self._maker.create())
 
 
 @dataclass
@@ -133,13 +165,19 @@ async def _mint(
 
 
 async def run_pipeline(
-    chain: LocalChain, home: Path, *, transfers: int, users: int, concurrency: int
+    chain: LocalChain,
+    home: Path,
+    *,
+    transfers: int,
+    users: int,
+    concurrency: int,
+    databases: Databases,
 ) -> PipelineResult:
     """The whole platform on ``chain``: signer and worker processes, the API in process."""
     platform = home / "platform"
     (platform / "deployments").mkdir(parents=True)
     shutil.copy(chain.settings.deployment_manifest_path, platform / "deployments" / "local.json")
-    database_url = f"sqlite:///{platform / 'platform.sqlite3'}"
+    database_url = databases.url(platform)
     port = chain.settings.local_chain.port
     settings = Settings(
         profile="local",
@@ -332,13 +370,21 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--uncapped-gas-limit", type=int, default=300_000_000)
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the platform's database: a SQLite file (default) or a throwaway PostgreSQL cluster",
+    )
     args = parser.parse_args()
     transfers = args.transfers or (600 if args.quick else 3000)
     logging.basicConfig(level=logging.WARNING)
     block_time = LocalChainSettings().block_time
     home = Path(tempfile.mkdtemp(prefix="bench-transfers-"))
     chains: list[LocalChain] = []
+    databases = Databases(args.database)
     try:
+        databases.start()
         chain = baseline_bench.start_chain(home / "chain", _options(LocalChainSettings().gas_limit))
         chains.append(chain)
         console.log(f"Sei-like chain at {chain.rpc_url}")
@@ -351,6 +397,7 @@ def main() -> int:
                 transfers=transfers,
                 users=args.users,
                 concurrency=args.concurrency,
+                databases=databases,
             )
         )
         console.log(f"pipeline: {capped.per_second:,.1f} confirmed/s")
@@ -366,6 +413,7 @@ def main() -> int:
                 transfers=transfers * 2,
                 users=args.users,
                 concurrency=args.concurrency,
+                databases=databases,
             )
         )
         console.log(f"pipeline, gas limit lifted: {uncapped.per_second:,.1f} confirmed/s")
@@ -378,6 +426,7 @@ def main() -> int:
     finally:
         for running in chains:
             running.stop()
+        databases.close()
         shutil.rmtree(home, ignore_errors=True)
     ratio = capped.per_second / baseline
     print(
@@ -404,6 +453,7 @@ def main() -> int:
                 "uncapped_gas_limit": args.uncapped_gas_limit,
                 "transfers": transfers,
                 "users": args.users,
+                "database": args.database,
             }
         )
     )

@@ -122,6 +122,31 @@ async def test_not_signed_in_is_a_problem_for_the_api_and_a_redirect_for_pages(
     assert page.status_code == 303
 
 
+async def test_every_answer_carries_the_security_headers(
+    app, browsers
+) -> None:
+    browser = browsers()
+    page = await browser.http.get("/")
+    problem = await browser.http.get("/v1/me", headers={"accept-language": "fr"})
+    missing = await browser.http.get("/no-such-page")
+    for response in (page, problem, missing):
+        assert response.headers["content-security-policy"].startswith("default-src 'self'")
+        assert "'unsafe-inline'" not in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "same-origin"
+        # The app is served at https://: browsers must keep to it.
+        assert response.headers["strict-transport-security"].startswith("max-age=31536000")
+    assert problem.status_code == 401
+    # A versioned static file is cached for good; an unversioned one is revalidated.
+    stylesheet = re.search(r'href="(/static/[^"?]+\?v=[^"]+)"', page.text)
+    assert stylesheet, "the welcome page links no versioned stylesheet"
+    versioned = await browser.http.get(stylesheet.group(1))
+    assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
+    plain = await browser.http.get(stylesheet.group(1).split("?")[0])
+    assert plain.headers["cache-control"] == "no-cache"
+
+
 async def test_a_passkey_from_another_site_is_refused(app, browsers) -> None:
     browser = browsers()
     await browser.sign_in("Ada", "ada@example.com")
