@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -285,3 +286,39 @@ async def test_a_head_that_keeps_moving_or_another_error_is_the_callers() -> Non
         with pytest.raises(errors.RpcError):
             await rpc.call({"to": "0x" + "11" * 20, "data": "0x"})
     assert len(node.requests) == 1
+
+
+async def test_calls_asked_together_leave_as_one_batch_each_with_its_own_answer() -> None:
+    reverted = {"code": 3, "message": "execution reverted", "data": _revert_data("nope")}
+
+    class Node(FakeNode):
+        def _answer(self, call: dict[str, Any]) -> dict[str, Any]:
+            data = call["params"][0]["data"]
+            if data == "0xbad0":
+                return {"jsonrpc": "2.0", "id": call["id"], "error": reverted}
+            return {"jsonrpc": "2.0", "id": call["id"], "result": "0x" + data[2:] * 2}
+
+    node = Node({})
+    async with node.client() as rpc:
+        answers = await asyncio.gather(
+            *(rpc.call({"to": "0x" + "11" * 20, "data": f"0x{i:04x}"}) for i in range(5)),
+            rpc.call({"to": "0x" + "11" * 20, "data": "0xbad0"}),
+            return_exceptions=True,
+        )
+        assert answers[:5] == [bytes.fromhex(f"{i:04x}" * 2) for i in range(5)]
+        assert isinstance(answers[5], errors.RpcError)
+        assert len(node.requests) == 1  # one HTTP request...
+        assert len(node.requests[0]) == 6  # ...carrying the six calls
+        # One call alone is a plain request, not a batch of one.
+        assert await rpc.call({"to": "0x" + "11" * 20, "data": "0x0102"}) == b"\x01\x02\x01\x02"
+        assert isinstance(node.requests[-1], dict)
+
+
+async def test_a_coalesced_batch_that_cannot_be_sent_fails_every_caller() -> None:
+    node = FakeNode({"eth_call": "0x"}, transport_failures=10)
+    async with node.client(retries=1) as rpc:
+        answers = await asyncio.gather(
+            *(rpc.call({"to": "0x" + "11" * 20, "data": "0x"}) for _ in range(3)),
+            return_exceptions=True,
+        )
+    assert all(isinstance(a, errors.RpcUnavailable) for a in answers), answers
