@@ -3,10 +3,11 @@
 Each transfer goes the whole way a person's does: ``POST /v1/transfers`` (recipient, balance
 and compliance checks, the intent, an Idempotency-Key) and ``POST /v1/transfers/{id}/approve``
 with a device-key approval, through the app's real ASGI stack in this process (a bearer token per
-user); the **signer process** verifies the approval, evaluates the policy and signs; the
-**worker process** (``seiwallet worker``: relayer and follower) submits the authorizations from
-the sponsor accounts and confirms them from the token's ``AuthorizationUsed`` events. The clock
-runs from the first API call to the last transfer confirmed; every transfer is then checked
+user; requests handed to the ASGI app directly, see :class:`AsgiClient`); the **signer
+process** verifies the approval, evaluates the policy and signs; the **worker process**
+(``seiwallet worker``: relayer and follower) submits the authorizations from the sponsor accounts
+and confirms them from the token's ``AuthorizationUsed`` events. The clock runs from the first
+API call to the last transfer confirmed; every transfer is then checked
 (confirmed, its recipient's balance on chain).
 
 Baseline, side by side on the same chain and in the same run: the foundation's
@@ -39,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -126,6 +126,90 @@ class PipelineResult:
     gas_limit: int
     #: The front half alone: created and signed through the API and the signer, per second.
     api_per_second: float
+
+
+@dataclass(frozen=True)
+class AsgiResponse:
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class AsgiClient:
+    """Requests straight into the ASGI app: the whole app runs (middleware, routing,
+    validation, the handlers, serialisation), but no HTTP client library does.
+
+    The load generator shares the bench's core with the API; in production the clients are
+    phones. httpx's ``ASGITransport`` cost about as much CPU as the app's own event-loop work
+    here (py-spy), and counted it against the platform.
+    """
+
+    def __init__(self, app: Any, origin: str) -> None:
+        self._app = app
+        scheme, _, host = origin.partition("://")
+        self._scheme = scheme
+        self._host = host
+        name, _, port = host.partition(":")
+        self._server = (name, int(port or (443 if scheme == "https" else 80)))
+
+    async def post(
+        self, path: str, *, json: Any, headers: dict[str, str] | None = None
+    ) -> AsgiResponse:
+        body = _json_bytes(json)
+        raw_headers = [
+            (b"host", self._host.encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
+        ]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": self._scheme,
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": raw_headers,
+            "client": ("127.0.0.1", 50000),
+            "server": self._server,
+        }
+        done = asyncio.Event()
+        delivered = False
+        status = 0
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    done.set()
+
+        await self._app(scope, receive, send)
+        return AsgiResponse(status, b"".join(chunks))
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _device_approval(person: Person, wallet_id: str, digest_hex: str) -> dict[str, Any]:
@@ -252,60 +336,59 @@ async def run_pipeline(
 
         recipients = [baseline_bench._address(os.urandom(64)) for _ in range(transfers)]
         gate = asyncio.Semaphore(concurrency)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=ORIGIN, timeout=60) as http:
+        http = AsgiClient(app, ORIGIN)
 
-            async def send(index: int) -> None:
-                person = people[index % users]
-                headers = {"authorization": f"Bearer {person.token}"}
-                async with gate:
-                    created = await http.post(
-                        "/v1/transfers",
-                        json={"recipient": recipients[index], "token": "USDC", "amount": AMOUNT},
-                        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
-                    )
-                    if created.status_code != 201:
-                        raise BenchFailure(f"create refused: {created.text}")
-                    body = created.json()
-                    approval = _device_approval(person, body["wallet_id"], body["intent_digest"])
-                    approved = await http.post(
-                        f"/v1/transfers/{body['id']}/approve",
-                        json={"approvals": [approval]},
-                        headers=headers,
-                    )
-                    if approved.status_code != 200:
-                        raise BenchFailure(f"approval refused: {approved.text}")
+        async def send(index: int) -> None:
+            person = people[index % users]
+            headers = {"authorization": f"Bearer {person.token}"}
+            async with gate:
+                created = await http.post(
+                    "/v1/transfers",
+                    json={"recipient": recipients[index], "token": "USDC", "amount": AMOUNT},
+                    headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+                )
+                if created.status_code != 201:
+                    raise BenchFailure(f"create refused: {created.text}")
+                body = created.json()
+                approval = _device_approval(person, body["wallet_id"], body["intent_digest"])
+                approved = await http.post(
+                    f"/v1/transfers/{body['id']}/approve",
+                    json={"approvals": [approval]},
+                    headers=headers,
+                )
+                if approved.status_code != 200:
+                    raise BenchFailure(f"approval refused: {approved.text}")
 
-            started = time.perf_counter()
-            # A task group: the first failure cancels the others before the services close.
-            async with asyncio.TaskGroup() as group:
-                for index in range(transfers):
-                    group.create_task(send(index))
-            api_done = time.perf_counter()
-            console.log(
-                f"API: {transfers} transfers created and signed in {api_done - started:.1f} s "
-                f"({transfers / (api_done - started):,.0f}/s)"
-            )
-            deadline = time.monotonic() + 120 + transfers / 20
-            while True:
-                with services.db() as db:
-                    counts = dict(
-                        db.execute(
-                            select(Transfer.status, func.count()).group_by(Transfer.status)
-                        ).all()
-                    )
-                confirmed = counts.get(TransferStatus.CONFIRMED, 0)
-                if counts.get(TransferStatus.FAILED):
-                    raise BenchFailure(f"{counts[TransferStatus.FAILED]} transfers failed")
-                if confirmed >= transfers:
-                    finished = time.perf_counter()
-                    break
-                if time.monotonic() > deadline or worker.poll() is not None:
-                    raise BenchFailure(
-                        f"only {confirmed}/{transfers} confirmed ({counts}); "
-                        f"worker log: {log_path.read_text()[-1500:]}"
-                    )
-                await asyncio.sleep(0.02)
+        started = time.perf_counter()
+        # A task group: the first failure cancels the others before the services close.
+        async with asyncio.TaskGroup() as group:
+            for index in range(transfers):
+                group.create_task(send(index))
+        api_done = time.perf_counter()
+        console.log(
+            f"API: {transfers} transfers created and signed in {api_done - started:.1f} s "
+            f"({transfers / (api_done - started):,.0f}/s)"
+        )
+        deadline = time.monotonic() + 120 + transfers / 20
+        while True:
+            with services.db() as db:
+                counts = dict(
+                    db.execute(
+                        select(Transfer.status, func.count()).group_by(Transfer.status)
+                    ).all()
+                )
+            confirmed = counts.get(TransferStatus.CONFIRMED, 0)
+            if counts.get(TransferStatus.FAILED):
+                raise BenchFailure(f"{counts[TransferStatus.FAILED]} transfers failed")
+            if confirmed >= transfers:
+                finished = time.perf_counter()
+                break
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise BenchFailure(
+                    f"only {confirmed}/{transfers} confirmed ({counts}); "
+                    f"worker log: {log_path.read_text()[-1500:]}"
+                )
+            await asyncio.sleep(0.02)
         seconds = finished - started
         with services.db() as db:
             rows = db.execute(
