@@ -45,6 +45,7 @@ raised, since one key creates every invoice here; the first-version per-transfer
 bench/transfers.py.
 
     .venv/bin/python bench/payments.py [--quick] [--payments 1000] [--latency-payments 100]
+        [--database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -278,7 +279,9 @@ class Sale:
 @dataclass
 class Platform:
     services: Services
-    http: httpx.AsyncClient  # the app over ASGI, in process
+    http: httpx.AsyncClient  # the app over ASGI, in process (set-up and checks)
+    #: The same app, requests handed to it directly: the measured calls (see AsgiClient).
+    api: transfers_bench.AsgiClient
     live: httpx.AsyncClient  # the same app over TCP (uvicorn), for the streams
     payers: list[Payer]
     store_id: str
@@ -299,7 +302,7 @@ class Platform:
         body: dict[str, Any] = {"amount": price, "terminal_id": terminal_id}
         if seconds is not None:
             body["expires_in_seconds"] = seconds
-        created = await self.http.post(
+        created = await self.api.post(
             f"/v1/stores/{self.store_id}/invoices",
             json=body,
             headers={
@@ -316,7 +319,7 @@ class Platform:
     ) -> Sale:
         """An invoice made with the store's key, prepared by ``payer``, its approval signed."""
         invoice = json.loads(await self.create_invoice(terminal_id, price, seconds=seconds))
-        prepared = await self.http.post(
+        prepared = await self.api.post(
             f"/v1/invoices/{invoice['id']}/pay", json={}, headers=payer.headers
         )
         if prepared.status_code != 201:
@@ -342,7 +345,7 @@ class Platform:
     async def approve(self, sale: Sale) -> None:
         sale.approve_wall = time.time()
         sale.approve_started = time.perf_counter()
-        approved = await self.http.post(
+        approved = await self.api.post(
             f"/v1/payment-attempts/{sale.attempt_id}/approve",
             json={"approvals": [sale.approval]},
             headers=sale.payer.headers,
@@ -478,6 +481,7 @@ async def platform_on(
     payers: int,
     terminals: int,
     payments_per_payer: int,
+    databases: transfers_bench.Databases,
 ) -> AsyncIterator[Platform]:
     """The whole platform on ``chain``, set up as a shop and its customers; torn down after.
 
@@ -487,7 +491,7 @@ async def platform_on(
     data = home / "platform"
     (data / "deployments").mkdir(parents=True)
     shutil.copy(chain.settings.deployment_manifest_path, data / "deployments" / "local.json")
-    database_url = f"sqlite:///{data / 'platform.sqlite3'}"
+    database_url = databases.url(data)
     port = chain.settings.local_chain.port
     settings = Settings(
         profile="local",
@@ -601,6 +605,7 @@ async def platform_on(
         platform = Platform(
             services=services,
             http=http,
+            api=transfers_bench.AsgiClient(app, ORIGIN),
             live=live,
             payers=people,
             store_id=store["id"],
@@ -779,7 +784,7 @@ async def throughput(platform: Platform, count: int, concurrency: int) -> Throug
     async def prepare(index: int) -> Sale:
         invoice = json.loads(invoices[index])
         payer = payers[index % len(payers)]
-        prepared = await platform.http.post(
+        prepared = await platform.api.post(
             f"/v1/invoices/{invoice['id']}/pay", json={}, headers=payer.headers
         )
         if prepared.status_code != 201:
@@ -916,10 +921,17 @@ async def run_pipeline(
     terminals: int,
     concurrency: int,
     block_time: float,
+    databases: transfers_bench.Databases,
 ) -> PipelineResult:
     per_payer = -(-(payments + latency_payments + WARMUP_PAYMENTS) // payers)
     async with platform_on(
-        chain, home, signer, payers=payers, terminals=terminals, payments_per_payer=per_payer
+        chain,
+        home,
+        signer,
+        payers=payers,
+        terminals=terminals,
+        payments_per_payer=per_payer,
+        databases=databases,
     ) as platform:
         counter = (
             await counter_latency(platform, latency_payments, block_time)
@@ -1009,6 +1021,12 @@ def main() -> int:
     parser.add_argument("--terminals", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--uncapped-gas-limit", type=int, default=300_000_000)
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the platform's database: a SQLite file (default) or a throwaway PostgreSQL cluster",
+    )
     args = parser.parse_args()
     payments = args.payments or (120 if args.quick else 1000)
     latency_payments = args.latency_payments or (15 if args.quick else 100)
@@ -1019,8 +1037,10 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="bench-payments-"))
     chains: list[LocalChain] = []
     signer: SignerProcess | None = None
+    databases = transfers_bench.Databases(args.database)
     began = time.perf_counter()
     try:
+        databases.start()
         chain = baseline_bench.start_chain(
             home / "chain", transfers_bench._options(LocalChainSettings().gas_limit)
         )
@@ -1045,6 +1065,7 @@ def main() -> int:
                 terminals=args.terminals,
                 concurrency=args.concurrency,
                 block_time=block_time,
+                databases=databases,
             )
         )
         console.log(f"pipeline: {capped.throughput.per_second:,.1f} settled/s")
@@ -1064,6 +1085,7 @@ def main() -> int:
                 terminals=args.terminals,
                 concurrency=args.concurrency,
                 block_time=block_time,
+                databases=databases,
             )
         )
         console.log(f"pipeline, gas limit lifted: {uncapped.throughput.per_second:,.1f} settled/s")
@@ -1084,6 +1106,7 @@ def main() -> int:
             signer.stop()
         for running in chains:
             running.stop()
+        databases.close()
         shutil.rmtree(home, ignore_errors=True)
     counter = capped.counter
     assert counter is not None
@@ -1135,6 +1158,7 @@ def main() -> int:
                 "latency_payments": counter.payments,
                 "settled_checked": capped.verified,
                 "payers": args.payers,
+                "database": args.database,
                 "terminals": args.terminals,
                 "concurrency": args.concurrency,
                 "stream_resumes": result.resumed_streams,

@@ -137,6 +137,9 @@ async def test_chain_id_mismatch_names_both_ids_and_the_profile() -> None:
             errors.InsufficientFunds,
         ),
         ({"code": -32000, "message": "intrinsic gas too low"}, errors.GasTooLow),
+        # anvil, a call or transaction that ran out of the gas it was given; geth's wording.
+        ({"code": -32603, "message": "EVM error OutOfGas"}, errors.GasTooLow),
+        ({"code": -32000, "message": "out of gas"}, errors.GasTooLow),
         (
             {"code": 3, "message": "execution reverted: Blacklistable: account is blacklisted"},
             errors.AddressBlacklisted,
@@ -322,3 +325,11 @@ async def test_a_coalesced_batch_that_cannot_be_sent_fails_every_caller() -> Non
             return_exceptions=True,
         )
     assert all(isinstance(a, errors.RpcUnavailable) for a in answers), answers
+
+
+def test_a_revert_string_with_stray_padding_is_still_read() -> None:
+    # FiatToken (solc 0.6) leaves bytes in the padding after its revert strings.
+    data = bytearray.fromhex(_revert_data("ERC20: transfer amount exceeds balance")[2:])
+    data[-1] = 0x41
+    assert errors.decode_revert_data("0x" + data.hex()) == "ERC20: transfer amount exceeds balance"
+    assert errors.decode_revert_data("0x08c379a0" + "00" * 4) is None  # cut short: no reason

@@ -454,10 +454,12 @@ def decode_revert_data(data: Any) -> str | None:
         return None
     selector, body = raw[:4], raw[4:]
     try:
+        # Not strict: contracts built with older solc (FiatToken, 0.6) leave stray bytes in
+        # the padding after a revert string ("…exceeds balance" ends in ``…0041``).
         if selector == _ERROR_STRING_SELECTOR:
-            return str(abi_decode(["string"], body)[0])
+            return str(abi_decode(["string"], body, strict=False)[0])
         if selector == _PANIC_SELECTOR:
-            return f"Panic(0x{abi_decode(['uint256'], body)[0]:02x})"
+            return f"Panic(0x{abi_decode(['uint256'], body, strict=False)[0]:02x})"
     except Exception:
         return None
     return _CUSTOM_ERRORS.get(selector, f"custom error 0x{selector.hex()}")
@@ -477,6 +479,7 @@ _RPC_FRAGMENTS: tuple[tuple[str, Callable[..., RpcError]], ...] = (
     ("exceeds block gas limit", GasTooLow),
     ("gas too low", GasTooLow),
     ("out of gas", GasTooLow),
+    ("outofgas", GasTooLow),  # anvil: "EVM error OutOfGas" (a call given too little gas)
 )
 
 

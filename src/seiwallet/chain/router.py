@@ -283,28 +283,10 @@ _ERROR_STRING = keccak(text="Error(string)")[:4]
 
 
 def failure_reason(data: bytes | str | None) -> str | None:
-    """The reason of a ``PaymentFailed``'s revert data, or ``None`` if it has none.
-
-    FiatToken (compiled with solc 0.6) leaves stray bytes in the padding of its ``Error(string)``
-    data ("ERC20: transfer amount exceeds balance" ends in ``…0041``), which a strict ABI decoder
-    refuses; the string is read by its length here when that happens.
-    """
-    if isinstance(data, str):
-        try:
-            data = bytes.fromhex(data.removeprefix("0x"))
-        except ValueError:
-            return None
-    if not data:
-        return None
-    decoded = decode_revert_data("0x" + data.hex())
-    if decoded is not None or data[:4] != _ERROR_STRING or len(data) < 68:
-        return decoded
-    offset = int.from_bytes(data[4:36], "big")
-    if offset + 32 > len(data) - 4:
-        return None
-    length = int.from_bytes(data[4 + offset : 36 + offset], "big")
-    text = data[36 + offset : 36 + offset + length]
-    return text.decode("utf-8", errors="replace") if len(text) == length else None
+    """The reason of a ``PaymentFailed``'s revert data, or ``None`` if it has none."""
+    if isinstance(data, bytes | bytearray):
+        data = bytes(data).hex()
+    return decode_revert_data("0x" + data.removeprefix("0x")) if data else None
 
 
 def payment_failures(logs: Iterable[Log], *, router: str) -> list[PaymentFailure]:
