@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, make_url, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from tests.fixtures.database import PostgresServer
 
 from seiwallet.db import (
@@ -25,6 +25,7 @@ from seiwallet.db import (
     session_factory,
 )
 from seiwallet.db.base import Base
+from seiwallet.db.engine import SQLITE_BUSY_TIMEOUT_MS
 from seiwallet.db.migrations import (
     alembic_config,
     current_revision,
@@ -331,23 +332,34 @@ def test_sqlite_transactions_cover_ddl_and_savepoints(sqlite_engine: Engine) -> 
 
 
 def test_sqlite_immediate_transactions_take_the_write_lock(sqlite_engine: Engine) -> None:
+    """A writer of another engine (another process, as far as SQLite knows) waits for the lock
+    by asking again itself, and gets in once the holder commits; its busy handler is back on
+    afterwards."""
     check_connection(sqlite_engine)
     other = create_engine_for(sqlite_engine.url)
+    outcome: list[BaseException | None] = []
 
     def begin_immediate(connection: Connection) -> None:
-        with connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin():
-            pass
+        try:
+            with connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin():
+                connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS second_writer (id INT)")
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
 
     try:
         with sqlite_engine.connect() as first, other.connect() as second:
-            second.exec_driver_sql("PRAGMA busy_timeout = 0")  # fail at once instead of waiting
-            second.commit()
-            # No write yet, but the lock is held: a second writer is turned away.
-            with (
-                first.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin(),
-                pytest.raises(OperationalError, match="database is locked"),
-            ):
-                begin_immediate(second)
-            begin_immediate(second)  # released at commit
+            waiter = threading.Thread(target=begin_immediate, args=(second,))
+            with first.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin():
+                waiter.start()
+                waiter.join(0.3)
+                # No write yet, but the lock is held: the second writer cannot be in.
+                assert waiter.is_alive()
+                assert outcome == []
+            waiter.join(10)  # released at commit
+            assert outcome == [None]
+            busy = second.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            assert busy == SQLITE_BUSY_TIMEOUT_MS
     finally:
         other.dispose()

@@ -382,6 +382,9 @@ class TransactionSender:
         if not sent:
             return
         with self._sessions.begin() as session:
+            # SQLite: take the write lock at BEGIN (asked for again every few ms while another
+            # process writes) rather than wait in the busy handler's long sleeps at the INSERT.
+            session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
             session.add_all([self._row(item) for item in sent])
             if record is not None:
                 session.flush()
