@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from starlette.responses import JSONResponse
 from tests.fixtures.authenticators import SoftDeviceKey
 
 from seiwallet.signer.approvals import (
+    MAX_APPROVAL_LIFETIME,
     MAX_NONCE_BYTES,
     MIN_NONCE_BYTES,
     CheckedSignature,
@@ -32,6 +34,7 @@ from seiwallet.signer.approvals import (
     _unb64url,
     check_device_signature,
     parse_approval,
+    passes_with_check,
     verify_approval,
 )
 from seiwallet.signer.audit import canonical_json
@@ -244,6 +247,48 @@ def test_a_check_spares_nothing_else() -> None:
     with pytest.raises(ApprovalRefused) as caught:
         verify_approval(approval, revoked, DIGEST, now=NOW, checked=check)
     assert caught.value.reason == RefusalReason.REVOKED
+
+
+def test_what_passes_with_its_check_is_what_verify_approval_accepts_as_is() -> None:
+    # The lean signing path asks passes_with_check; every single fault makes it say no (the
+    # general path then names the fault), and a yes is an approval verify_approval accepts
+    # without verifying anything more, its sign count unchanged.
+    device, other = SoftDeviceKey(authenticator_id="phone-1"), SoftDeviceKey()
+    approval = _approve(device)
+    check = check_device_signature(approval, device.public_key, DIGEST)
+    authenticator = replace(device.registration(), sign_count=7)
+    assert passes_with_check(approval, authenticator, DIGEST, now=NOW, checked=check)
+    verified = verify_approval(approval, authenticator, DIGEST, now=NOW, checked=check)
+    assert verified.new_sign_count == 7
+    other_check = check_device_signature(_approve(other), other.public_key, DIGEST)
+    faults: list[dict[str, Any]] = [
+        {"checked": None},
+        {"checked": other_check},
+        {"checked": check_device_signature(_approve(device), device.public_key, DIGEST)},
+        {"digest": OTHER_DIGEST},
+        {"now": NOW + 60},  # expired
+        {"now": NOW - MAX_APPROVAL_LIFETIME},  # lives longer than allowed
+        {"authenticator": replace(authenticator, id="phone-2")},
+        {"authenticator": replace(authenticator, revoked=True)},
+        {"authenticator": replace(authenticator, active_from=NOW + 1)},
+        {"authenticator": replace(authenticator, public_key=other.public_key)},
+        {"approval": DeviceApproval(**(vars(approval) | {"expires_at": NOW + 61}))},
+    ]
+    for fault in faults:
+        arguments: dict[str, Any] = {
+            "approval": approval,
+            "authenticator": authenticator,
+            "digest": DIGEST,
+            "now": NOW,
+            "checked": check,
+        } | fault
+        assert not passes_with_check(
+            arguments["approval"],
+            arguments["authenticator"],
+            arguments["digest"],
+            now=arguments["now"],
+            checked=arguments["checked"],
+        ), fault
 
 
 def test_nonce_sizes_are_those_of_the_general_parser() -> None:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seiwallet.addresses import parse_evm_address
@@ -328,3 +328,94 @@ def test_a_policy_survives_its_own_document(
     document = policy.to_document()
     assert Policy.parse(document) == policy
     assert Policy.parse(json.dumps(document)) == policy
+
+
+# -- the lean path's question: allows_spend is evaluate(...).allowed ---------------------------
+
+_amounts = st.integers(min_value=0, max_value=12)  # small: edges (equal amounts) are common
+_limits = st.none() | _amounts
+
+
+@st.composite
+def _policies(draw: st.DrawFn) -> Policy:
+    document: dict[str, Any] = {"tokens": []}
+    for token in draw(st.lists(st.sampled_from([TOKEN, OTHER_TOKEN]), unique=True)):
+        entry: dict[str, Any] = {"chain_id": draw(st.sampled_from([CHAIN_ID, 1])), "address": token}
+        for key in ("per_transaction_limit", "daily_limit"):
+            limit = draw(_limits)
+            if limit is not None:
+                entry[key] = str(limit)
+        document["tokens"].append(entry)
+    if draw(st.booleans()):
+        document["allowlist"] = draw(st.lists(st.sampled_from([ALICE, MALLORY]), unique=True))
+    document["denylist"] = draw(st.lists(st.sampled_from([ALICE, MALLORY]), unique=True))
+    rules = []
+    for _ in range(draw(st.integers(min_value=0, max_value=2))):
+        of = draw(st.none() | st.lists(st.sampled_from(DEVICES), min_size=1, unique=True))
+        rule: dict[str, Any] = {
+            "min_amount": str(draw(_amounts)),
+            "required": draw(st.integers(min_value=1, max_value=len(of) if of else 3)),
+        }
+        if of is not None:
+            rule["of"] = of
+        if draw(st.booleans()):
+            rule["token"] = draw(st.sampled_from([TOKEN, OTHER_TOKEN])).lower()
+        if draw(st.booleans()):
+            rule["chain_id"] = draw(st.sampled_from([CHAIN_ID, 1]))
+        rules.append(rule)
+    document["quorum"] = rules
+    if draw(st.booleans()):
+        document["intents"] = {"erc3009.transfer": {"required": 2, "of": "any"}}
+    return Policy.parse(document)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    policy=_policies(),
+    chain_id=st.sampled_from([CHAIN_ID, 1]),
+    token=st.sampled_from([TOKEN, OTHER_TOKEN, TOKEN.lower()]),
+    amount=_amounts,
+    recipient=st.sampled_from([ALICE, MALLORY, ALICE.lower()]),
+    approvals=st.sets(st.sampled_from(DEVICES)),
+    active=st.sets(st.sampled_from(DEVICES)),
+    window=_amounts,
+)
+def test_allows_spend_is_evaluates_answer(
+    policy: Policy,
+    chain_id: int,
+    token: str,
+    amount: int,
+    recipient: str,
+    approvals: set[str],
+    active: set[str],
+    window: int,
+) -> None:
+    spend = Spend(chain_id=chain_id, token=token, amount_units=amount, recipient=recipient)
+    expected = evaluate(
+        policy,
+        spend,
+        approvals=approvals,
+        active=frozenset(active),
+        spent_in_window=window,
+        kind="erc3009.transfer",
+    ).allowed
+    reads: list[int] = []
+
+    def read_window() -> int:
+        reads.append(window)
+        return window
+
+    answer = policy.allows_spend(
+        chain_id,
+        token,
+        amount,
+        recipient,
+        approvals=approvals,
+        active=frozenset(active),
+        kind="erc3009.transfer",
+        spent_in_window=read_window,
+    )
+    assert answer is expected
+    # The window is read at most once, and only for a token with a daily limit.
+    limits = policy.limits_for(chain_id, token)
+    assert len(reads) <= (1 if limits is not None and limits.daily_limit is not None else 0)

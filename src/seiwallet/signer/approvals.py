@@ -65,6 +65,7 @@ __all__ = [
     "challenge_bytes",
     "check_device_signature",
     "parse_approval",
+    "passes_with_check",
     "verify_approval",
 ]
 
@@ -415,15 +416,21 @@ def _lean_b64url(value: object, low: int, high: int) -> bytes | None:
     """Strict unpadded base64url of ``low`` to ``high`` bytes, as :func:`_unb64url` reads it,
     or ``None``. Canonical means the bits the last character carries beyond the data are
     zero (2 beyond one byte, 4 beyond two): checked on that character, not by re-encoding."""
-    if type(value) is not str:
+    if type(value) is not str or not value.isascii():
         return None
     tail = len(value) % 4
-    if tail == 1 or not _BASE64URL.fullmatch(value):
+    # Outside base64url's alphabet, yet in base64's once translated: refused here; the strict
+    # decoder refuses every other character, and any padding or excess.
+    if tail == 1 or "+" in value or "/" in value or "=" in value:
+        return None
+    try:
+        data = binascii.a2b_base64(
+            (value + _PADDING[tail]).encode("ascii").translate(_FROM_URLSAFE), strict_mode=True
+        )
+    except binascii.Error:
         return None
     if tail and _B64URL_VALUE[value[-1]] & _UNUSED_BITS[tail]:
         return None
-    padded = (value + "=" * (-len(value) % 4)).encode("ascii")
-    data = binascii.a2b_base64(padded.translate(_FROM_URLSAFE))
     return data if low <= len(data) <= high else None
 
 
@@ -431,6 +438,7 @@ _B64URL_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 _B64URL_VALUE: Final = {char: index for index, char in enumerate(_B64URL_ALPHABET)}
 _UNUSED_BITS: Final = {2: 0b1111, 3: 0b11}  # 2 chars carry 1 byte (+4 bits), 3 carry 2 (+2)
 _FROM_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+_PADDING: Final = ("", "", "==", "=")  # by length % 4 (1 is never valid)
 
 
 # -- verification ----------------------------------------------------------------------------
@@ -548,6 +556,36 @@ def verify_approval(
         challenge = challenge_bytes(digest, approval.nonce, approval.expires_at)
         new_sign_count = _verify_passkey(approval, authenticator, challenge)
     return VerifiedApproval(who, approval.nonce, approval.expires_at, new_sign_count)
+
+
+def passes_with_check(
+    approval: Approval,
+    authenticator: Authenticator,
+    digest: bytes,
+    *,
+    now: int,
+    checked: CheckedSignature | None,
+) -> bool:
+    """Whether :func:`verify_approval` (same arguments) accepts ``approval`` with nothing left
+    to verify: a device approval from this very authenticator, active and not revoked, not
+    expired, not too long-lived, whose signature ``checked`` covers under this key, digest,
+    nonce, expiry and signature. Its :class:`VerifiedApproval` then keeps the authenticator's
+    sign count.
+
+    Pure: ``False`` says only "take the long way", where :func:`verify_approval` runs every
+    check again and names the first that fails. The signer's lean signing path uses it (a test
+    holds the two together over every check).
+    """
+    return (
+        checked is not None
+        and type(approval) is DeviceApproval
+        and approval.authenticator_id == authenticator.id
+        and authenticator.kind is AuthenticatorKind.DEVICE
+        and not authenticator.revoked
+        and authenticator.active_from <= now < approval.expires_at
+        and approval.expires_at - now <= MAX_APPROVAL_LIFETIME
+        and checked.covers(authenticator.public_key, digest, approval)
+    )
 
 
 def _verify_device(

@@ -18,15 +18,15 @@ hash and the head goes unseen. Publishing the head elsewhere (a log, a ticket) a
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from hashlib import sha256
-from typing import Any, Final, TypeAlias
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple, TypeAlias
 
 import orjson
 
@@ -38,11 +38,13 @@ __all__ = [
     "AuditEntry",
     "AuditHead",
     "AuditRecord",
+    "AuditRow",
     "JsonValue",
     "VerifyResult",
     "canonical_json",
     "link_hash",
     "seal",
+    "seal_rows",
     "verify_chain",
 ]
 
@@ -97,13 +99,19 @@ def canonical_json(value: Any) -> bytes:
       DEL anywhere (even where it only looks like one) is encoded by the json module.
 
     What orjson refuses (integers beyond 64 bits, non-string keys, lone surrogates) is encoded by
-    the json module too.
+    the json module too. The one non-ASCII character every signed transfer's summary holds, the
+    ellipsis of a shortened address, is escaped first (``\\u2026``, as the json module writes
+    it), so those entries stay on the quick path.
     """
     _refuse_floats(value)
     try:
         encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return _ENCODER.encode(value).encode("ascii")
+    if not encoded.isascii():
+        # The ellipsis of the signer's own summaries ("0x7099…79C8"), escaped as the json module
+        # escapes it: in UTF-8 these three bytes are that character and nothing else.
+        encoded = encoded.replace(_ELLIPSIS_UTF8, _ELLIPSIS_ESCAPED)
     if not encoded.isascii():
         encoded = encoded.decode("utf-8").encode("ascii", "backslashreplace")
         if _NOT_JSON_ESCAPE.search(encoded):
@@ -114,6 +122,8 @@ def canonical_json(value: Any) -> bytes:
 
 
 _NOT_JSON_ESCAPE: Final = re.compile(rb"\\[xU]")
+_ELLIPSIS_UTF8: Final = "\u2026".encode()
+_ELLIPSIS_ESCAPED: Final = b"\\u2026"
 
 
 def _refuse_floats(value: Any) -> None:
@@ -140,12 +150,17 @@ def link_hash(prev_hash: bytes, entry_json: bytes) -> bytes:
     return hashlib.sha256(prev_hash + entry_json).digest()
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """A decision to record; the store gives it its ``seq`` and links it when it commits."""
+class AuditEntry(NamedTuple):
+    """A decision to record; the store gives it its ``seq`` and links it when it commits.
+
+    A named tuple, not a dataclass: every intent of a signing batch makes one, and a frozen
+    dataclass cost four times as much to build. Its decision is checked when it is hashed
+    (:meth:`body`): a plain ``"signed"``/``"refused"`` is accepted, anything else is a bug and
+    is refused before anything is written.
+    """
 
     kind: str
-    decision: AuditDecision
+    decision: AuditDecision | str
     #: Unix time in seconds.
     at: int
     wallet_id: str | None = None
@@ -158,27 +173,31 @@ class AuditEntry:
     #: The approvals presented (authenticator ids, or small objects describing each).
     approvals: tuple[JsonValue, ...] = ()
     #: Anything else worth keeping (token, amount in base units, recipient…), JSON only.
-    details: Mapping[str, JsonValue] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # A plain "signed"/"refused" is accepted; anything else is a bug, refused before hashing.
-        if type(self.decision) is not AuditDecision:
-            object.__setattr__(self, "decision", AuditDecision(self.decision))
+    details: Mapping[str, JsonValue] = MappingProxyType({})
 
     def body(self, seq: int) -> dict[str, Any]:
         """The JSON object hashed for this entry once it is record ``seq``."""
+        decision = _DECISIONS.get(self.decision)
+        if decision is None:
+            raise ValueError(f"an audit decision is signed or refused, not {self.decision!r}")
+        details = self.details
         return {
             "seq": seq,
             "at": self.at,
             "wallet_id": self.wallet_id,
             "kind": self.kind,
             "intent_digest": self.intent_digest,
-            "decision": self.decision.value,
+            "decision": decision,
             "rule": self.rule,
             "reason": self.reason,
-            "approvals": list(self.approvals),
-            "details": dict(self.details),
+            # Encoded as they are (a tuple is a JSON array), copied only when not a plain dict.
+            "approvals": self.approvals,
+            "details": details if type(details) is dict else dict(details),
         }
+
+
+#: A decision's value by the decision or its value (a StrEnum member hashes as its value).
+_DECISIONS: Final[dict[object, str]] = {str(d): str(d) for d in AuditDecision}
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,15 +261,32 @@ def seal(entries: Iterable[AuditEntry], head: AuditHead) -> tuple[list[AuditReco
 
     Pure, so a batch of N entries is linked with one head read and one head write around it.
     """
-    records: list[AuditRecord] = []
+    rows, new_head = seal_rows(entries, head)
+    return [AuditRecord(*row) for row in rows], new_head
+
+
+#: An audit record as a row: :class:`AuditRecord`'s fields, in its order (the table's).
+AuditRow: TypeAlias = tuple[
+    int, int, "str | None", str, "str | None", str, "str | None", "str | None", str, str, bytes,
+    bytes,
+]  # fmt: skip
+
+
+def seal_rows(entries: Iterable[AuditEntry], head: AuditHead) -> tuple[list[AuditRow], AuditHead]:
+    """:func:`seal`, giving each record as a row (:class:`AuditRecord`'s fields, in order).
+
+    What the store inserts: a signing batch links hundreds of entries, and a record object per
+    entry cost more than its hash.
+    """
+    rows: list[AuditRow] = []
     seq, prev = head.seq, head.hash
     for entry in entries:
         seq += 1
         body = entry.body(seq)
         entry_bytes = canonical_json(body)
         digest = sha256(prev + entry_bytes).digest()  # link_hash, inline: once per record
-        records.append(
-            AuditRecord(
+        rows.append(
+            (
                 seq,
                 entry.at,
                 entry.wallet_id,
@@ -267,20 +303,29 @@ def seal(entries: Iterable[AuditEntry], head: AuditHead) -> tuple[list[AuditReco
             )
         )
         prev = digest
-    return records, AuditHead(seq, prev)
+    return rows, AuditHead(seq, prev)
 
 
 def _approvals_json(approvals: tuple[JsonValue, ...]) -> str:
     """The ``approvals`` column: the entry's approvals as canonical JSON (memoised when they
     are plain ids, as every signing decision's are)."""
+    try:
+        known = _IDS_JSON.get(approvals)
+    except TypeError:  # objects describing approvals: not hashable, not memoised
+        known = None
+    if known is not None:
+        return known
+    encoded = canonical_json(list(approvals)).decode("ascii")
     if all(type(item) is str for item in approvals):
-        return _ids_json(approvals)
-    return canonical_json(list(approvals)).decode("ascii")
+        if len(_IDS_JSON) >= _IDS_JSON_KEPT:
+            _IDS_JSON.clear()
+        _IDS_JSON[approvals] = encoded
+    return encoded
 
 
-@functools.lru_cache(maxsize=4096)
-def _ids_json(ids: tuple[str, ...]) -> str:
-    return canonical_json(list(ids)).decode("ascii")
+#: The approvals column of each tuple of ids already written (exact strings as keys).
+_IDS_JSON: Final[dict[tuple[JsonValue, ...], str]] = {}
+_IDS_JSON_KEPT: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)

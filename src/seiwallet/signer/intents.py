@@ -91,6 +91,7 @@ __all__ = [
     "parse_intent_with_digest",
     "signing_hash",
     "spend",
+    "transfer_signing_hash",
 ]
 
 #: Prefix of every intent digest: the NUL ends the label, so no other hashed format of ours
@@ -1084,20 +1085,7 @@ def signing_hash(intent: Intent, wallet_address: str) -> bytes | None:
     kind = intent.KIND
     wallet = _address(kind, "wallet_address", wallet_address)
     if isinstance(intent, Erc3009Transfer):
-        # EIP-712 TransferWithAuthorization: every field is one static ABI word, so the struct
-        # is a concatenation (a test pins this to eth-account's encoding of the typed data).
-        struct_hash = keccak256(
-            _TRANSFER_TYPEHASH
-            + _ADDRESS_PAD
-            + bytes.fromhex(wallet[2:])
-            + _ADDRESS_PAD
-            + bytes.fromhex(intent.to[2:])
-            + intent.amount_units.to_bytes(32, "big")
-            + intent.valid_after.to_bytes(32, "big")
-            + intent.valid_before.to_bytes(32, "big")
-            + intent.nonce
-        )
-        return keccak256(b"\x19\x01" + intent.token.separator + struct_hash)
+        return transfer_signing_hash(intent, wallet)
     if isinstance(intent, RouterPay):
         authorization = payment_authorization(
             intent.payment(),
@@ -1127,6 +1115,37 @@ def signing_hash(intent: Intent, wallet_address: str) -> bytes | None:
     if isinstance(intent, MessageSign):
         return intent.message_hash
     return None
+
+
+def transfer_signing_hash(intent: Erc3009Transfer, wallet_address: str) -> bytes:
+    """:func:`signing_hash` of an ``erc3009.transfer`` (what it returns for one).
+
+    EIP-712 ``TransferWithAuthorization``: every field is one static ABI word, so the struct is
+    a concatenation (a test pins this to eth-account's encoding of the typed data); its first
+    two words (the type hash and the wallet) are made once per wallet.
+    """
+    struct_hash = keccak256(
+        b"".join(
+            (
+                _transfer_struct_head(wallet_address),
+                _ADDRESS_PAD,
+                bytes.fromhex(intent.to[2:]),
+                intent.amount_units.to_bytes(32, "big"),
+                intent.valid_after.to_bytes(32, "big"),
+                intent.valid_before.to_bytes(32, "big"),
+                intent.nonce,
+            )
+        )
+    )
+    return keccak256(b"".join((b"\x19\x01", intent.token.separator, struct_hash)))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _transfer_struct_head(wallet_address: str) -> bytes:
+    """The type hash and the ``from`` word of a wallet's transfers (``from`` = the wallet,
+    checked and checksummed as :func:`signing_hash` does)."""
+    wallet = _address(Erc3009Transfer.KIND, "wallet_address", wallet_address)
+    return _TRANSFER_TYPEHASH + _ADDRESS_PAD + bytes.fromhex(wallet[2:])
 
 
 def spend(intent: Intent, wallet_address: str) -> Spend | None:

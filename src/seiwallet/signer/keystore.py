@@ -320,9 +320,31 @@ class SigningSession:
         self._queued.append((self._secret(sealed_key, aad, digest), bytes(digest), tag))
 
     def sign_queued(self) -> list[tuple[Any, bytes]]:
-        """Make the queued signatures, in order: ``(tag, signature)`` for each."""
+        """Make the queued signatures, in order: ``(tag, signature)`` for each.
+
+        As :func:`_sign_recoverable` for each, with the library's output buffers made once for
+        the run (three allocations per signature were a tenth of its cost).
+        """
         queued, self._queued = self._queued, []
-        return [(tag, _sign_recoverable(secret, digest)) for secret, digest, tag in queued]
+        if not queued:
+            return []
+        signature = ffi.new("secp256k1_ecdsa_recoverable_signature *")
+        compact = ffi.new("unsigned char[64]")
+        recovery_id = ffi.new("int *")
+        compact_bytes = ffi.buffer(compact, 64)
+        sign, serialize = (
+            lib.secp256k1_ecdsa_sign_recoverable,
+            lib.secp256k1_ecdsa_recoverable_signature_serialize_compact,
+        )
+        context, from_buffer, null = _CONTEXT, ffi.from_buffer, ffi.NULL
+        signed: list[tuple[Any, bytes]] = []
+        for secret, digest, tag in queued:
+            if not sign(context, signature, digest, from_buffer(secret), null, null):
+                raise SealedKeyInvalid("libsecp256k1 refused the key")  # pragma: no cover
+            serialize(context, compact, recovery_id, signature)
+            # v = 27 + the recovery id, as _sign_recoverable writes it.
+            signed.append((tag, compact_bytes[:] + _V[recovery_id[0]]))
+        return signed
 
     def close(self) -> None:
         """Zero every key the session opened; it cannot sign any more (queued ones are lost)."""
@@ -359,6 +381,10 @@ def public_key_of(secret: bytearray | bytes) -> bytes:
     size = ffi.new("size_t *", PUBLIC_KEY_BYTES)
     lib.secp256k1_ec_pubkey_serialize(_CONTEXT, out, size, point, EC_UNCOMPRESSED)
     return bytes(ffi.buffer(out, PUBLIC_KEY_BYTES))
+
+
+#: Ethereum's ``v`` byte by libsecp256k1's recovery id (see _sign_recoverable).
+_V: Final = tuple(bytes((27 + recovery_id,)) for recovery_id in range(4))
 
 
 def _sign_recoverable(secret: bytearray, digest: bytes) -> bytes:

@@ -35,7 +35,7 @@ Evaluation is pure and allocation-light: it runs for every intent in a signing b
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -274,6 +274,56 @@ class Policy:
     def limits_for(self, chain_id: int, token: str) -> TokenLimits | None:
         """The limits of a token, or ``None`` if the policy sets none."""
         return self._limits.get((chain_id, token.lower()))
+
+    def allows_spend(
+        self,
+        chain_id: int,
+        token: str,
+        amount_units: int,
+        recipient: str,
+        *,
+        approvals: Set[str],
+        active: Set[str],
+        kind: str,
+        spent_in_window: Callable[[], int],
+    ) -> bool:
+        """Whether :func:`evaluate` allows this spend, answered without building the spend or a
+        decision: the signer's lean path asks this for every transfer, and takes the long way
+        (:func:`evaluate`, which names the rule) for any spend it declines.
+
+        ``spent_in_window`` is called, once, only if the token has a daily limit (reading the
+        window costs a query). A property test holds this to :func:`evaluate`.
+        """
+        recipient_key = recipient.lower()
+        if recipient_key in self._denied or (
+            self._allowed is not None and recipient_key not in self._allowed
+        ):
+            return False
+        token_key = token.lower()
+        limits = self._limits.get((chain_id, token_key))
+        if limits is not None:
+            per_transaction, daily = limits.per_transaction_limit, limits.daily_limit
+            if per_transaction is not None and amount_units > per_transaction:
+                return False
+            if daily is not None:
+                window = spent_in_window()
+                if window < 0:
+                    raise ValueError(f"spent_in_window cannot be negative: {window}")
+                if window + amount_units > daily:
+                    return False
+        for rule in self.quorum:
+            if (
+                amount_units >= rule.min_amount
+                and (rule.chain_id is None or rule.chain_id == chain_id)
+                and (rule.token is None or rule.token.lower() == token_key)
+                and rule.count(approvals, active) < rule.required
+            ):
+                return False
+        kind_rule = self.intents.get(kind)
+        if kind_rule is not None and kind_rule.count(approvals, active) < kind_rule.required:
+            return False
+        # DEFAULT_QUORUM: one approval from any active authenticator.
+        return any(authenticator_id in active for authenticator_id in approvals)
 
     def needs_daily_window(self, spend: Spend) -> bool:
         """Whether evaluating ``spend`` needs the amount spent in the last 24 hours.

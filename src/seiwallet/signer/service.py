@@ -13,6 +13,7 @@ worthless for another wallet that happens to share the authenticator.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -34,6 +35,7 @@ from seiwallet.signer.approvals import (
     DeviceApproval,
     check_device_signature,
     parse_approval,
+    passes_with_check,
     verify_approval,
 )
 from seiwallet.signer.audit import AuditDecision, AuditEntry
@@ -46,6 +48,7 @@ from seiwallet.signer.errors import (
 )
 from seiwallet.signer.export import export_sealed_key
 from seiwallet.signer.intents import (
+    Erc3009Transfer,
     Intent,
     KeyExport,
     PolicyUpdate,
@@ -55,6 +58,7 @@ from seiwallet.signer.intents import (
     parse_intent_with_digest,
     signing_hash,
     spend,
+    transfer_signing_hash,
 )
 from seiwallet.signer.keystore import KeyStore, SealedKey, SigningSession
 from seiwallet.signer.policy import DAILY_WINDOW_SECONDS, Policy, evaluate
@@ -80,7 +84,13 @@ DEFAULT_RECOVERY_TIMELOCK: Final = 48 * 3600
 
 def approval_subject(wallet_id: str, digest: bytes) -> bytes:
     """What an approval's challenge commits to: this wallet and this intent (or action)."""
-    return hashlib.sha256(_SUBJECT_DOMAIN + wallet_id.encode() + b"\x00" + digest).digest()
+    return hashlib.sha256(_subject_prefix(wallet_id) + digest).digest()
+
+
+@functools.lru_cache(maxsize=65_536)
+def _subject_prefix(wallet_id: str) -> bytes:
+    """What precedes the digest in a wallet's approval subjects (made once per wallet)."""
+    return _SUBJECT_DOMAIN + wallet_id.encode() + b"\x00"
 
 
 def action_digest(action: str, document: Mapping[str, Any]) -> bytes:
@@ -196,6 +206,7 @@ class _Prepared:
         "checked",
         "digest",
         "error",
+        "fresh_nonces",
         "intent",
         "intent_error",
         "nonces",
@@ -217,6 +228,8 @@ class _Prepared:
         self.checked: list[CheckedSignature | None] = []
         #: What the approvals sign over (wallet and intent digest), once computed.
         self.subject: bytes | None = None
+        #: The lean path's ``(nonce, expires_at)`` per approval, to consume at once.
+        self.fresh_nonces: list[tuple[str, int]] = []
 
 
 def _prepare(request: object) -> _Prepared:
@@ -699,6 +712,10 @@ class SignerService:
             digest = request.digest
             if request.approvals_error is not None:
                 raise request.approvals_error
+            if type(intent) is Erc3009Transfer:
+                lean = self._sign_transfer(tx, keys, intent, request, now)
+                if lean is not None:
+                    return {"result": lean}
             approved = self._verify_approvals(
                 tx,
                 digest,
@@ -716,6 +733,122 @@ class SignerService:
             )
             return {"error": _error_body(exc)}
         return {"result": result}
+
+    def _sign_transfer(
+        self,
+        tx: WalletTransaction,
+        keys: SigningSession,
+        intent: Erc3009Transfer,
+        request: _Prepared,
+        now: int,
+    ) -> dict[str, Any] | None:
+        """The lean path of the common request: an ``erc3009.transfer`` approved by device keys
+        whose signatures were checked ahead. ``None``, having changed nothing, for anything
+        else or anything that would be refused: the general path then decides it, with every
+        check in its order and the first fault named.
+
+        It makes the general path's decision with the same checks — each approval through
+        :func:`passes_with_check` (what :func:`verify_approval` accepts with nothing left to
+        verify), the nonces known unused, the policy through :meth:`Policy.allows_spend` (what
+        :func:`evaluate` allows) with the window read under the wallet's lock — and writes the
+        same nonces, spend, audit entry and answer; only the general path's per-step objects
+        and indirections are left out. A test runs batches through both and compares answers,
+        rows and audit entries.
+        """
+        approved = self._lean_approvals(tx, request, now)
+        if approved is None:
+            return None
+        wallet = tx.wallet()
+        policy = self._policies.get((wallet.id, wallet.policy_version))
+        if policy is None:
+            policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
+        token = intent.token
+        chain_id, contract = token.chain_id, token.verifying_contract
+        amount, recipient = intent.amount_units, intent.to
+        try:
+            to_sign = transfer_signing_hash(intent, wallet.address)
+        except SeiwalletError:
+            return None  # a wallet address that does not check: the general path refuses it
+        kind = intent.KIND
+        if not policy.allows_spend(
+            chain_id,
+            contract,
+            amount,
+            recipient,
+            approvals=approved,
+            active=tx.active_authenticator_ids(now),
+            kind=kind,
+            spent_in_window=lambda: tx.spent_since(chain_id, contract, now - DAILY_WINDOW_SECONDS),
+        ) or not tx.consume_fresh_nonces(request.fresh_nonces):
+            return None
+        # Decided: from here on, what the general path writes for a signed transfer.
+        digest_hex = request.digest.hex()
+        result: dict[str, Any] = {
+            "digest": "0x" + digest_hex,
+            "kind": kind,
+            "hash": "0x" + to_sign.hex(),
+            "signature": None,  # made once the batch is decided, before its commit
+            "signer": wallet.address,
+        }
+        keys.sign_later(wallet.sealed_key, wallet_aad(wallet.id), to_sign, result)
+        tx.record_spend(
+            chain_id=chain_id,
+            token=contract,
+            amount_units=amount,
+            recipient=recipient,
+            at=now,
+            intent_digest=digest_hex,
+        )
+        tx.append_audit(
+            AuditEntry(
+                kind,
+                AuditDecision.SIGNED,
+                now,
+                wallet.id,
+                digest_hex,
+                None,
+                None,
+                tuple(sorted(approved)),
+                {
+                    "summary": intent.describe(),
+                    "token": contract,
+                    "amount_units": str(amount),
+                    "recipient": recipient,
+                    "chain_id": chain_id,
+                },
+            )
+        )
+        return result
+
+    def _lean_approvals(
+        self, tx: WalletTransaction, request: _Prepared, now: int
+    ) -> set[str] | None:
+        """Who approved, if every approval passes as it stands (see :func:`passes_with_check`)
+        and is distinct; ``None`` otherwise. Sets ``request.fresh_nonces`` for consuming."""
+        approvals, checked, nonces = request.approvals, request.checked, request.nonces
+        subject = request.subject
+        if subject is None or not approvals or len(checked) != len(approvals):
+            return None
+        approved: set[str] = set()
+        fresh: list[tuple[str, int]] = []
+        for index, approval in enumerate(approvals):
+            if type(approval) is not DeviceApproval:
+                return None
+            record = tx.authenticator(approval.authenticator_id)
+            nonce = nonces[index]
+            if (
+                record is None
+                or record.id in approved
+                or nonce is None
+                or not passes_with_check(
+                    approval, _authenticator(record), subject, now=now, checked=checked[index]
+                )
+            ):
+                return None
+            approved.add(record.id)
+            fresh.append((nonce, approval.expires_at))
+        request.fresh_nonces = fresh
+        return approved
 
     def _decide_and_sign(
         self,

@@ -89,8 +89,9 @@ from seiwallet.signer.audit import (
     AuditEntry,
     AuditHead,
     AuditRecord,
+    AuditRow,
     VerifyResult,
-    seal,
+    seal_rows,
     verify_chain,
 )
 from seiwallet.signer.errors import (
@@ -1172,12 +1173,16 @@ class BatchTransaction:
         self._pending_audit: list[AuditEntry] = []
         #: Hourly totals read in this transaction (None: known to have no row yet).
         self._known_totals: dict[_TotalKey, int | None] = {}
-        #: After commit: the audit records this transaction appended, linked, in order.
-        self.audit_records: list[AuditRecord] = []
+        self._audit_rows: list[AuditRow] = []
         #: After commit: the audit head this transaction left.
         self.audit_head: AuditHead | None = None
         self._raw = _SqliteReads(connection) if store._backend == "sqlite" else None
         self._lock(wallet_ids)
+
+    @property
+    def audit_records(self) -> list[AuditRecord]:
+        """After commit: the audit records this transaction appended, linked, in order."""
+        return [AuditRecord(*row) for row in self._audit_rows]
 
     @property
     def wallet_ids(self) -> tuple[str, ...]:
@@ -1248,6 +1253,48 @@ class BatchTransaction:
         # Used from now on, also within this batch: a second intent with the same approval fails.
         self._used_nonces.add(key)
         self._pending_nonces.append((wallet_id, nonce, int(expires_at)))
+
+    def _consume_fresh_nonces(self, wallet_id: str, nonces: Sequence[tuple[str, int]]) -> bool:
+        """Consume ``(nonce, expires_at)`` pairs if every one is known unused (prefetched, not
+        yet consumed, distinct); else change nothing and return ``False``.
+
+        What :meth:`_consume_nonce` does for each, for the common case only: anything it would
+        refuse or look up is left to it (the caller takes the long way).
+        """
+        self._state(wallet_id)
+        unused, used = self._unused_nonces, self._used_nonces
+        if len(nonces) == 1:  # one approval, as nearly every request has
+            ((nonce, expires_at),) = nonces
+            key = (wallet_id, nonce)
+            if (
+                type(nonce) is not str
+                or not 0 < len(nonce) <= _MAX_NONCE_CHARS
+                or key not in unused
+                or key in used
+            ):
+                return False
+            unused.discard(key)
+            used.add(key)
+            self._pending_nonces.append((wallet_id, nonce, int(expires_at)))
+            return True
+        keys = []
+        for nonce, _expires_at in nonces:
+            key = (wallet_id, nonce)
+            if (
+                type(nonce) is not str
+                or not 0 < len(nonce) <= _MAX_NONCE_CHARS
+                or key not in unused
+                or key in used
+                or key in keys
+            ):
+                return False
+            keys.append(key)
+        pending = self._pending_nonces
+        for key, (nonce, expires_at) in zip(keys, nonces, strict=True):
+            unused.discard(key)
+            used.add(key)
+            pending.append((wallet_id, nonce, int(expires_at)))
+        return True
 
     def _set_sign_count(self, wallet_id: str, authenticator_id: str, count: int) -> None:
         state = self._state(wallet_id)
@@ -1443,7 +1490,7 @@ class BatchTransaction:
         if self._pending_spends:
             writes.append((sql.insert_spends, self._pending_spends))
             writes.extend(self._total_writes())
-        records: list[AuditRecord] = []
+        rows: list[AuditRow] = []
         new_head: AuditHead | None = None
         if self._pending_audit:
             # Last, so the lock every signing transaction shares is held the shortest time.
@@ -1451,13 +1498,13 @@ class BatchTransaction:
                 head = self._raw.audit_head()
             else:
                 head = _read_head(self._connection, lock=True)
-            records, new_head = seal(self._pending_audit, head)
-            writes.append((sql.insert_audit, list(map(_audit_row, records))))
+            rows, new_head = seal_rows(self._pending_audit, head)
+            writes.append((sql.insert_audit, rows))
             writes.append(
                 (sql.write_head, [{"b_head": new_head.encode(), "b_key": META_AUDIT_HEAD}])
             )
         self._run_writes(writes)
-        self.audit_records, self.audit_head = records, new_head
+        self._audit_rows, self.audit_head = rows, new_head
 
     def _run_writes(self, writes: Sequence[tuple[_Bulk, Sequence[Any]]]) -> None:
         """Run bulk writes; rows are tuples (in the bulk's column order) or mappings."""
@@ -1583,6 +1630,12 @@ class WalletTransaction:
         The caller checks the approval's expiry; ``expires_at`` says when the nonce may be pruned.
         """
         self.batch._consume_nonce(self._bound(), nonce, expires_at)
+
+    def consume_fresh_nonces(self, nonces: Sequence[tuple[str, int]]) -> bool:
+        """Consume approvals' ``(nonce, expires_at)`` at once if each is known unused in this
+        batch (see :meth:`BatchTransaction.prefetch_nonces`); else change nothing and return
+        ``False``, and let :meth:`consume_nonce` decide each (and name a replay)."""
+        return self.batch._consume_fresh_nonces(self._bound(), nonces)
 
     def set_sign_count(self, authenticator_id: str, count: int) -> None:
         """Store an authenticator's new sign count; a count going back is refused."""
@@ -1711,24 +1764,6 @@ def _pipeline_supported() -> bool:
     except ImportError:  # pragma: no cover - psycopg is a dependency
         return False
     return bool(Pipeline.is_supported())
-
-
-def _audit_row(record: AuditRecord) -> tuple[Any, ...]:
-    """An audit record as an ``signer_audit`` row, in _AUDIT_ROW_COLUMNS order."""
-    return (
-        record.seq,
-        record.at,
-        record.wallet_id,
-        record.kind,
-        record.intent_digest,
-        record.decision,
-        record.rule,
-        record.reason,
-        record.approvals_json,
-        record.entry_json,
-        record.prev_hash,
-        record.hash,
-    )
 
 
 def _with_sign_count(record: AuthenticatorRecord, count: int) -> AuthenticatorRecord:
