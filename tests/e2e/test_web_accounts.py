@@ -122,9 +122,7 @@ async def test_not_signed_in_is_a_problem_for_the_api_and_a_redirect_for_pages(
     assert page.status_code == 303
 
 
-async def test_every_answer_carries_the_security_headers(
-    app, browsers
-) -> None:
+async def test_every_answer_carries_the_security_headers(app, browsers) -> None:
     browser = browsers()
     page = await browser.http.get("/")
     problem = await browser.http.get("/v1/me", headers={"accept-language": "fr"})

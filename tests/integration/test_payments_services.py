@@ -34,7 +34,11 @@ from seiwallet.errors import InvalidInput
 from seiwallet.payments import errors
 from seiwallet.payments.deposit_models import DepositKind, DepositReceipt, InvoiceDeposit
 from seiwallet.payments.deposits import apply_deposit, deposit_effect, invoice_payment
-from seiwallet.payments.handlers import PaymentEventHandler
+from seiwallet.payments.handlers import (
+    PaymentEventHandler,
+    outbox_verdicts_waiting,
+    reconcile_outbox,
+)
 from seiwallet.payments.invoices import InvoiceFilter, InvoiceRequest, expire_invoices
 from seiwallet.payments.merchants import MerchantOwner
 from seiwallet.payments.models import (
@@ -330,47 +334,234 @@ async def test_invoices_get_a_deposit_address_where_the_contract_exists(world: W
     assert world.payments.invoices.public(row.id)["deposit"]["uri"].endswith("uint256=10000000")
 
 
-async def test_an_invoice_paid_by_deposit_is_refunded_from_the_wallet_not_the_router(
-    world: World,
-) -> None:
-    world.payments.invoices.deposit_contract = DEPOSITS
-    invoice_id = await world.invoice("10", "USDC")
-    outsider = "0x00000000000000000000000000000000000A11cE"
-    with world.sessions.begin() as db:  # the follower saw the transfer into the invoice's box
+def _deposit(world: World, invoice_id: str, payer: str, units: int, n: int) -> None:
+    """The follower saw a transfer of ``units`` from ``payer`` into the invoice's box."""
+    with world.sessions.begin() as db:
         invoice = db.get(Invoice, invoice_id)
+        box = db.get(InvoiceDeposit, invoice_id)
         assert invoice is not None
+        assert box is not None
         receipt = DepositReceipt(
             invoice_id=invoice_id,
             merchant_id=invoice.merchant_id,
             chain_id=CHAIN,
             token=invoice.token,
-            payer=outsider,
-            value_units=invoice.amount_units,
-            kind=DepositKind.SETTLING,
-            tx_hash="0x" + "d0" * 32,
-            block_number=7,
-            block_hash="0x" + "b7" * 32,
+            payer=payer,
+            value_units=units,
+            kind=DepositKind.PARTIAL,
+            tx_hash="0x" + f"{n:02x}" * 32,
+            block_number=7 + n,
+            block_hash="0x" + f"{n + 100:02x}" * 32,
             log_index=0,
             paid_at=datetime.fromtimestamp(world.clock(), UTC),
         )
-        db.add(receipt)
         effect = deposit_effect(
             status=invoice.status,
             amount_units=invoice.amount_units,
-            received_before_units=0,
-            value_units=receipt.value_units,
+            received_before_units=box.received_units,
+            value_units=units,
             expires_at=invoice.expires_at,
             paid_at=receipt.paid_at,
         )
+        receipt.kind = effect.kind
+        box.received_units = effect.received_units
+        db.add(receipt)
         apply_deposit(db, invoice, receipt, effect)
+
+
+def _authorization_used(world: World, transfer: Transfer, *, undo: bool = False) -> None:
+    """The token's AuthorizationUsed for a transfer, applied as the follower would."""
+    with world.sessions.begin() as db:
+        event = ChainEvent(
+            chain_id=CHAIN,
+            block_number=120,
+            block_hash="0x" + "c1" * 32,
+            transaction_hash="0x" + "e1" * 32,
+            log_index=3,
+            contract=transfer.token,
+            name="AuthorizationUsed",
+            key=transfer.nonce,
+            args={"authorizer": transfer.from_address, "nonce": transfer.nonce},
+            block_timestamp=int(world.clock()),
+        )
+        handler = PaymentEventHandler()
+        if undo:
+            handler.revert(db, event)
+        else:
+            handler.apply(db, event)
+
+
+def _outbox_row(world: World, refund_id: str) -> Transfer:
+    with world.sessions() as db:
+        transfer_id = db.scalar(select(Refund.transfer_id).where(Refund.id == refund_id))
+        assert transfer_id is not None
+        row = db.get(Transfer, transfer_id)
+        assert row is not None
+        return row
+
+
+OUTSIDER = "0x00000000000000000000000000000000000A11cE"
+EXCHANGE = "0x0000000000000000000000000000000000Beef01"
+
+
+async def test_an_invoice_paid_by_deposit_is_refunded_by_a_transfer_to_the_payer(
+    world: World,
+) -> None:
+    world.payments.invoices.deposit_contract = DEPOSITS
+    invoice_id = await world.invoice("10", "USDC")
+    _deposit(world, invoice_id, OUTSIDER, 12_000_000, 1)  # 2 USDC too much
+    row = world.row(invoice_id)
+    assert (row.status, row.paid_over) == (InvoiceStatus.SETTLED, True)
+    # What was received can be refunded, the excess too; only to the address that paid.
+    assert world.payments.refunds.refundable(world.principal, invoice_id) == 12_000_000
+    [recipient] = world.payments.refunds.recipients(world.principal, invoice_id)
+    assert (recipient.address, recipient.method, recipient.paid_units) == (
+        OUTSIDER,
+        "transfer",
+        12_000_000,
+    )
+    with pytest.raises(errors.RefundPayerNotRecorded):
+        await world.payments.refunds.create(
+            world.principal, invoice_id, amount="1", payer=world.payers[0].address
+        )
+    with pytest.raises(errors.RefundExceedsRefundable):
+        await world.payments.refunds.create(world.principal, invoice_id, amount="12.01")
+    excess, created = await world.payments.refunds.create(
+        world.principal, invoice_id, amount="2", reason="paid too much", idempotency_key="x-1"
+    )
+    assert created
+    assert (excess["method"], excess["payer"]) == ("transfer", OUTSIDER)
+    intent = excess["intent"]
+    assert intent["kind"] == "erc3009.transfer"
+    assert (intent["to"], intent["amount_units"]) == (OUTSIDER, "2000000")
+    assert intent["nonce"] == excess["refund_id"]
+    again, created = await world.payments.refunds.create(
+        world.principal, invoice_id, amount="2", reason="paid too much", idempotency_key="x-1"
+    )
+    assert (again["id"], created) == (excess["id"], False)
+    # Approved by the payout wallet; signed and queued as a plain transfer in one transaction.
+    await world.payments.refunds.approve(world.principal, excess["id"], [])
+    await world.payments.refunds.approve(world.principal, excess["id"], [])  # a retry
+    assert [call[0] for call in world.signer.calls] == [world.owner.wallet_id]
+    outbox = _outbox_row(world, excess["id"])
+    assert (outbox.from_address, outbox.to_address) == (world.owner.wallet_address, OUTSIDER)
+    assert (outbox.status, outbox.amount_units) == (TransferStatus.SIGNED, 2_000_000)
+    assert outbox.nonce == excess["refund_id"]
+    assert outbox.user_id == world.owner.user_id
+    with world.sessions() as db:
+        assert db.scalar(select(func.count()).select_from(Transfer)) == 1
+    assert world.payments.refunds.refundable(world.principal, invoice_id) == 10_000_000
+    # A stranger's AuthorizationUsed with the same nonce settles nothing.
+    stranger = Transfer(**{**{c: getattr(outbox, c) for c in ("token", "nonce")}})
+    stranger.from_address = OUTSIDER
+    _authorization_used(world, stranger)
+    assert world.row(invoice_id).refunded_units == 0
+    # The token's AuthorizationUsed for the payout wallet's nonce settles it, once.
+    _authorization_used(world, outbox)
+    row = world.row(invoice_id)
+    assert (row.status, row.refunded_units) == (InvoiceStatus.PARTIALLY_REFUNDED, 2_000_000)
+    view = world.payments.refunds.get(world.principal, excess["id"])
+    assert (view["status"], view["tx_hash"]) == ("settled", "0x" + "e1" * 32)
+    assert world.events(invoice_id)[-2:] == ["refund.settled", "invoice.partially_refunded"]
+    # A reorganisation takes it back; the same event on the new branch settles it again.
+    _authorization_used(world, outbox, undo=True)
+    assert world.row(invoice_id).refunded_units == 0
+    assert world.payments.refunds.get(world.principal, excess["id"])["status"] == "submitted"
+    _authorization_used(world, outbox)
+    assert world.row(invoice_id).refunded_units == 2_000_000
+    # The rest, all of it.
+    rest, _ = await world.payments.refunds.create(world.principal, invoice_id)
+    assert rest["amount"] == "10.00"
+    await world.payments.refunds.approve(world.principal, rest["id"], [])
+    _authorization_used(world, _outbox_row(world, rest["id"]))
+    row = world.row(invoice_id)
+    assert (row.status, row.refunded_units) == (InvoiceStatus.REFUNDED, 12_000_000)
+    assert world.payments.refunds.refundable(world.principal, invoice_id) == 0
+    with pytest.raises(errors.RefundExceedsRefundable):
+        await world.payments.refunds.create(world.principal, invoice_id, amount="0.01")
+
+
+async def test_a_box_paid_from_two_addresses_refunds_the_one_named_up_to_its_part(
+    world: World,
+) -> None:
+    world.payments.invoices.deposit_contract = DEPOSITS
+    invoice_id = await world.invoice("10", "USDC")
+    _deposit(world, invoice_id, EXCHANGE, 6_000_000, 1)
+    _deposit(world, invoice_id, OUTSIDER, 5_000_000, 2)
     assert world.row(invoice_id).status is InvoiceStatus.SETTLED
     with pytest.raises(errors.RefundNeedsPayerAddress) as refused:
         await world.payments.refunds.create(world.principal, invoice_id, amount="1")
     assert refused.value.code == "payment.refund_needs_payer_address"
-    assert outsider in str(refused.value)
-    assert "Send page" in str(refused.value)
+    assert EXCHANGE in str(refused.value)
+    assert OUTSIDER in str(refused.value)
+    with pytest.raises(errors.RefundExceedsRefundable):
+        await world.payments.refunds.create(
+            world.principal, invoice_id, amount="5.01", payer=OUTSIDER.lower()
+        )
+    part, _ = await world.payments.refunds.create(
+        world.principal, invoice_id, amount="5", payer=OUTSIDER.lower()
+    )
+    assert part["payer"] == OUTSIDER
+    await world.payments.refunds.approve(world.principal, part["id"], [])
+    # The outsider got back all it sent; the exchange's 6 are still refundable, to it only.
+    assert {
+        r.address: r.refundable_units
+        for r in world.payments.refunds.recipients(world.principal, invoice_id)
+    } == {EXCHANGE: 6_000_000, OUTSIDER: 0}
+    with pytest.raises(errors.RefundExceedsRefundable):
+        await world.payments.refunds.create(
+            world.principal, invoice_id, amount="0.01", payer=OUTSIDER
+        )
+
+
+async def test_two_deposit_refunds_approved_at_once_sign_only_what_is_refundable(
+    world: World,
+) -> None:
+    world.payments.invoices.deposit_contract = DEPOSITS
+    invoice_id = await world.invoice("10", "USDC")
+    _deposit(world, invoice_id, OUTSIDER, 10_000_000, 1)
+    first, _ = await world.payments.refunds.create(world.principal, invoice_id, amount="6")
+    second, _ = await world.payments.refunds.create(world.principal, invoice_id, amount="6")
+    world.signer.delay = 0.05
+    results = await asyncio.gather(
+        world.payments.refunds.approve(world.principal, first["id"], []),
+        world.payments.refunds.approve(world.principal, second["id"], []),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(refused) == 1
+    assert isinstance(refused[0], errors.RefundExceedsRefundable)
     with world.sessions() as db:
-        assert db.scalar(select(func.count()).select_from(Refund)) == 0
+        statuses = sorted(str(s) for s in db.scalars(select(Refund.status)))
+        assert statuses == ["failed", "signed"]
+        assert db.scalar(select(func.count()).select_from(Transfer)) == 1
+
+
+async def test_a_failed_refund_transfer_fails_the_refund(world: World) -> None:
+    world.payments.invoices.deposit_contract = DEPOSITS
+    invoice_id = await world.invoice("10", "USDC")
+    _deposit(world, invoice_id, OUTSIDER, 10_000_000, 1)
+    refund, _ = await world.payments.refunds.create(world.principal, invoice_id, amount="3")
+    await world.payments.refunds.approve(world.principal, refund["id"], [])
+    outbox = _outbox_row(world, refund["id"])
+    with world.sessions.begin() as db:  # the relayer gives the transfer up (a blacklisted payer)
+        db.execute(
+            update(Transfer)
+            .where(Transfer.id == outbox.id)
+            .values(
+                status=TransferStatus.FAILED,
+                failure_code="token.blacklisted",
+                failure_reason="the recipient is blacklisted",
+            )
+        )
+    with world.sessions.begin() as db:
+        assert outbox_verdicts_waiting(db, chain_id=CHAIN)
+        assert reconcile_outbox(db, chain_id=CHAIN) == 1
+    view = world.payments.refunds.get(world.principal, refund["id"])
+    assert (view["status"], view["failure_reason"]) == ("failed", "the recipient is blacklisted")
+    assert world.events(invoice_id)[-1] == "refund.failed"
+    # What it would have taken is refundable again.
+    assert world.payments.refunds.refundable(world.principal, invoice_id) == 10_000_000
 
 
 async def test_eur_and_token_prices_and_bad_ones(world: World) -> None:

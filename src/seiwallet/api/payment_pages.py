@@ -68,7 +68,7 @@ from seiwallet.payments.errors import (
 )
 from seiwallet.payments.invoices import InvoiceFilter
 from seiwallet.payments.merchants import MerchantOwner, MerchantView, StoreView
-from seiwallet.payments.models import InvoiceStatus
+from seiwallet.payments.models import InvoiceStatus, RefundMethod
 from seiwallet.payments.permissions import API_KEY_SCOPES, Permission, Principal
 from seiwallet.payments.services import Payer, Payments
 from seiwallet.payments.webhooks import SUBSCRIBABLE
@@ -1218,13 +1218,31 @@ async def refund_form(request: Request, invoice_id: str) -> Response:
         refundable = await run_in_threadpool(
             desk.payments.refunds.refundable, desk.principal, invoice["id"]
         )
+        recipients = await run_in_threadpool(
+            desk.payments.refunds.recipients, desk.principal, invoice["id"]
+        )
     except Refused as refused:
         return _refused_page(request, refused)
     except SeiwalletError as exc:
         return _refused_page(request, _refusal(exc))
     locale = locale_of(request)
     row = invoice_row(invoice, locale, svc, desk.payments.payments.tokens)
-    if not refundable:
+    decimals = decimals_of(desk.payments, row["symbol"])
+    # Where it goes: the wallet that paid through the router, or an address the chain showed
+    # paying the deposit address (the merchant picks one when several did; none is preselected
+    # then, so nobody is refunded by default).
+    payers = [
+        {
+            "address": r.address,
+            "paid": format_token(
+                TokenAmount.from_units(r.paid_units, decimals, row["symbol"]), locale=locale
+            ),
+            "refundable_units": r.refundable_units,
+        }
+        for r in recipients
+        if r.refundable_units > 0
+    ]
+    if not refundable or not payers:
         return _refused_page(
             request,
             Refused(
@@ -1233,9 +1251,7 @@ async def refund_form(request: Request, invoice_id: str) -> Response:
                 _("This payment isn't settled, or it has been refunded in full already."),
             ),
         )
-    amount = TokenAmount.from_units(
-        refundable, decimals_of(desk.payments, row["symbol"]), row["symbol"]
-    )
+    amount = TokenAmount.from_units(refundable, decimals, row["symbol"])
     return render(
         request,
         "merchant/refund.html",
@@ -1244,6 +1260,8 @@ async def refund_form(request: Request, invoice_id: str) -> Response:
         invoice=row,
         refundable=format_token(amount, locale=locale),
         refundable_plain=amount.format(min_fraction_digits=2),
+        payers=payers,
+        via_deposit=any(r.method is RefundMethod.TRANSFER for r in recipients),
         approves_refunds=desk.approves_refunds,
         create_url=f"/v1/invoices/{row['id']}/refunds",
         done_url=row["url"],

@@ -280,7 +280,15 @@ class RefundOut(BaseModel):
     amount: str
     amount_units: str
     token: str
-    payer: str
+    payer: str = Field(description="Where the refund goes: the address that paid the invoice")
+    method: Literal["router", "transfer"] = Field(
+        description=(
+            "`router`: the PaymentRouter's refund to the payer it recorded (`router.refund` "
+            "intent); `transfer`: the invoice was paid to its deposit address from an outside "
+            "wallet, so the payout wallet sends a plain transfer (`erc3009.transfer` intent) "
+            "back to the address that paid it"
+        )
+    )
     reason: str
     requested_by: str
     intent: dict[str, Any]
@@ -289,6 +297,38 @@ class RefundOut(BaseModel):
     failure_reason: str | None
     created_at: str
     settled_at: str | None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "4b1e0c9d2f3a4e5b8c7d6e5f4a3b2c1d",
+                    "refund_id": (
+                        "0x9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a0"
+                    ),
+                    "invoice_id": (
+                        "0x1c2b3a4958677685a4b3c2d1e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3"
+                    ),
+                    "status": "awaiting_approval",
+                    "amount": "2.00",
+                    "amount_units": "2000000",
+                    "token": "USDC",
+                    "payer": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                    "method": "transfer",
+                    "reason": "paid 2.00 too much",
+                    "requested_by": "user:5f0c1e2d3b4a59687766554433221100",
+                    "intent": {"kind": "erc3009.transfer", "version": 1, "...": "..."},
+                    "intent_digest": (
+                        "3d2c1b0a99887766554433221100ffeeddccbbaa99887766554433221100ffee"
+                    ),
+                    "tx_hash": None,
+                    "failure_reason": None,
+                    "created_at": "2026-11-24T09:40:00+00:00",
+                    "settled_at": None,
+                }
+            ]
+        }
+    )
 
 
 class ReportDay(BaseModel):
@@ -410,6 +450,16 @@ class ApproveBody(_Strict):
 class RefundBody(_Strict):
     amount: str | None = Field(default=None, max_length=40, description="Default: all that is left")
     reason: str = Field(default="", max_length=200)
+    payer: str | None = Field(
+        default=None,
+        max_length=42,
+        description=(
+            "The address to refund, for an invoice paid to its deposit address from several "
+            "addresses (`payment.refund_needs_payer_address` lists them); it must be one of the "
+            "addresses that paid. Default: the invoice's one payer"
+        ),
+        examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"],
+    )
 
 
 class WebhookBody(_Strict):
@@ -938,6 +988,7 @@ async def create_refund(
         amount=body.amount,
         reason=body.reason,
         idempotency_key=idempotency_key,
+        payer=body.payer,
     )
     return JSONResponse(view, status_code=201 if created else 200)
 

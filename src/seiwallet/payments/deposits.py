@@ -36,6 +36,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 from sqlalchemy import and_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -132,6 +133,36 @@ def payment_uri(*, token: str, chain_id: int, address: str, amount_units: int) -
     """The EIP-681 link an outside wallet opens to pay: ``transfer(address, amount)`` on the
     token. Wallets show it as "send <amount> <token> to <address>"."""
     return f"ethereum:{token}@{chain_id}/transfer?address={address}&uint256={amount_units}"
+
+
+@dataclass(frozen=True)
+class DepositPayer:
+    """An address the chain showed paying an invoice's deposit address, and how much in all."""
+
+    #: The ``from`` of its Transfer event(s), checksummed.
+    address: str
+    paid_units: int
+
+
+def deposit_payers(session: Session, invoice: Invoice) -> list[DepositPayer]:
+    """Who paid the invoice's deposit address in the invoice's token (confirmed receipts on the
+    canonical chain), each with their total, in the order they first paid. Another token sent to
+    the box is not the invoice's payment (it is rescued to the merchant), so it is not here."""
+    rows = session.execute(
+        select(DepositReceipt.payer, DepositReceipt.value_units, DepositReceipt.token)
+        .where(
+            DepositReceipt.invoice_id == invoice.id,
+            DepositReceipt.kind != DepositKind.OTHER_TOKEN,
+        )
+        .order_by(DepositReceipt.id)
+    ).all()
+    totals: dict[str, int] = {}
+    for payer, value, token in rows:
+        if not _same(token, invoice.token):
+            continue
+        address = str(to_checksum_address(payer))
+        totals[address] = totals.get(address, 0) + int(value)
+    return [DepositPayer(address, units) for address, units in totals.items()]
 
 
 # -- the invoice's state: one pure rule ---------------------------------------------------------

@@ -32,7 +32,8 @@ PaymentError
 │   ├── RefundNotFound / RefundNotAwaitingApproval
 │   ├── InvoiceNotRefundable         not settled (yet), nothing to refund
 │   ├── RefundExceedsRefundable      more than was paid minus refunds
-│   └── RefundNeedsPayerAddress      paid by deposit: refund from the wallet's Send page
+│   ├── RefundNeedsPayerAddress      paid to its deposit address by several: name the payer
+│   └── RefundPayerNotRecorded       that address did not pay this invoice
 └── WebhookError
     ├── WebhookNotFound / DeliveryNotFound
     ├── WebhookUrlInvalid
@@ -41,7 +42,7 @@ PaymentError
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from seiwallet.errors import SeiwalletError
 
@@ -425,17 +426,30 @@ class RefundExceedsRefundable(RefundError):
 
 
 class RefundNeedsPayerAddress(RefundError):
-    """Paid by a transfer to its deposit address: the router holds no payer to refund to."""
+    """Paid to its deposit address from several addresses: the merchant names the one to refund."""
 
     code = "payment.refund_needs_payer_address"
 
-    def __init__(self, payer: str) -> None:
+    def __init__(self, payers: Sequence[str]) -> None:
+        self.payers = list(payers)
+        super().__init__(
+            f"this invoice's deposit address was paid from {len(self.payers)} addresses "
+            f"({', '.join(self.payers)}): say which one to refund (`payer`), after confirming "
+            "with the customer that it is theirs (an exchange may have sent the money for them)"
+        )
+
+
+class RefundPayerNotRecorded(RefundError):
+    """A refund may only go to an address the chain showed paying the invoice."""
+
+    code = "payment.refund_payer_not_recorded"
+    status = 422
+
+    def __init__(self, payer: str, payers: Sequence[str]) -> None:
         self.payer = payer
         super().__init__(
-            "this invoice was paid from another wallet, by a transfer to its deposit address, so "
-            "it cannot be refunded here: refund it from your wallet's Send page to the address "
-            f"that paid ({payer}), after confirming with the customer that it is theirs "
-            "(an exchange may have sent the money for them)"
+            f"{payer} did not pay this invoice: a refund goes back to an address that paid it "
+            f"({', '.join(payers) or 'none recorded'})"
         )
 
 

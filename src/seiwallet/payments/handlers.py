@@ -18,6 +18,11 @@ transaction. The follower applies an event once on the canonical chain and undoe
   was paused is sent again by the relayer, which judges the same reason the same way.
 * ``PaymentRefunded`` adds to ``refunded_units`` (refunded / partially refunded) and settles
   our refund row of that ``refundId``.
+* The token's ``AuthorizationUsed`` settles a refund of a deposit payment (a plain transfer from
+  the payout wallet, ``RefundMethod.TRANSFER``) when its nonce is the refund's and its authorizer
+  the invoice's payout wallet — with the same bookkeeping as ``PaymentRefunded``
+  (:func:`settle_refund`). The transfers' handler confirms the outbox row in the same
+  transaction; a reorganisation takes both back.
 """
 
 from __future__ import annotations
@@ -42,11 +47,13 @@ from seiwallet.payments.models import (
     InvoiceStatus,
     PaymentAttempt,
     Refund,
+    RefundMethod,
     RefundStatus,
     can_transition,
     refund_status,
 )
 from seiwallet.payments.services import refund_json
+from seiwallet.transfers.handlers import AUTHORIZATION_USED
 from seiwallet.transfers.models import Transfer, TransferStatus
 from seiwallet.transfers.outbox import carried_by, failure_is_final
 
@@ -185,6 +192,61 @@ def reconcile_outbox(session: Session, *, chain_id: int, limit: int = 200) -> in
     return moved
 
 
+def settle_refund(
+    session: Session,
+    invoice: Invoice,
+    refund: Refund | None,
+    *,
+    amount_units: int,
+    event: ChainEvent,
+) -> None:
+    """Money went back to a payer of ``invoice`` in ``event``: add it to ``refunded_units``
+    (the invoice refunded or partially refunded), settle our refund row if it is one of ours,
+    and append ``refund.settled`` and the invoice's event. Router refunds and transfer refunds
+    alike; the follower applies each event once on the canonical chain."""
+    invoice.refunded_units += amount_units
+    target = refund_status(invoice.amount_units, invoice.refunded_units)
+    if invoice.status in PAID_STATUSES and can_transition(invoice.status, target):
+        invoice.status = target
+    moment = datetime.fromtimestamp(event.block_timestamp, UTC)
+    if refund is not None and refund.status is not RefundStatus.SETTLED:
+        refund.status = RefundStatus.SETTLED
+        refund.tx_hash = event.transaction_hash
+        refund.block_number = event.block_number
+        refund.settled_at = moment
+        refund.next_attempt_at = None
+    session.flush()
+    if refund is not None:
+        append_event(
+            session,
+            type="refund.settled",
+            merchant_id=invoice.merchant_id,
+            store_id=invoice.store_id,
+            invoice_id=invoice.id,
+            terminal_id=invoice.terminal_id,
+            data={"refund": refund_json(refund, invoice.decimals, invoice.symbol)},
+        )
+    PaymentEventHandler._emit(
+        session,
+        invoice,
+        f"invoice.{target}" if target != InvoiceStatus.SETTLED else "invoice.settled",
+        tx_hash=event.transaction_hash,
+    )
+
+
+def unsettle_refund(
+    session: Session, invoice: Invoice, refund: Refund | None, *, amount_units: int
+) -> None:
+    """Undo :func:`settle_refund` when its event leaves the canonical chain."""
+    invoice.refunded_units = max(0, invoice.refunded_units - amount_units)
+    if invoice.status in PAID_STATUSES:
+        invoice.status = refund_status(invoice.amount_units, invoice.refunded_units)
+    if refund is not None and refund.status is RefundStatus.SETTLED:
+        refund.status = RefundStatus.SUBMITTED
+        refund.settled_at = None
+        refund.block_number = None
+
+
 class PaymentEventHandler:
     """Applies the router's events to invoices, attempts and refunds (follower ``EventHandler``)."""
 
@@ -195,12 +257,18 @@ class PaymentEventHandler:
             self._failed(session, event)
         elif event.name == REFUNDED:
             self._refunded(session, event)
+        elif event.name == AUTHORIZATION_USED:
+            self._transferred_back(session, event)
 
     def revert(self, session: Session, event: ChainEvent) -> None:
         if event.name == SETTLED:
             self._unsettle(session, event)
         elif event.name == REFUNDED:
             self._unrefund(session, event)
+        elif event.name == AUTHORIZATION_USED:
+            found = self._transfer_refund(session, event)
+            if found is not None and found[1].status is RefundStatus.SETTLED:
+                unsettle_refund(session, found[0], found[1], amount_units=found[1].amount_units)
         # A reverted PaymentFailed changes nothing: the relayer decides what happens next.
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -397,53 +465,67 @@ class PaymentEventHandler:
         invoice = self._invoice(session, event)
         if invoice is None or not _same(event.args.get("merchant"), invoice.merchant_address):
             return
-        amount = int(event.args["amount"])
-        invoice.refunded_units += amount
-        target = refund_status(invoice.amount_units, invoice.refunded_units)
-        if invoice.status in PAID_STATUSES and can_transition(invoice.status, target):
-            invoice.status = target
-        refund = self._refund(session, event)
-        moment = self._moment(event)
-        if refund is not None and refund.status is not RefundStatus.SETTLED:
-            refund.status = RefundStatus.SETTLED
-            refund.tx_hash = event.transaction_hash
-            refund.block_number = event.block_number
-            refund.settled_at = moment
-            refund.next_attempt_at = None
-        session.flush()
-        if refund is not None:
-            append_event(
-                session,
-                type="refund.settled",
-                merchant_id=invoice.merchant_id,
-                store_id=invoice.store_id,
-                invoice_id=invoice.id,
-                terminal_id=invoice.terminal_id,
-                data={"refund": refund_json(refund, invoice.decimals, invoice.symbol)},
-            )
-        self._emit(
+        settle_refund(
             session,
             invoice,
-            f"invoice.{target}" if target != InvoiceStatus.SETTLED else "invoice.settled",
-            tx_hash=event.transaction_hash,
+            self._refund(session, event),
+            amount_units=int(event.args["amount"]),
+            event=event,
         )
 
     def _unrefund(self, session: Session, event: ChainEvent) -> None:
         invoice = self._invoice(session, event)
         if invoice is None or not _same(event.args.get("merchant"), invoice.merchant_address):
             return
-        invoice.refunded_units = max(0, invoice.refunded_units - int(event.args["amount"]))
-        if invoice.status in PAID_STATUSES:
-            invoice.status = refund_status(invoice.amount_units, invoice.refunded_units)
-        refund = self._refund(session, event)
-        if refund is not None and refund.status is RefundStatus.SETTLED:
-            refund.status = RefundStatus.SUBMITTED
-            refund.settled_at = None
-            refund.block_number = None
+        unsettle_refund(
+            session, invoice, self._refund(session, event), amount_units=int(event.args["amount"])
+        )
+
+    # -- refunds of deposit payments: plain transfers back ----------------------------------------
+    def _transferred_back(self, session: Session, event: ChainEvent) -> None:
+        found = self._transfer_refund(session, event)
+        if found is None:
+            return
+        invoice, refund = found
+        if refund.status is RefundStatus.SETTLED:  # pragma: no cover - the follower applies once
+            return
+        settle_refund(session, invoice, refund, amount_units=refund.amount_units, event=event)
+
+    @staticmethod
+    def _transfer_refund(session: Session, event: ChainEvent) -> tuple[Invoice, Refund] | None:
+        """The transfer refund an ``AuthorizationUsed`` used up, with its invoice (both locked,
+        the invoice first as everywhere else), if the event is for it: same chain, the
+        invoice's token, its nonce, and the payout wallet as authorizer (EIP-3009 nonces are per
+        authorizer: anyone may use the same 32 bytes for their own)."""
+        if not event.key:
+            return None
+        # One indexed look-up per AuthorizationUsed (the refund id is unique).
+        found = session.execute(
+            select(Refund.id, Refund.invoice_id).where(
+                Refund.refund_id == event.key.lower(),
+                Refund.method == RefundMethod.TRANSFER,
+                Refund.chain_id == event.chain_id,
+            )
+        ).first()
+        if found is None:
+            return None
+        invoice = session.scalars(
+            select(Invoice).where(Invoice.id == found.invoice_id).with_for_update()
+        ).one()
+        refund = session.scalars(
+            select(Refund).where(Refund.id == found.id).with_for_update()
+        ).one()
+        if not _same(refund.token, event.contract) or not _same(
+            event.args.get("authorizer"), invoice.merchant_address
+        ):
+            return None
+        return invoice, refund
 
     @staticmethod
     def _refund(session: Session, event: ChainEvent) -> Refund | None:
         refund_id = str(event.args.get("refundId", "")).lower()
         return session.scalars(
-            select(Refund).where(Refund.refund_id == refund_id).with_for_update()
+            select(Refund)
+            .where(Refund.refund_id == refund_id, Refund.method == RefundMethod.ROUTER)
+            .with_for_update()
         ).one_or_none()

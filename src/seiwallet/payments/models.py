@@ -408,6 +408,16 @@ REFUND_TRANSITIONS: Final[dict[RefundStatus, frozenset[RefundStatus]]] = {
 COMMITTED_REFUNDS: Final = (RefundStatus.SIGNED, RefundStatus.SUBMITTED)
 
 
+class RefundMethod(enum.StrEnum):
+    """How a refund reaches the payer."""
+
+    #: ``router.refund``: the router pays back the payer it recorded for the payment.
+    ROUTER = "router"
+    #: A plain EIP-3009 ``transferWithAuthorization`` from the payout wallet to the address that
+    #: paid the invoice's deposit address (the router has no payer for such a payment).
+    TRANSFER = "transfer"
+
+
 class Refund(Base):
     """A (partial) refund of an invoice, paid from the merchant's payout wallet to the payer."""
 
@@ -419,8 +429,12 @@ class Refund(Base):
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    #: The router's ``refundId`` (0x + 64 hex): single use in the merchant's nonce space.
+    #: The router's ``refundId`` (0x + 64 hex): single use in the merchant's nonce space. For a
+    #: ``transfer`` refund, the EIP-3009 nonce of its authorization (random, single use too).
     refund_id: Mapped[str] = mapped_column(String(66), unique=True)
+    method: Mapped[RefundMethod] = mapped_column(
+        _enum(RefundMethod, 16), default=RefundMethod.ROUTER, server_default="router"
+    )
     invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
     merchant_id: Mapped[str] = mapped_column(String(32))
     store_id: Mapped[str] = mapped_column(String(32))

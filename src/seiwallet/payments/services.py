@@ -18,14 +18,19 @@ Whatever is retried, the router settles one set of terms once (the payment id is
 
 **Refunds** are requested by staff within their role's limit (or an API key with the scope) up
 to what was paid minus refunds made or on their way, and signed by the payout wallet with its
-own approval (``router.refund``): the signer verifies that approval against the payout wallet's
-authenticators, so no one can spend the merchant's money without the merchant's device.
+own approval: the signer verifies that approval against the payout wallet's authenticators, so
+no one can spend the merchant's money without the merchant's device. A payment through the
+router is refunded by ``router.refund`` (to the payer the router recorded); a payment to the
+invoice's deposit address by a plain ``erc3009.transfer`` to the address the chain showed paying
+it (``RefundMethod.TRANSFER``). Either way the signed authorization joins the relayer's outbox in
+the transaction that stores the signature.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import hashlib
 import json
 import logging
@@ -41,6 +46,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from seiwallet.addresses import parse_evm_address
 from seiwallet.chain.router import Payment, refund_nonce
 from seiwallet.chain.router import Refund as RouterRefundTerms
 from seiwallet.compliance.gate import ComplianceGate, Decision, Movement, Screening
@@ -51,6 +57,7 @@ from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
 from seiwallet.payments.apikeys import ApiKeyService, RateLimiter
 from seiwallet.payments.deposit_models import DepositReceipt, InvoiceDeposit
+from seiwallet.payments.deposits import DepositPayer, deposit_payers
 from seiwallet.payments.errors import (
     AttemptNotAwaitingApproval,
     AttemptNotFound,
@@ -69,6 +76,7 @@ from seiwallet.payments.errors import (
     RefundNeedsPayerAddress,
     RefundNotAwaitingApproval,
     RefundNotFound,
+    RefundPayerNotRecorded,
     SelfPayment,
 )
 from seiwallet.payments.events import append_event
@@ -84,6 +92,7 @@ from seiwallet.payments.models import (
     Merchant,
     PaymentAttempt,
     Refund,
+    RefundMethod,
     RefundStatus,
     StaffMember,
     Store,
@@ -92,7 +101,14 @@ from seiwallet.payments.permissions import Permission, Principal
 from seiwallet.payments.reports import ReportService
 from seiwallet.payments.webhooks import WebhookService
 from seiwallet.signer.client import SignerClient
-from seiwallet.signer.intents import RouterPay, RouterRefund, intent_digest, parse_intent
+from seiwallet.signer.intents import (
+    Erc3009Transfer,
+    RouterPay,
+    RouterRefund,
+    intent_digest,
+    parse_intent,
+)
+from seiwallet.transfers.models import Transfer, TransferStatus
 from seiwallet.transfers.outbox import SignedRouterCall, enqueue_router_call
 from seiwallet.transfers.rates import RateSource
 from seiwallet.transfers.reservations import reference, settle_reservations
@@ -161,6 +177,7 @@ def refund_json(row: Refund, decimals: int, symbol: str) -> dict[str, Any]:
         "amount_units": str(row.amount_units),
         "token": symbol,
         "payer": row.payer_address,
+        "method": str(row.method),
         "reason": row.reason,
         "requested_by": row.requested_by,
         "intent": json.loads(row.intent),
@@ -738,6 +755,68 @@ def _refund_call(db: Session, invoice: Invoice, refund: Refund, signature: str) 
     )
 
 
+def _refund_transfer(
+    db: Session, invoice: Invoice, refund: Refund, signature: str, *, now: datetime
+) -> str:
+    """The merchant's signed ``erc3009.transfer`` back to the deposit's payer, as the relayer's
+    outbox row (a plain transfer from the payout wallet); its id.
+
+    The row's nonce is the refund's ``refund_id``: the token's ``AuthorizationUsed`` for it (and
+    the payout wallet) confirms the transfer and settles the refund in the follower. One row per
+    refund: its idempotency key is unique per user, so a second insert fails the transaction.
+    """
+    merchant = db.get(Merchant, invoice.merchant_id)
+    if merchant is None:  # pragma: no cover - merchants are never deleted
+        raise InvoiceNotFound
+    reference = f"refund:{refund.id}"
+    row = Transfer(
+        id=uuid.uuid4().hex,
+        user_id=merchant.owner_user_id,
+        idempotency_key=reference,
+        request_hash=hashlib.sha256(reference.encode()).hexdigest(),
+        chain_id=refund.chain_id,
+        token=invoice.token,
+        symbol=invoice.symbol,
+        decimals=invoice.decimals,
+        from_address=merchant.payout_address,
+        to_address=refund.payer_address,
+        recipient_input=f"Refund · {invoice.order_id or invoice.id[:10]}"[:320],
+        recipient_user_id=None,
+        amount_units=refund.amount_units,
+        note=refund.reason[:140],
+        nonce=refund.refund_id.lower(),
+        valid_after=refund.valid_after,
+        valid_before=refund.valid_before,
+        intent=refund.intent,
+        intent_digest=refund.intent_digest,
+        signature=signature,
+        status=TransferStatus.SIGNED,
+        attempts=0,
+        created_at=now,
+        signed_at=now,
+    )
+    db.add(row)
+    return row.id
+
+
+@dataclass(frozen=True)
+class RefundRecipient:
+    """An address a refund of an invoice may go to: one that paid it, and how much is left."""
+
+    address: str
+    method: RefundMethod
+    paid_units: int
+    refundable_units: int
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    """Where a refund goes and how: the router's payer, or an address that paid the deposit."""
+
+    method: RefundMethod
+    payer: str
+
+
 @dataclass(frozen=True)
 class _ReadyRefund:
     wallet_id: str
@@ -784,13 +863,58 @@ class RefundService:
             query = query.where(Refund.id != besides)
         return sum(db.scalars(query).all())
 
-    def _refundable(self, db: Session, invoice: Invoice, *, besides: str | None = None) -> int:
-        return max(
-            0,
-            invoice.amount_units
-            - invoice.refunded_units
-            - self._committed(db, invoice.id, besides=besides),
+    def _refundable(
+        self,
+        db: Session,
+        invoice: Invoice,
+        *,
+        besides: str | None = None,
+        payer: str | None = None,
+    ) -> int:
+        """What is left to refund: of the invoice, or — for a payment to its deposit address —
+        of what reached the box, and at most what ``payer`` sent there less its refunds."""
+        committed = self._committed(db, invoice.id, besides=besides)
+        if not _paid_by_deposit(db, invoice):
+            return max(0, invoice.amount_units - invoice.refunded_units - committed)
+        payers = deposit_payers(db, invoice)
+        received = sum(p.paid_units for p in payers)
+        left = max(0, received - invoice.refunded_units - committed)
+        if payer is None:
+            return left
+        sent = sum(p.paid_units for p in payers if p.address.lower() == payer.lower())
+        query = select(Refund.payer_address, Refund.amount_units).where(
+            Refund.invoice_id == invoice.id,
+            Refund.method == RefundMethod.TRANSFER,
+            Refund.status.in_((*COMMITTED_REFUNDS, RefundStatus.SETTLED)),
         )
+        if besides is not None:
+            query = query.where(Refund.id != besides)
+        back = sum(units for to, units in db.execute(query) if to.lower() == payer.lower())
+        return max(0, min(left, sent - back))
+
+    @staticmethod
+    def _recipient(db: Session, invoice: Invoice, payer: str | None) -> _Recipient:
+        """To whom a refund of the invoice goes: the router's payer for a router payment; for a
+        payment to the deposit address, the address the chain showed paying it (the one named,
+        which must be among them, or the only one). Never an address the chain did not show
+        paying: the payer is refunded where the money came from, or not at all."""
+        named = parse_evm_address(payer) if payer is not None and payer.strip() else None
+        if not _paid_by_deposit(db, invoice):
+            assert invoice.payer_address is not None
+            if named is not None and named.lower() != invoice.payer_address.lower():
+                raise RefundPayerNotRecorded(named, [invoice.payer_address])
+            return _Recipient(RefundMethod.ROUTER, invoice.payer_address)
+        payers: list[DepositPayer] = deposit_payers(db, invoice)
+        addresses = [p.address for p in payers]
+        if named is not None:
+            if named.lower() not in {a.lower() for a in addresses}:
+                raise RefundPayerNotRecorded(named, addresses)
+            return _Recipient(RefundMethod.TRANSFER, str(named))
+        if len(addresses) != 1:
+            # Several people (or a person and an exchange) paid this box: which one is owed is
+            # the merchant's call, made with the customer; we do not guess.
+            raise RefundNeedsPayerAddress(addresses)
+        return _Recipient(RefundMethod.TRANSFER, addresses[0])
 
     def _checked(
         self,
@@ -799,9 +923,10 @@ class RefundService:
         invoice_id: str,
         amount: str | None,
         *,
+        payer: str | None,
         key: str | None,
         fingerprint: str,
-    ) -> dict[str, Any] | tuple[Invoice, Merchant, TokenInfo, int]:
+    ) -> dict[str, Any] | tuple[Invoice, Merchant, TokenInfo, int, _Recipient]:
         """The refund this key made before (its view), or what a new one would be."""
         invoice = self._invoice_for(db, principal, invoice_id)
         principal.require(Permission.REFUNDS_CREATE, invoice.store_id)
@@ -815,9 +940,7 @@ class RefundService:
                 return refund_json(earlier, invoice.decimals, invoice.symbol)
         if invoice.status not in PAID_STATUSES or invoice.payer_address is None:
             raise InvoiceNotRefundable(str(invoice.status))
-        if _paid_by_deposit(db, invoice):
-            # router.refund pays back the payer the router recorded: it has none for this one.
-            raise RefundNeedsPayerAddress(invoice.payer_address)
+        recipient = self._recipient(db, invoice, payer)
         merchant = db.get(Merchant, invoice.merchant_id)
         if merchant is None:  # pragma: no cover - a foreign key
             raise InvoiceNotFound
@@ -828,7 +951,7 @@ class RefundService:
         token = self.tokens.get(invoice.symbol)
         if token is None or token.address.lower() != invoice.token.lower():
             raise InvoiceForeign(f"its token {invoice.symbol} is not offered here")
-        units = self._refund_units(db, invoice, amount)
+        units = self._refund_units(db, invoice, amount, recipient)
         principal.require_refund(
             units,
             shown=TokenAmount.from_units(
@@ -836,11 +959,13 @@ class RefundService:
             ).format(),
             symbol=invoice.symbol,
         )
-        return invoice, merchant, token, units
+        return invoice, merchant, token, units, recipient
 
-    def _refund_units(self, db: Session, invoice: Invoice, amount: str | None) -> int:
+    def _refund_units(
+        self, db: Session, invoice: Invoice, amount: str | None, recipient: _Recipient
+    ) -> int:
         """The refund's amount: as asked (all that is left by default), if still refundable."""
-        refundable = self._refundable(db, invoice)
+        refundable = self._refundable(db, invoice, payer=self._payer_cap(recipient))
         if amount is None:
             units = refundable
         else:
@@ -851,6 +976,16 @@ class RefundService:
             shown = TokenAmount.from_units(refundable, invoice.decimals, invoice.symbol).format()
             raise RefundExceedsRefundable(shown, invoice.symbol)
         return units
+
+    @staticmethod
+    def _payer_cap(recipient: _Recipient) -> str | None:
+        """The payer whose own payment caps a refund (a deposit's payer), if any."""
+        return recipient.payer if recipient.method is RefundMethod.TRANSFER else None
+
+    def _refundable_now(self, db: Session, invoice: Invoice, row: Refund) -> int:
+        """What is refundable for this refund row, all the others counted."""
+        payer = row.payer_address if row.method is RefundMethod.TRANSFER else None
+        return self._refundable(db, invoice, besides=row.id, payer=payer)
 
     def _invoice_for(self, db: Session, principal: Principal, invoice_id: str) -> Invoice:
         invoice = db.get(Invoice, invoice_id.strip().lower())
@@ -870,10 +1005,17 @@ class RefundService:
         amount: str | None = None,
         reason: str = "",
         idempotency_key: str | None = None,
+        payer: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """A refund awaiting the payout wallet's approval (or this key's earlier one)."""
+        """A refund awaiting the payout wallet's approval (or this key's earlier one).
+
+        ``payer`` names the address to refund when several paid the invoice's deposit address
+        (it must be one of them); otherwise the one payer the chain recorded is refunded.
+        """
         return await asyncio.to_thread(
-            self._create, principal, invoice_id, amount, reason, idempotency_key
+            functools.partial(
+                self._create, principal, invoice_id, amount, reason, idempotency_key, payer=payer
+            )
         )
 
     def _create(
@@ -883,24 +1025,25 @@ class RefundService:
         amount: str | None,
         reason: str,
         key: str | None,
+        *,
+        payer: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         if key is not None and (not key.strip() or len(key) > 255 or not key.isprintable()):
             raise InvalidInput("the Idempotency-Key must be 1 to 255 printable characters")
         if len(reason) > 200:
             raise InvalidInput("a refund's reason is at most 200 characters")
-        fingerprint = hashlib.sha256(
-            json.dumps({"amount": amount, "reason": reason}, sort_keys=True).encode()
-        ).hexdigest()
+        request: dict[str, Any] = {"amount": amount, "reason": reason}
+        if payer is not None:  # (absent from the hash otherwise: earlier keys keep matching)
+            request["payer"] = payer.strip().lower()
+        fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
         now = self._now()
         with self._sessions() as db:
             checked = self._checked(
-                db, principal, invoice_id, amount, key=key, fingerprint=fingerprint
+                db, principal, invoice_id, amount, payer=payer, key=key, fingerprint=fingerprint
             )
         if isinstance(checked, dict):
             return checked, False
-        invoice, merchant, _, units = checked
-        if invoice.payer_address is None:  # pragma: no cover - _checked refuses it
-            raise InvoiceNotRefundable(str(invoice.status))
+        invoice, merchant, _, units, recipient = checked
         row_id = uuid.uuid4().hex
         # Outside any transaction of ours: the gate keeps its own records.
         decision = self._gate.check(
@@ -908,7 +1051,7 @@ class RefundService:
                 kind="refund",
                 user_id=principal.user_id or merchant.owner_user_id,
                 from_address=invoice.merchant_address,
-                to_address=invoice.payer_address,
+                to_address=recipient.payer,
                 symbol=invoice.symbol,
                 decimals=invoice.decimals,
                 amount_units=units,
@@ -922,6 +1065,7 @@ class RefundService:
                 invoice_id,
                 row_id=row_id,
                 amount=amount,
+                payer=payer,
                 reason=reason,
                 key=key,
                 fingerprint=fingerprint,
@@ -951,6 +1095,7 @@ class RefundService:
         *,
         row_id: str,
         amount: str | None,
+        payer: str | None,
         reason: str,
         key: str | None,
         fingerprint: str,
@@ -962,45 +1107,59 @@ class RefundService:
             db.connection(execution_options=_WRITE)
             # Again under the write lock: another refund may have been made meanwhile.
             checked = self._checked(
-                db, principal, invoice_id, amount, key=key, fingerprint=fingerprint
+                db, principal, invoice_id, amount, payer=payer, key=key, fingerprint=fingerprint
             )
             if isinstance(checked, dict):
                 return checked, False
-            invoice, _, token, units_now = checked
+            invoice, _, token, units_now, recipient = checked
             if units_now != units:
                 shown = TokenAmount.from_units(units_now, invoice.decimals, invoice.symbol)
                 raise RefundExceedsRefundable(shown.format(), invoice.symbol)
-            assert invoice.payer_address is not None
+            # The router's refundId, or the transfer's EIP-3009 nonce: random, single use.
             refund_id = secrets.token_bytes(32)
             valid_after = int(now.timestamp()) - CLOCK_SKEW
-            intent = RouterRefund(
-                token=token.domain,
-                router=invoice.router,
-                invoice_id=bytes.fromhex(invoice.id[2:]),
-                merchant=invoice.merchant_address,
-                payment_amount_units=invoice.amount_units,
-                payment_fee_units=invoice.fee_units,
-                payer=invoice.payer_address,
-                refund_id=refund_id,
-                amount_units=units,
-                valid_after=valid_after,
-                valid_before=valid_after + CLOCK_SKEW + REFUND_VALIDITY,
-            ).to_json()
+            valid_before = valid_after + CLOCK_SKEW + REFUND_VALIDITY
+            if recipient.method is RefundMethod.TRANSFER:
+                # Paid to the deposit address: the router has no payer for it. A plain transfer
+                # from the payout wallet to the address that paid, signed like any other.
+                intent = Erc3009Transfer(
+                    token=token.domain,
+                    to=recipient.payer,
+                    amount_units=units,
+                    valid_after=valid_after,
+                    valid_before=valid_before,
+                    nonce=refund_id,
+                ).to_json()
+            else:
+                intent = RouterRefund(
+                    token=token.domain,
+                    router=invoice.router,
+                    invoice_id=bytes.fromhex(invoice.id[2:]),
+                    merchant=invoice.merchant_address,
+                    payment_amount_units=invoice.amount_units,
+                    payment_fee_units=invoice.fee_units,
+                    payer=recipient.payer,
+                    refund_id=refund_id,
+                    amount_units=units,
+                    valid_after=valid_after,
+                    valid_before=valid_before,
+                ).to_json()
             row = Refund(
                 id=row_id,
                 refund_id="0x" + refund_id.hex(),
+                method=recipient.method,
                 invoice_id=invoice.id,
                 merchant_id=invoice.merchant_id,
                 store_id=invoice.store_id,
                 requested_by=principal.actor,
-                payer_address=invoice.payer_address,
+                payer_address=recipient.payer,
                 amount_units=units,
                 reason=reason,
                 chain_id=invoice.chain_id,
                 router=invoice.router,
                 token=invoice.token,
                 valid_after=valid_after,
-                valid_before=valid_after + CLOCK_SKEW + REFUND_VALIDITY,
+                valid_before=valid_before,
                 intent=json.dumps(intent, sort_keys=True),
                 intent_digest=intent_digest(parse_intent(intent)).hex(),
                 status=RefundStatus.AWAITING_APPROVAL,
@@ -1037,6 +1196,33 @@ class RefundService:
             if invoice.status not in PAID_STATUSES:
                 return 0
             return self._refundable(db, invoice)
+
+    def recipients(self, principal: Principal, invoice_id: str) -> list[RefundRecipient]:
+        """Where a refund of the invoice may go: the router's payer, or each address that paid
+        its deposit address (with what each paid and can still get back); none while unpaid."""
+        with self._sessions() as db:
+            invoice = self._invoice_for(db, principal, invoice_id)
+            principal.require(Permission.INVOICES_READ, invoice.store_id)
+            if invoice.status not in PAID_STATUSES or invoice.payer_address is None:
+                return []
+            if not _paid_by_deposit(db, invoice):
+                return [
+                    RefundRecipient(
+                        invoice.payer_address,
+                        RefundMethod.ROUTER,
+                        invoice.amount_units,
+                        self._refundable(db, invoice),
+                    )
+                ]
+            return [
+                RefundRecipient(
+                    p.address,
+                    RefundMethod.TRANSFER,
+                    p.paid_units,
+                    self._refundable(db, invoice, payer=p.address),
+                )
+                for p in deposit_payers(db, invoice)
+            ]
 
     def _refund_for(self, db: Session, principal: Principal, refund_id: str) -> Refund:
         row = db.get(Refund, refund_id)
@@ -1145,7 +1331,7 @@ class RefundService:
                 )
                 expired = RefundNotAwaitingApproval(str(RefundStatus.EXPIRED))
             else:
-                refundable = self._refundable(db, invoice, besides=row.id)
+                refundable = self._refundable_now(db, invoice, row)
                 if row.amount_units > refundable:
                     shown = TokenAmount.from_units(refundable, invoice.decimals, invoice.symbol)
                     raise RefundExceedsRefundable(shown.format(), invoice.symbol)
@@ -1165,7 +1351,7 @@ class RefundService:
                 raise RefundNotFound
             if row.status is not RefundStatus.AWAITING_APPROVAL:
                 return
-            refundable = self._refundable(db, invoice, besides=row.id)
+            refundable = self._refundable_now(db, invoice, row)
             if row.amount_units > refundable:
                 # Another refund was signed meanwhile: this signature is never used.
                 row.status = RefundStatus.FAILED
@@ -1180,9 +1366,12 @@ class RefundService:
                 row.signed_at = now
                 row.updated_at = now
                 # The relayer's work, in the same transaction: signed and queued, or neither.
-                row.transfer_id = enqueue_router_call(
-                    db, _refund_call(db, invoice, row, signature), now=now
-                )
+                if row.method is RefundMethod.TRANSFER:
+                    row.transfer_id = _refund_transfer(db, invoice, row, signature, now=now)
+                else:
+                    row.transfer_id = enqueue_router_call(
+                        db, _refund_call(db, invoice, row, signature), now=now
+                    )
                 db.flush()
                 append_event(
                     db,

@@ -71,6 +71,11 @@ function wireRefund(box) {
   const errorArea = box.querySelector("[data-error]");
   const amount = form.elements.namedItem("amount");
   const reason = form.elements.namedItem("reason");
+  // Where it goes: one address (a hidden field), or the one picked among several that paid.
+  const payer = () => {
+    const field = form.elements.namedItem("payer");
+    return field ? field.value || null : null;
+  };
   const approves = "approve" in box.dataset;
   const done = local(box.dataset.doneUrl) ?? window.location.href;
   let key = newKey();
@@ -80,6 +85,9 @@ function wireRefund(box) {
       field.removeAttribute("aria-invalid");
     });
   }
+  form.addEventListener("change", (event) => {
+    if (event.target.name === "payer") key = newKey(); // another payer is another refund
+  });
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -98,6 +106,10 @@ function wireRefund(box) {
       amount.focus();
       return;
     }
+    if (form.elements.namedItem("payer") && !payer()) {
+      errorArea.textContent = say("payer_missing");
+      return;
+    }
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
     if (approves) {
@@ -110,7 +122,7 @@ function wireRefund(box) {
     try {
       const refund = await postJSON(
         box.dataset.createUrl,
-        { amount: text, reason: reason.value.trim() },
+        { amount: text, reason: reason.value.trim(), payer: payer() },
         { headers: { "Idempotency-Key": key } },
       );
       if (approves && refund.status === "awaiting_approval") {
