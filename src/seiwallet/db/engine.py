@@ -240,7 +240,11 @@ def _begin_polling(connection: Connection, mode: str) -> None:
     """``BEGIN <mode>``, asking again every 0.2–2 ms while another process holds the file."""
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     pause = _POLL_FIRST_S
-    connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+    # Straight to the driver: these run inside the process's writer lock, and SQLAlchemy's
+    # per-statement work would lengthen every writer's turn.
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA busy_timeout = 0")
     try:
         while True:
             try:
@@ -255,7 +259,7 @@ def _begin_polling(connection: Connection, mode: str) -> None:
             time.sleep(pause)
             pause = min(pause * 2, _POLL_LAST_S)
     finally:
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        raw.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
 
 class _WriterLock:
