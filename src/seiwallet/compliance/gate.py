@@ -20,8 +20,12 @@ words for the person) or needs-information (which data). It evaluates, in this o
    data, and for a self-hosted wallet above the proof threshold a message signed by it.
 
 Every decision is written to ``compliance_decisions`` with the rule that decided and the
-version (hash) of the rules it was made under. Built without a database (``ComplianceGate()``),
-the gate is the first version: the sanctions file and a per-transfer cap per token.
+version (hash) of the rules it was made under. A caller that stores the movement itself calls
+:meth:`ComplianceGate.screen` (steps 1–2, reads only) and then :meth:`ComplianceGate.decide`
+(steps 3–4, the reservation and the record) inside the transaction that stores it, so the
+movement, its reservation and its decision commit together. Built without a database
+(``ComplianceGate()``), the gate is the first version: the sanctions file and a per-transfer
+cap per token.
 """
 
 from __future__ import annotations
