@@ -49,6 +49,12 @@ class SeiwalletError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def message_in(self, language: str | None) -> str:
+        """The message for a reader of ``language``; errors whose words come from data with
+        translations (a rule file's notice) override this, the rest are translated at the edge."""
+        del language
+        return str(self)
+
 
 class ConfigError(SeiwalletError):
     """A setting is missing or wrong; the message names the setting and how to fix it."""

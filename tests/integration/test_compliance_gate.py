@@ -3,6 +3,7 @@ the travel rule with a real EIP-191 ownership proof, and the audit trail."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import uuid
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet.accounts.models import User, UserStatus
+from seiwallet.api import problems
 from seiwallet.compliance.errors import (
     ComplianceDenied,
     ComplianceNeedsInformation,
@@ -31,6 +33,7 @@ from seiwallet.compliance.services import ComplianceService, build_compliance
 from seiwallet.compliance.travelrule import Beneficiary
 from seiwallet.db import session_factory
 from seiwallet.transfers.rates import OFFLINE_RATES
+from seiwallet.web import i18n
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "sanctions"
 T0 = 1_790_000_000.0
@@ -155,6 +158,16 @@ def test_a_pending_jurisdiction_refuses_every_movement(compliance, sessions) -> 
     with pytest.raises(ComplianceDenied) as refused:
         decision.raise_if_denied()
     assert refused.value.code == "compliance.denied"
+    # The refusal is the rule file's notice: it answers in the reader's language where the
+    # file has one (the API's problem detail uses it with the request's locale).
+    sg = compliance.book.jurisdictions["SG"]
+    assert refused.value.message_in("fr") == sg.notice_translations["fr"]
+    assert refused.value.message_in("zh_Hant") == sg.notice_translations["zh-Hant"]
+    assert refused.value.message_in("zh-Hant-HK") == sg.notice_translations["zh-Hant"]
+    assert refused.value.message_in("de") == refused.value.message_in(None) == sg.notice
+    with i18n.use_locale("fr"):
+        detail = json.loads(problems.from_error(refused.value).body)["detail"]
+    assert detail == sg.notice_translations["fr"]
     notice = compliance.notice(singapore[0])
     assert notice is not None
     assert notice.kind == "pending"

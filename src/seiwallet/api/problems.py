@@ -17,6 +17,7 @@ from typing import Any, Final
 from starlette.responses import JSONResponse
 
 from seiwallet.errors import SeiwalletError
+from seiwallet.web import i18n
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ def from_error(exc: SeiwalletError, *, instance: str | None = None, **more: Any)
         exc.status,
         exc.code,
         title_of(type(exc)),
-        str(exc),
+        # Set by the edge middleware for the request: an error carrying the operator's own
+        # text in several languages (a rule file's notice) answers in the reader's.
+        exc.message_in(i18n.current_locale()),
         instance=instance,
         headers=headers,
         **extra,

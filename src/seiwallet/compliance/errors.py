@@ -13,6 +13,8 @@ ComplianceError
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from seiwallet.errors import InvalidInput, SeiwalletError
 
 
@@ -27,10 +29,24 @@ class ComplianceDenied(ComplianceError):
     code = "compliance.denied"
     status = 403
 
-    def __init__(self, rule: str, reason: str) -> None:
+    def __init__(
+        self, rule: str, reason: str, translations: Mapping[str, str] | None = None
+    ) -> None:
         self.rule = rule
         self.reason = reason
+        #: The reason in other languages, by tag, when it is the operator's own text (a rule
+        #: file's notice with its translations).
+        self.translations = dict(translations or {})
         super().__init__(reason)
+
+    def message_in(self, language: str | None) -> str:
+        by_tag = {tag.lower(): text for tag, text in self.translations.items()}
+        parts = (language or "").strip().replace("_", "-").lower().split("-")
+        for end in range(len(parts), 0, -1):
+            found = by_tag.get("-".join(parts[:end]))
+            if found is not None:
+                return found
+        return self.reason
 
 
 class ComplianceNeedsInformation(ComplianceDenied):

@@ -143,6 +143,8 @@ class Decision:
     currency: str | None = None
     rules_version: str | None = None
     travel: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: ``reason`` in other languages, by tag (a rule file's notice and its translations).
+    translations: Mapping[str, str] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.outcome is None:
@@ -153,7 +155,7 @@ class Decision:
             return
         if self.outcome is Outcome.NEEDS_INFORMATION:
             raise ComplianceNeedsInformation(self.rule, self.reason, self.needs)
-        raise ComplianceDenied(self.rule, self.reason)
+        raise ComplianceDenied(self.rule, self.reason, self.translations)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -226,6 +228,8 @@ class _Verdict:
     needs: tuple[str, ...] = ()
     alert: tuple[str, str, str | None, str] | None = None  # kind, severity, address, detail
     travel: dict[str, Any] | None = None
+    #: ``reason`` in other languages, when it is the operator's text (a rule file's notice).
+    translations: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -551,6 +555,7 @@ class ComplianceGate:
                 Outcome.DENY,
                 f"jurisdiction.{rules.status.value}",
                 rules.notice or f"seiwallet is not available in {rules.name} yet",
+                translations=dict(rules.notice_translations) if rules.notice else None,
             )
         feature = FEATURE_OF.get(movement.kind)
         if feature is None:
@@ -843,6 +848,7 @@ class _Context:
             currency=rules.currency if rules else None,
             rules_version=self.rules_version,
             travel=verdict.travel or self.travel,
+            translations=verdict.translations,
         )
 
 
