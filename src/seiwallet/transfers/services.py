@@ -699,7 +699,10 @@ class TransferService:
                 settle_reservations(
                     db, [reference("transfer", transfer_id)], UsageStatus.COMMITTED, now=now
                 )
-            fresh = db.get(Transfer, transfer_id, populate_existing=True)
+        # Read back after the commit: on SQLite the writer lock is the scarce thing, and this
+        # read does not need it.
+        with self._sessions() as db:
+            fresh = db.get(Transfer, transfer_id)
             if fresh is None:  # pragma: no cover - transfers are never deleted
                 raise TransferNotFound
             return _views(db, [fresh])[0]
