@@ -958,18 +958,8 @@ class Baseline:
 async def run_baseline(chain: LocalChain, transfers: int) -> Baseline:
     """chain_baseline's raw submission on the same chain; then one plain transfer to a holder."""
     async with RpcClient(chain.rpc_url, timeout=120.0, retries=0) as rpc:
-        token = await read_token(rpc, chain.deployment.token("USDC").address)
-        workload = baseline_bench.build_workload(
-            "baseline", token, transfers=transfers, sponsors=4, payers=100
-        )
-        await baseline_bench.fund(rpc, chain, token, [workload])
-        await baseline_bench.preflight(rpc, token, workload)
-        async with RpcClient(chain.rpc_url, timeout=120.0, retries=0) as sender:
-            await sender.chain_id()
-            timing = await baseline_bench.measure(
-                rpc, workload, baseline_bench.batched_submitter(sender, 200)
-            )
-        outcome = await baseline_bench.check(rpc, token, workload, timing)
+        raw_run = await transfers_bench.raw_baseline(rpc, chain, transfers)
+        token, workload, outcome = raw_run.token, raw_run.workload, raw_run.outcome
 
         # One more, from a payer that keeps a balance to a recipient that already holds one: the
         # case of a payment to a merchant (both sides' balances exist before and after).

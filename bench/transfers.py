@@ -58,7 +58,7 @@ from seiwallet.api.app import create_app
 from seiwallet.api.services import build_services
 from seiwallet.chain.localnet import LocalChain
 from seiwallet.chain.rpc import RpcClient
-from seiwallet.chain.tokens import balance_of, encode_call, read_token
+from seiwallet.chain.tokens import Token, balance_of, encode_call, read_token
 from seiwallet.config import LocalChainSettings, Settings
 from seiwallet.signer.approvals import DeviceApproval, challenge_bytes
 from seiwallet.signer.service import approval_subject
@@ -421,22 +421,36 @@ async def run_pipeline(
         signer.stop()
 
 
+@dataclass(frozen=True)
+class RawBaseline:
+    """chain_baseline's run on our chain: its token, its workload (payers, sponsors) and what
+    it measured."""
+
+    token: Token
+    workload: baseline_bench.Workload
+    outcome: baseline_bench.Outcome
+
+
+async def raw_baseline(rpc: RpcClient, chain: LocalChain, transfers: int) -> RawBaseline:
+    """chain_baseline's raw submission of pre-signed transfers on ``chain``, checked."""
+    token = await read_token(rpc, chain.deployment.token("USDC").address)
+    workload = baseline_bench.build_workload(
+        "baseline", token, transfers=transfers, sponsors=4, payers=100
+    )
+    await baseline_bench.fund(rpc, chain, token, [workload])
+    await baseline_bench.preflight(rpc, token, workload)
+    async with RpcClient(chain.rpc_url, timeout=120.0, retries=0) as sender:
+        await sender.chain_id()
+        timing = await baseline_bench.measure(
+            rpc, workload, baseline_bench.batched_submitter(sender, 200)
+        )
+    return RawBaseline(token, workload, await baseline_bench.check(rpc, token, workload, timing))
+
+
 async def run_baseline(chain: LocalChain, transfers: int) -> float:
     """chain_baseline's raw submission of pre-signed transfers on the same chain: mined/s."""
     async with RpcClient(chain.rpc_url, timeout=120.0, retries=0) as rpc:
-        token = await read_token(rpc, chain.deployment.token("USDC").address)
-        workload = baseline_bench.build_workload(
-            "baseline", token, transfers=transfers, sponsors=4, payers=100
-        )
-        await baseline_bench.fund(rpc, chain, token, [workload])
-        await baseline_bench.preflight(rpc, token, workload)
-        async with RpcClient(chain.rpc_url, timeout=120.0, retries=0) as sender:
-            await sender.chain_id()
-            timing = await baseline_bench.measure(
-                rpc, workload, baseline_bench.batched_submitter(sender, 200)
-            )
-        outcome = await baseline_bench.check(rpc, token, workload, timing)
-        return outcome.timing.mined_per_second
+        return (await raw_baseline(rpc, chain, transfers)).outcome.timing.mined_per_second
 
 
 def _options(gas_limit: int) -> baseline_bench.Options:
