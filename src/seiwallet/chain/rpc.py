@@ -41,6 +41,17 @@ _HEAD_MOVED_ATTEMPTS: Final = 3
 _COALESCED_MAX: Final = 100
 
 
+def _fail_all(calls: Sequence[tuple[Call, asyncio.Future[Any]]], exc: BaseException) -> None:
+    """Every caller still waiting hears ``exc`` (or is cancelled, when the loop is closing)."""
+    for _, answer in calls:
+        if answer.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            answer.cancel()
+        else:
+            answer.set_exception(exc)
+
+
 def _block_param(block: BlockId) -> str:
     return to_hex(block) if isinstance(block, int) else block
 
@@ -353,9 +364,7 @@ class RpcClient:
             else:
                 results = await self.batch([call for call, _ in calls])
         except BaseException as exc:  # the transport failed: every caller hears it
-            for _, answer in calls:
-                if not answer.done():
-                    answer.set_exception(exc)
+            _fail_all(calls, exc)
             if not isinstance(exc, Exception):
                 raise
             return
