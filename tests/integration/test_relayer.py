@@ -156,7 +156,9 @@ class Scene:
         rpc: RpcClient | None = None,
         sponsors: Sequence[int] = (1, 2),
         settings: RelayerSettings = SETTINGS,
+        router: str | None = None,
     ) -> Relayer:
+        """A relayer from ``sponsors``; with ``router`` it batches payments (``payBatch``)."""
         client = rpc or self.rpc
         senders = [
             TransactionSender(
@@ -168,7 +170,12 @@ class Scene:
             for index in sponsors
         ]
         return Relayer(
-            client, self.sessions, senders, chain_id=self.kit.chain_id, settings=settings
+            client,
+            self.sessions,
+            senders,
+            chain_id=self.kit.chain_id,
+            settings=settings,
+            router=router,
         )
 
     def follower(self) -> Follower:

@@ -36,7 +36,6 @@ from seiwallet.chain.localnet import LocalChain
 from seiwallet.chain.models import ChainEvent, SentTransaction, TxStatus
 from seiwallet.chain.router import Payment, payment_authorization
 from seiwallet.chain.rpc import Receipt, RpcClient
-from seiwallet.chain.sender import TransactionSender
 from seiwallet.cli.runtime import event_decoder
 from seiwallet.compliance.gate import ComplianceGate
 from seiwallet.config import PaymentSettings, RelayerSettings
@@ -88,23 +87,8 @@ def relayer(
     settings: RelayerSettings = SETTINGS,
 ) -> Relayer:
     """A relayer that knows the router (its rows to it are payments)."""
-    client = rpc or scene.rpc
-    senders = [
-        TransactionSender(
-            client,
-            scene.kit.accounts.sponsors[index],
-            chain_id=scene.kit.chain_id,
-            sessions=scene.sessions,
-        )
-        for index in sponsors
-    ]
-    return Relayer(
-        client,
-        scene.sessions,
-        senders,
-        chain_id=scene.kit.chain_id,
-        settings=settings,
-        router=scene.kit.deployment.router,
+    return scene.relayer(
+        rpc=rpc, sponsors=sponsors, settings=settings, router=scene.kit.deployment.router
     )
 
 
