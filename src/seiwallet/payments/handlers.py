@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from seiwallet.chain.errors import revert_error
@@ -81,37 +81,42 @@ def _sent_in(session: Session, attempt: PaymentAttempt, event: ChainEvent) -> bo
     )
 
 
+def _carried(
+    model: type[PaymentAttempt] | type[Refund],
+    signed: AttemptStatus | RefundStatus,
+    submitted: AttemptStatus | RefundStatus,
+    *,
+    chain_id: int,
+) -> Select[Any, Transfer]:
+    """Signed or submitted attempts (or refunds) whose outbox transfer has news for them: it
+    failed, or it was submitted and the row does not carry its transaction hash yet."""
+    return (
+        select(model, Transfer)
+        .join(Transfer, Transfer.id == model.transfer_id)
+        .where(
+            model.chain_id == chain_id,
+            model.status.in_((signed, submitted)),
+            Transfer.status.in_((TransferStatus.SUBMITTED, TransferStatus.FAILED)),
+            (model.status == signed)
+            | (Transfer.status == TransferStatus.FAILED)
+            | (model.tx_hash.is_distinct_from(Transfer.tx_hash)),
+        )
+    )
+
+
+_ATTEMPTS_CARRIED: Final = (PaymentAttempt, AttemptStatus.SIGNED, AttemptStatus.SUBMITTED)
+_REFUNDS_CARRIED: Final = (Refund, RefundStatus.SIGNED, RefundStatus.SUBMITTED)
+
+
 def outbox_verdicts_waiting(session: Session, *, chain_id: int) -> bool:
     """Whether :func:`reconcile_outbox` has anything to carry (a read: no writer's lock)."""
-    verdict = Transfer.status.in_((TransferStatus.SUBMITTED, TransferStatus.FAILED))
-    attempt = (
-        select(PaymentAttempt.id)
-        .join(Transfer, Transfer.id == PaymentAttempt.transfer_id)
-        .where(
-            PaymentAttempt.chain_id == chain_id,
-            PaymentAttempt.status.in_((AttemptStatus.SIGNED, AttemptStatus.SUBMITTED)),
-            verdict,
-            # A submitted attempt already carrying its transaction's hash is up to date.
-            (PaymentAttempt.status == AttemptStatus.SIGNED)
-            | (Transfer.status == TransferStatus.FAILED)
-            | (PaymentAttempt.tx_hash.is_distinct_from(Transfer.tx_hash)),
-        )
-        .limit(1)
+    return any(
+        session.execute(
+            _carried(*carried, chain_id=chain_id).with_only_columns(carried[0].id).limit(1)
+        ).first()
+        is not None
+        for carried in (_ATTEMPTS_CARRIED, _REFUNDS_CARRIED)
     )
-    refund = (
-        select(Refund.id)
-        .join(Transfer, Transfer.id == Refund.transfer_id)
-        .where(
-            Refund.chain_id == chain_id,
-            Refund.status.in_((RefundStatus.SIGNED, RefundStatus.SUBMITTED)),
-            verdict,
-            (Refund.status == RefundStatus.SIGNED)
-            | (Transfer.status == TransferStatus.FAILED)
-            | (Refund.tx_hash.is_distinct_from(Transfer.tx_hash)),
-        )
-        .limit(1)
-    )
-    return session.scalar(attempt) is not None or session.scalar(refund) is not None
 
 
 def reconcile_outbox(session: Session, *, chain_id: int, limit: int = 200) -> int:
@@ -126,13 +131,7 @@ def reconcile_outbox(session: Session, *, chain_id: int, limit: int = 200) -> in
     """
     moved = 0
     attempts = session.execute(
-        select(PaymentAttempt, Transfer)
-        .join(Transfer, Transfer.id == PaymentAttempt.transfer_id)
-        .where(
-            PaymentAttempt.chain_id == chain_id,
-            PaymentAttempt.status.in_((AttemptStatus.SIGNED, AttemptStatus.SUBMITTED)),
-            Transfer.status.in_((TransferStatus.SUBMITTED, TransferStatus.FAILED)),
-        )
+        _carried(*_ATTEMPTS_CARRIED, chain_id=chain_id)
         .limit(limit)
         .with_for_update(of=PaymentAttempt)
     ).all()
@@ -157,15 +156,7 @@ def reconcile_outbox(session: Session, *, chain_id: int, limit: int = 200) -> in
                 session, invoice, "invoice.invalid", reason=invoice.failure_reason
             )
     refunds = session.execute(
-        select(Refund, Transfer)
-        .join(Transfer, Transfer.id == Refund.transfer_id)
-        .where(
-            Refund.chain_id == chain_id,
-            Refund.status.in_((RefundStatus.SIGNED, RefundStatus.SUBMITTED)),
-            Transfer.status.in_((TransferStatus.SUBMITTED, TransferStatus.FAILED)),
-        )
-        .limit(limit)
-        .with_for_update(of=Refund)
+        _carried(*_REFUNDS_CARRIED, chain_id=chain_id).limit(limit).with_for_update(of=Refund)
     ).all()
     for refund, transfer in refunds:
         if transfer.status is TransferStatus.SUBMITTED:
