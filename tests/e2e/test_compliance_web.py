@@ -3,7 +3,7 @@ operator console and its CSV, on SQLite and PostgreSQL, with a real signer proce
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,20 +12,13 @@ from eth_account.messages import encode_defunct
 from fastapi import FastAPI
 from markupsafe import escape
 from sqlalchemy import Engine
-from tests.e2e.web_helpers import Browser, settings_for, start_signer, web_app
+from tests.e2e.web_helpers import Browser, settings_for, web_app
 from tests.fixtures.signer import SignerProcess
 
 from seiwallet.api.services import Services
 from seiwallet.compliance.gate import Movement
 
 OPERATOR = "ops@example.com"
-
-
-@pytest.fixture
-def signer_process(tmp_path: Path) -> Iterator[SignerProcess]:
-    process = start_signer(tmp_path / "signer-home")
-    yield process
-    process.stop()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from tests.e2e.test_browser_money import page_shot, use_language
 from tests.e2e.test_browser_wallet import LiveWallet
-from tests.e2e.web_helpers import ORIGIN, Browser, settings_for, start_signer, web_app
+from tests.e2e.web_helpers import ORIGIN, Browser, settings_for, web_app
 from tests.fixtures.browser import serve_app_at
 from tests.fixtures.chain import ChainKit
 from tests.fixtures.signer import SignerProcess
@@ -133,21 +133,6 @@ def signed_headers(
 
 
 # -- over HTTP, on both databases ----------------------------------------------------------------
-
-
-@pytest.fixture
-def signer_process(tmp_path: Path) -> Iterator[SignerProcess]:
-    process = start_signer(tmp_path / "signer-home")
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-async def app(
-    tmp_path: Path, database_url: str, engine: Engine, signer_process: SignerProcess
-) -> AsyncIterator[tuple[Services, FastAPI]]:
-    async with web_app(settings_for(tmp_path, database_url), signer_process, engine) as built:
-        yield built
 
 
 @pytest.fixture

@@ -6,16 +6,9 @@ A real signer process, the development identity provider in process, SQLite and 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import pytest
-from fastapi import FastAPI
-from sqlalchemy import Engine
-from tests.e2e.web_helpers import Browser, settings_for, start_signer, web_app
 from tests.fixtures.authenticators import SoftPasskey
-from tests.fixtures.signer import SignerProcess
 
 from seiwallet.api.services import Services
 
@@ -26,36 +19,6 @@ def latest_code(services: Services, to: str) -> str:
         if message.subject == "Your seiwallet recovery code":
             return re.search(r"\b(\d{6})\b", message.body).group(1)
     raise AssertionError(f"no recovery code was sent to {to}")
-
-
-@pytest.fixture
-def signer_process(tmp_path: Path) -> Iterator[SignerProcess]:
-    process = start_signer(tmp_path / "signer-home")
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-async def app(
-    tmp_path: Path, database_url: str, engine: Engine, signer_process: SignerProcess
-) -> AsyncIterator[tuple[Services, FastAPI]]:
-    settings = settings_for(tmp_path, database_url)
-    async with web_app(settings, signer_process, engine) as built:
-        yield built
-
-
-@pytest.fixture
-async def browsers(app: tuple[Services, FastAPI]) -> AsyncIterator[Callable[[], Browser]]:
-    """New browser profiles on the app, closed after the test."""
-    opened: list[Browser] = []
-
-    def new() -> Browser:
-        opened.append(Browser(app[1]))
-        return opened[-1]
-
-    yield new
-    for browser in opened:
-        await browser.aclose()
 
 
 async def test_first_sign_in_creates_a_wallet_and_asks_for_a_passkey(app, browsers) -> None:

@@ -6,17 +6,14 @@ A real signer process, the development identity provider and mailbox, SQLite and
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from playwright.sync_api import Page, expect
-from sqlalchemy import Engine
 from tests.e2e.test_browser_wallet import LiveWallet, sign_in
-from tests.e2e.web_helpers import Browser, settings_for, start_signer, web_app
+from tests.e2e.web_helpers import Browser
 from tests.fixtures.browser import serve_app_at
-from tests.fixtures.signer import SignerProcess
 
 from seiwallet.accounts.notices import SmtpMailer
 from seiwallet.api.services import Services
@@ -24,35 +21,6 @@ from seiwallet.api.services import Services
 PAGE = "/settings/aliases"
 PHONE = "+852 9123 4567"
 E164 = "+85291234567"
-
-
-@pytest.fixture
-def signer_process(tmp_path: Path) -> Iterator[SignerProcess]:
-    process = start_signer(tmp_path / "signer-home")
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-async def app(
-    tmp_path: Path, database_url: str, engine: Engine, signer_process: SignerProcess
-) -> AsyncIterator[tuple[Services, FastAPI]]:
-    settings = settings_for(tmp_path, database_url)
-    async with web_app(settings, signer_process, engine) as built:
-        yield built
-
-
-@pytest.fixture
-async def browsers(app: tuple[Services, FastAPI]) -> AsyncIterator[Callable[[], Browser]]:
-    opened: list[Browser] = []
-
-    def new() -> Browser:
-        opened.append(Browser(app[1]))
-        return opened[-1]
-
-    yield new
-    for browser in opened:
-        await browser.aclose()
 
 
 def code_sent_to(services: Services, to: str) -> str:

@@ -54,19 +54,6 @@ async def app(
         yield built
 
 
-@pytest.fixture
-async def browsers(app: tuple[Services, FastAPI]) -> AsyncIterator[Callable[[], Browser]]:
-    opened: list[Browser] = []
-
-    def new() -> Browser:
-        opened.append(Browser(app[1]))
-        return opened[-1]
-
-    yield new
-    for browser in opened:
-        await browser.aclose()
-
-
 async def person(browsers: Callable[[], Browser], name: str, email: str) -> tuple[Browser, str]:
     """A signed-up person with a passkey, and their CSRF token."""
     browser = browsers()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, update
-from tests.e2e.web_helpers import Browser, settings_for, start_signer, web_app
+from tests.e2e.web_helpers import Browser, settings_for, web_app
 from tests.fixtures.signer import SignerProcess
 
 from seiwallet.api.services import Services
@@ -36,13 +36,6 @@ from seiwallet.transfers.tasks import InvitationWorker
 pytestmark = pytest.mark.chain
 
 SANCTIONED = "0x000000000000000000000000000000000000dEaD"
-
-
-@pytest.fixture
-def signer_process(tmp_path: Path) -> Iterator[SignerProcess]:
-    process = start_signer(tmp_path / "signer-home")
-    yield process
-    process.stop()
 
 
 @pytest.fixture
@@ -66,19 +59,6 @@ async def app(
     settings.compliance.sanctions_list = sanctions
     async with web_app(settings, signer_process, engine) as built:
         yield built
-
-
-@pytest.fixture
-async def browsers(app: tuple[Services, FastAPI]) -> AsyncIterator[Callable[[], Browser]]:
-    opened: list[Browser] = []
-
-    def new() -> Browser:
-        opened.append(Browser(app[1]))
-        return opened[-1]
-
-    yield new
-    for browser in opened:
-        await browser.aclose()
 
 
 async def _person(browsers: Callable[[], Browser], name: str, email: str) -> tuple[Browser, str]:
