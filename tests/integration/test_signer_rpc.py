@@ -427,16 +427,18 @@ def test_a_second_signer_on_the_same_socket_refuses_to_start(signer: SignerProce
 
 
 async def test_concurrent_signs_share_calls_and_keep_their_own_answers(
-    client: SignerClient,
+    client: SignerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Group commit: concurrent ``sign`` calls leave in fewer RPC calls, each answered alone."""
     wallet = await new_wallet(client)
     calls: list[str] = []
+    post = client._http.post
 
-    async def count(request: httpx.Request) -> None:
-        calls.append(request.url.path)
+    async def count(url: str, body: bytes) -> tuple[int, bytes]:
+        calls.append(url)
+        return await post(url, body)
 
-    client._http.event_hooks["request"].append(count)
+    monkeypatch.setattr(client._http, "post", count)
     intents = [transfer(1_000 + index) for index in range(40)]
     approvals = [wallet.approve(intent) for intent in intents]
     approvals[7] = wallet.approve(intents[8])  # approves another intent: refused, alone
@@ -464,4 +466,4 @@ async def test_concurrent_signs_share_calls_and_keep_their_own_answers(
             encode_typed_data(full_message=message), signature=outcome["signature"]
         )
         assert recovered == wallet.address
-    assert 1 <= calls.count("/v1/sign") < 40
+    assert 1 <= calls.count("http://signer/v1/sign") < 40

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from seiwallet.chain.rpc import RpcClient
 from seiwallet.compliance.onchain import RpcTokenReader
 
 TOKEN = "0x8464135c8F25Da09e49BC8782676a84730C318bC"
@@ -49,5 +50,56 @@ def test_a_node_error_is_unknown_not_a_crash() -> None:
     assert chain.is_blacklisted("USDC", WHO) is None
     assert len(seen) == 1  # not a moving head: not asked again
     assert chain.is_blacklisted("EURC", WHO) is None  # a token we do not offer: not asked
+    assert len(seen) == 1
+    chain.close()
+
+
+async def test_prefetch_reads_on_the_loop_in_one_batch_and_the_gate_finds_it_cached() -> None:
+    """The API warms the flags on its event loop: the parties' reads leave as one JSON-RPC
+    batch, and the gate's synchronous read is then answered from the cache."""
+    other = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+    blocking: list[dict[str, Any]] = []
+    chain = reader([], blocking)  # the gate's own HTTP client must not be asked
+    batches: list[Any] = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        batches.append(body)
+        calls = body if isinstance(body, list) else [body]
+        answers = [
+            {
+                "jsonrpc": "2.0",
+                "id": call["id"],
+                "result": TRUE
+                if WHO[2:].lower() in call["params"][0]["data"]
+                else "0x" + "00" * 32,
+            }
+            for call in calls
+        ]
+        return httpx.Response(200, json=answers if isinstance(body, list) else answers[0])
+
+    async with RpcClient("http://node.test", transport=httpx.MockTransport(node)) as rpc:
+        chain.use(rpc)
+        await chain.prefetch("USDC", [WHO, other])
+        await chain.prefetch("usdc", [WHO.lower()])  # cached: nothing asked
+    assert len(batches) == 1
+    assert len(batches[0]) == 2
+    assert chain.is_blacklisted("USDC", WHO) is True
+    assert chain.is_blacklisted("USDC", other) is False
+    assert blocking == []
+    chain.close()
+
+
+async def test_prefetch_that_fails_leaves_the_gate_to_ask_itself() -> None:
+    seen: list[dict[str, Any]] = []
+    chain = reader([{"result": TRUE}], seen)
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    async with RpcClient("http://node.test", transport=httpx.MockTransport(down), retries=0) as rpc:
+        chain.use(rpc)
+        await chain.prefetch("USDC", [WHO])  # best effort: no error, nothing cached
+    assert chain.is_blacklisted("USDC", WHO) is True
     assert len(seen) == 1
     chain.close()

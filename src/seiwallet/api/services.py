@@ -122,6 +122,8 @@ class Services:
             raise
         self.rpc = rpc
         self.owned.append(rpc)
+        if isinstance(self.gate.tokens, RpcTokenReader):
+            self.gate.tokens.use(rpc)  # blacklist flags read ahead on this loop, coalesced
         self.balances = CachedBalances(rpc)
         self._transfers = TransferService(
             self.db,

@@ -35,12 +35,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 from babel.numbers import get_currency_precision
 from sqlalchemy import select, update
@@ -102,6 +102,16 @@ class TokenReader(Protocol):
 
     def holdings(self, address: str) -> Mapping[str, Decimal] | None:
         """Whole-token balances by symbol; ``None`` when unknown."""
+        ...
+
+
+@runtime_checkable
+class PrefetchingTokenReader(Protocol):
+    """A :class:`TokenReader` that can read ahead on the caller's event loop."""
+
+    async def prefetch(self, symbol: str, addresses: Sequence[str]) -> None:
+        """Cache the flags of ``addresses``, so that :meth:`TokenReader.is_blacklisted` need
+        not ask the chain from the gate's thread (best effort)."""
         ...
 
 
@@ -281,7 +291,17 @@ class ComplianceGate:
 
     async def acheck(self, movement: Movement) -> Decision:
         """:meth:`check` off the event loop (it reads the chain and writes the database)."""
+        await self.prefetch(movement)
         return await asyncio.to_thread(self.check, movement)
+
+    async def prefetch(self, movement: Movement) -> None:
+        """Read ahead, on the caller's event loop, what :meth:`screen` will ask of the chain
+        (the parties' blacklist flags): coalesced with the loop's other reads, where the
+        screen's own read would be a blocking round trip from its thread."""
+        reader: object = self.tokens
+        if isinstance(reader, PrefetchingTokenReader):
+            parties = (movement.from_address, movement.to_address)
+            await reader.prefetch(movement.symbol, parties)
 
     def screen(
         self, movement: Movement, *, country: str | None = None, tier: int | None = None

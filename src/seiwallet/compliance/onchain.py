@@ -8,22 +8,32 @@ our *warning*). It is synchronous because the gate is: call the gate off the eve
 (``ComplianceGate.acheck``). A node that does not answer makes the reader say "unknown"
 (``None``): the gate then relies on the token refusing the transfer and on the relayer's
 simulation, which reads the same flag.
+
+A process with an event loop and a JSON-RPC client (the API) attaches it (:meth:`use`) and warms
+the cache before the gate runs (:meth:`prefetch`, through ``ComplianceGate.prefetch``): the flags
+a movement needs are read as ``eth_call`` requests of that loop, coalesced with every other read of
+the same turn (balances, other people's flags) into one JSON-RPC batch, instead of one
+blocking HTTP round trip per address from the gate's thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 from eth_abi.abi import decode as abi_decode
 
 from seiwallet.chain.tokens import encode_call
+
+if TYPE_CHECKING:
+    from seiwallet.chain.rpc import RpcClient
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +64,54 @@ class RpcTokenReader:
         self._http = httpx.Client(timeout=_TIMEOUT, transport=transport)
         self._cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
         self._lock = threading.Lock()
+        self._rpc: RpcClient | None = None
 
     def close(self) -> None:
         self._http.close()
+
+    def use(self, rpc: RpcClient) -> None:
+        """Read through ``rpc`` (its loop's coalesced ``eth_call`` requests) in :meth:`prefetch`."""
+        self._rpc = rpc
+
+    async def prefetch(self, symbol: str, addresses: Sequence[str]) -> None:
+        """Read the blacklist flags of ``addresses`` not cached yet, on the attached client.
+
+        Best effort: without a client, or when a read fails, nothing is cached and the gate's
+        own read asks again (and says "unknown" if the node still does not answer).
+        """
+        rpc = self._rpc
+        token = self._offered().get(symbol.upper())
+        if rpc is None or token is None:
+            return
+        now = self._clock()
+        keys = {("blacklisted", token[0], address.lower()): address for address in addresses}
+        with self._lock:
+            missing = [
+                (key, address)
+                for key, address in keys.items()
+                if (cached := self._cache.get(key)) is None or cached[0] <= now
+            ]
+        if not missing:
+            return
+        answers = await asyncio.gather(
+            *(
+                rpc.call(
+                    {
+                        "to": token[0],
+                        "data": encode_call("isBlacklisted(address)", ["address"], [address]),
+                    }
+                )
+                for _, address in missing
+            ),
+            return_exceptions=True,
+        )
+        with self._lock:
+            for (key, _), answer in zip(missing, answers, strict=True):
+                if isinstance(answer, bytes):
+                    try:
+                        self._store(key, now, bool(abi_decode(["bool"], answer)[0]))
+                    except Exception:  # noqa: S112 - a malformed answer: the gate reads again
+                        continue
 
     def _offered(self) -> Mapping[str, tuple[str, int]]:
         if self._tokens is None:
@@ -117,7 +172,11 @@ class RpcTokenReader:
                 )
                 return None
         with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[key] = (now + self._ttl, value)
+            self._store(key, now, value)
         return value
+
+    def _store(self, key: tuple[str, str, str], now: float, value: Any) -> None:
+        """Cache ``value`` (the caller holds the lock)."""
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now + self._ttl, value)

@@ -330,25 +330,30 @@ class PaymentService:
         if earlier is not None:
             return self._view(earlier, invoice, store, merchant_name, deposit)
         attempt_id = uuid.uuid4().hex
-        # Off the event loop and with no lock: the gate reads the people, the lists and the
-        # chain; its limits, reservation and decision are written in the attempt's own
-        # transaction (``_insert``).
-        screening = await asyncio.to_thread(
-            self._gate.screen,
-            Movement(
-                kind="payment",
-                user_id=payer.user_id,
-                from_address=payer.address,
-                to_address=invoice.merchant_address,
-                symbol=invoice.symbol,
-                decimals=invoice.decimals,
-                amount_units=invoice.amount_units,
-                reference=reference("payment", attempt_id),
-            ),
+        movement = Movement(
+            kind="payment",
+            user_id=payer.user_id,
+            from_address=payer.address,
+            to_address=invoice.merchant_address,
+            symbol=invoice.symbol,
+            decimals=invoice.decimals,
+            amount_units=invoice.amount_units,
+            reference=reference("payment", attempt_id),
         )
+        # The chain reads of this request, together (and with other requests' of this turn of
+        # the loop, in one JSON-RPC batch): the payer's balance and what the gate will ask.
+        on_chain, _ = await asyncio.gather(
+            self._balances.balance(token.address, payer.address), self._gate.prefetch(movement)
+        )
+        # Off the event loop and with no lock: the gate reads the people and the lists; its
+        # limits, reservation and decision are written in the attempt's own transaction
+        # (``_insert``).
+        screening = await asyncio.to_thread(self._gate.screen, movement)
         if screening.refused:
             (await asyncio.to_thread(self._gate.conclude, screening)).raise_if_denied()
-        row = await self._store_attempt(attempt_id, invoice, token, payer, now, screening=screening)
+        row = await self._store_attempt(
+            attempt_id, invoice, token, payer, now, screening=screening, on_chain=on_chain
+        )
         return self._view(row, invoice, store, merchant_name, deposit)
 
     async def _store_attempt(
@@ -360,12 +365,12 @@ class PaymentService:
         now: datetime,
         *,
         screening: Screening,
+        on_chain: int,
     ) -> PaymentAttempt:
-        """Check the balance, build the ``router.pay`` intent and store the attempt with the
-        gate's decision."""
-        # The chain's balance now; what is in flight is subtracted in ``_insert``'s
-        # transaction, which reads it after the gate's lock.
-        on_chain = await self._balances.balance(token.address, payer.address)
+        """Check the balance (``on_chain``, read for this request), build the ``router.pay``
+        intent and store the attempt with the gate's decision."""
+        # What is in flight is subtracted in ``_insert``'s transaction, which reads it after
+        # the gate's lock.
         if invoice.amount_units > on_chain:
             raise InsufficientBalance(
                 TokenAmount.from_units(on_chain, token.decimals, token.symbol).format(),

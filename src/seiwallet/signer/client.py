@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-import httpx
+import orjson
 
 from seiwallet.errors import SeiwalletError
+from seiwallet.http import AiohttpTransport, TransportFailure
 from seiwallet.signer.errors import (
     AlreadyExists,
     ApprovalRefused,
@@ -85,13 +86,12 @@ class SignerClient:
     ) -> None:
         if (socket is None) == (url is None):
             raise ValueError("give the signer's socket or its loopback URL, not both")
-        transport = httpx.AsyncHTTPTransport(uds=str(socket)) if socket is not None else None
         self._where = str(socket) if socket is not None else str(url)
-        self._http = httpx.AsyncClient(
-            base_url=url or "http://signer",
-            transport=transport,
+        self._base = (url or "http://signer").rstrip("/")
+        self._http = AiohttpTransport(
             timeout=timeout,
             headers={"authorization": f"Bearer {secret}"},
+            unix_socket=str(socket) if socket is not None else None,
         )
         self._waiting: list[tuple[_SignRequest, asyncio.Future[dict[str, Any] | SignerError]]] = []
         self._flights: set[asyncio.Task[None]] = set()
@@ -110,16 +110,18 @@ class SignerClient:
     async def call(self, method: str, **params: Any) -> Any:
         """Call one RPC method; raise the signer's typed error if it refused."""
         try:
-            response = await self._http.post(f"/v1/{method}", json=params)
-        except httpx.TransportError as exc:
+            _, content = await self._http.post(f"{self._base}/v1/{method}", orjson.dumps(params))
+        except TransportFailure as exc:
             raise SignerUnavailable(
-                f"cannot reach the signer at {self._where} ({exc or type(exc).__name__}): "
+                f"cannot reach the signer at {self._where} ({exc.reason}): "
                 "start it with `seiwallet signer`"
             ) from None
         try:
-            body = response.json()
-        except ValueError:
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError:
             raise SignerUnavailable(f"the signer at {self._where} answered non-JSON") from None
+        if not isinstance(body, dict):
+            raise SignerUnavailable(f"the signer at {self._where} answered non-JSON")
         if "error" in body:
             raise _rebuild(body["error"])
         return body["result"]

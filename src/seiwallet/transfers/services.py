@@ -449,22 +449,25 @@ class TransferService:
         # From here on every answer is the same whether or not the alias has a wallet: only a
         # created transfer tells its sender that the recipient has not joined yet.
         transfer_id = uuid.uuid4().hex
-        # Off the event loop and with no lock: the gate reads the people, the lists and the
-        # chain. Its limits, reservation and decision are written in the transfer's own
-        # transaction (``_insert``): one commit, and no reservation without its transfer.
-        screening = await asyncio.to_thread(
-            self._gate.screen,
-            Movement(
-                kind="transfer",
-                user_id=owner.user_id,
-                from_address=owner.address,
-                to_address=to_address,
-                symbol=token.symbol,
-                decimals=token.decimals,
-                amount_units=amount.units,
-                reference=reference("transfer", transfer_id),
-            ),
+        movement = Movement(
+            kind="transfer",
+            user_id=owner.user_id,
+            from_address=owner.address,
+            to_address=to_address,
+            symbol=token.symbol,
+            decimals=token.decimals,
+            amount_units=amount.units,
+            reference=reference("transfer", transfer_id),
         )
+        # The chain reads of this request, together (and with other requests' of this turn of
+        # the loop, in one JSON-RPC batch): the sender's balance and what the gate will ask.
+        on_chain, _ = await asyncio.gather(
+            self._balances.balance(token.address, owner.address), self._gate.prefetch(movement)
+        )
+        # Off the event loop and with no lock: the gate reads the people and the lists. Its
+        # limits, reservation and decision are written in the transfer's own transaction
+        # (``_insert``): one commit, and no reservation without its transfer.
+        screening = await asyncio.to_thread(self._gate.screen, movement)
         if screening.refused:
             (await asyncio.to_thread(self._gate.conclude, screening)).raise_if_denied()
         return await self._store_new(
@@ -478,6 +481,7 @@ class TransferService:
             found=found,
             to_address=to_address,
             screening=screening,
+            on_chain=on_chain,
         )
 
     async def _store_new(
@@ -493,13 +497,14 @@ class TransferService:
         found: Recipient | Invitee,
         to_address: str,
         screening: Screening,
+        on_chain: int,
     ) -> tuple[TransferView, bool]:
-        """Check the balance, build the intent and store the transfer with the gate's decision
-        (``False``: a request with the same key stored its transfer first)."""
+        """Check the balance (``on_chain``, read for this request), build the intent and store
+        the transfer with the gate's decision (``False``: a request with the same key stored its
+        transfer first)."""
         invitee = found if isinstance(found, Invitee) else None
-        # The chain's balance now; the signed transfers still in flight are subtracted in
-        # ``_insert``'s transaction, which reads them after the gate's lock.
-        on_chain = await self._balances.balance(token.address, owner.address)
+        # The signed transfers still in flight are subtracted in ``_insert``'s transaction,
+        # which reads them after the gate's lock.
         if amount.units > on_chain:
             raise InsufficientBalance(
                 TokenAmount.from_units(on_chain, token.decimals, token.symbol).format(),
