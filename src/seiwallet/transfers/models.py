@@ -80,6 +80,9 @@ class Transfer(Base):
         # backlog of delayed transfers).
         Index("ix_transfers_outbox", "chain_id", "status", "next_attempt_at", "created_at"),
         Index("ix_transfers_user_created", "user_id", "created_at"),
+        # What a sender has in flight (the balance check of every new transfer and payment):
+        # their signed and submitted rows of one token, not their whole history.
+        Index("ix_transfers_user_in_flight", "user_id", "token", "status"),
         Index("ix_transfers_to", "chain_id", "to_address"),
     )
 

@@ -666,31 +666,33 @@ class TransferService:
 
         Approving an already signed transfer returns it unchanged (a retried request).
         """
-        row = await asyncio.to_thread(self._get, owner.user_id, transfer_id)
+        row, invitation = await asyncio.to_thread(self._get, owner.user_id, transfer_id)
         if row.status is not TransferStatus.AWAITING_APPROVAL:
             if row.status in (
                 TransferStatus.SIGNED,
                 TransferStatus.SUBMITTED,
                 TransferStatus.CONFIRMED,
             ):
-                return await asyncio.to_thread(self._view, row)
+                return TransferView.of(row, invitation)
             raise TransferNotAwaitingApproval(row.status)
         if as_utc(row.created_at).timestamp() + APPROVAL_WINDOW < self._clock():
             await asyncio.to_thread(self._expire, row.id)
             raise TransferNotAwaitingApproval(TransferStatus.EXPIRED)
         result = await self._signer.sign(owner.wallet_id, json.loads(row.intent), list(approvals))
-        return await asyncio.to_thread(self._signed, row.id, str(result["signature"]))
+        return await asyncio.to_thread(self._signed, row, invitation, str(result["signature"]))
 
-    def _signed(self, transfer_id: str, signature: str) -> TransferView:
+    def _signed(
+        self, row: Transfer, invitation: TransferInvitation | None, signature: str
+    ) -> TransferView:
         """Store the signature: the transfer joins the relayer's outbox (once), and its limit
-        reservation is committed with it."""
+        reservation is committed with it. ``row`` is the transfer as read before signing."""
         now = self._now()
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
             signed = db.execute(
                 update(Transfer)
                 .where(
-                    Transfer.id == transfer_id,
+                    Transfer.id == row.id,
                     Transfer.status == TransferStatus.AWAITING_APPROVAL,
                 )
                 .values(
@@ -700,14 +702,20 @@ class TransferService:
                 )
                 .execution_options(synchronize_session=False)
             )
-            if getattr(signed, "rowcount", 0):
+            stored = bool(getattr(signed, "rowcount", 0))
+            if stored:
                 settle_reservations(
-                    db, [reference("transfer", transfer_id)], UsageStatus.COMMITTED, now=now
+                    db, [reference("transfer", row.id)], UsageStatus.COMMITTED, now=now
                 )
-        # Read back after the commit: on SQLite the writer lock is the scarce thing, and this
-        # read does not need it.
+        if stored:
+            # This request moved it from awaiting approval to signed: nothing else changed, so
+            # the row read before signing, with what was written, is the transfer now.
+            row.signature, row.status, row.signed_at = signature, TransferStatus.SIGNED, now
+            return TransferView.of(row, invitation)
+        # Another request got there first (or it expired meanwhile): read what it is. After
+        # the commit: on SQLite the writer lock is the scarce thing, and this read needs none.
         with self._sessions() as db:
-            fresh = db.get(Transfer, transfer_id)
+            fresh = db.get(Transfer, row.id)
             if fresh is None:  # pragma: no cover - transfers are never deleted
                 raise TransferNotFound
             return _views(db, [fresh])[0]
@@ -718,12 +726,17 @@ class TransferService:
         expire_transfers(self._sessions, [transfer_id], now=self._now())
 
     # -- reading -------------------------------------------------------------------------------
-    def _get(self, user_id: str, transfer_id: str) -> Transfer:
+    def _get(self, user_id: str, transfer_id: str) -> tuple[Transfer, TransferInvitation | None]:
+        """One of the user's own transfers, with its invitation if it is one (one query)."""
         with self._sessions() as db:
-            row = db.get(Transfer, transfer_id)
-            if row is None or row.user_id != user_id:
+            found = db.execute(
+                select(Transfer, TransferInvitation)
+                .outerjoin(TransferInvitation, TransferInvitation.transfer_id == Transfer.id)
+                .where(Transfer.id == transfer_id)
+            ).one_or_none()
+            if found is None or found[0].user_id != user_id:
                 raise TransferNotFound
-            return row
+            return found[0], found[1]
 
     def get(self, user_id: str, transfer_id: str) -> TransferView:
         """One of the user's transfers: sent by them, or to them by another user."""
