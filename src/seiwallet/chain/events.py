@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
@@ -70,18 +71,44 @@ EVENT_KEYS: Mapping[str, str] = {
 }
 
 
+@lru_cache(maxsize=16384)
+def _checksummed(address: str) -> str:
+    return to_checksum_address(address)
+
+
+def checksum_address(address: Any) -> str:
+    """``to_checksum_address``, remembered: the same addresses (tokens, the router, sponsors, a
+    transfer's authorizer who is also its sender) recur in every range, and each costs a
+    Keccak hash to checksum."""
+    if isinstance(address, str):
+        return _checksummed(address)
+    return to_checksum_address(address)
+
+
 def json_safe(abi_type: str, value: Any) -> Any:
     """Make a decoded ABI value JSON-safe without losing precision (uint256 → decimal string)."""
     if abi_type.endswith("]"):
         inner = abi_type[: abi_type.rindex("[")]
         return [json_safe(inner, item) for item in value]
     if abi_type == "address":
-        return to_checksum_address(value)
+        return checksum_address(value)
     if abi_type.startswith(("uint", "int")):
         return str(int(value))
     if abi_type.startswith("bytes"):
         return "0x" + bytes(value).hex()
     return value
+
+
+def _indexed(abi_type: str, topic: str) -> Any:
+    """An indexed static argument from its topic, JSON-safe: the two the tokens index on every
+    transfer (an address, a bytes32 nonce) read straight from the word, the others decoded."""
+    word = bytes.fromhex(topic[2:])
+    if len(word) == 32:
+        if abi_type == "address" and not any(word[:12]):
+            return checksum_address("0x" + word[12:].hex())
+        if abi_type == "bytes32":
+            return "0x" + word.hex()
+    return json_safe(abi_type, abi_decode([abi_type], word)[0])
 
 
 @dataclass(frozen=True)
@@ -140,9 +167,7 @@ class EventDecoder:
             if abi_type in ("string", "bytes") or abi_type.endswith("]"):
                 args[name] = topic
             else:
-                args[name] = json_safe(
-                    abi_type, abi_decode([abi_type], bytes.fromhex(topic[2:]))[0]
-                )
+                args[name] = _indexed(abi_type, topic)
         if spec.data:
             values = abi_decode([t for _, t in spec.data], bytes.fromhex(log.data[2:]))
             for (name, abi_type), value in zip(spec.data, values, strict=True):
@@ -151,7 +176,7 @@ class EventDecoder:
         key_arg = EVENT_KEYS.get(spec.name)
         key = str(ordered[key_arg]) if key_arg and key_arg in ordered else None
         return DecodedEvent(
-            contract=to_checksum_address(log.address),
+            contract=checksum_address(log.address),
             name=spec.name,
             args=ordered,
             key=key,

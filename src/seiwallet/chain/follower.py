@@ -10,6 +10,12 @@ the recent block hashes and the new checkpoint in **one** database transaction. 
   lets handlers undo their effects) and reads the new branch;
 * two followers of one chain cannot both apply a range: the checkpoint row is locked and
   re-checked before writing (``SELECT … FOR UPDATE`` on PostgreSQL), the loser backs off.
+
+A range is applied in a constant number of statements per handler, not one per event: its rows
+are inserted in one flush, then each handler that has the batch hooks of
+:class:`BatchEventHandler` loads (and locks) in a few ``IN`` queries what the range's events
+will touch, and only then is each event applied in order, the handlers reading what they loaded
+from memory (the session's identity map), so an event sees what the events before it did.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +39,14 @@ from seiwallet.db import SQLITE_BEGIN
 log = logging.getLogger(__name__)
 _WRITE = {SQLITE_BEGIN: "IMMEDIATE"}
 
+#: Keys per ``IN`` list of a handler's batch look-up: far below every backend's parameter limit
+#: (SQLite 32766, PostgreSQL 65535) and small enough for the planner to use the index.
+IN_CHUNK = 500
+#: Where handlers keep what their batch hook loaded, in ``Session.info`` (see :func:`batch_cache`).
+_BATCH_INFO = "seiwallet.follower.batch"
+
+_K = TypeVar("_K", bound=Hashable)
+
 
 def read_checkpoint(
     sessions: sessionmaker[Session], chain_id: int, name: str = "main"
@@ -43,6 +57,22 @@ def read_checkpoint(
         return (cursor.block_number, cursor.block_hash) if cursor else None
 
 
+def chunked(values: Iterable[_K], size: int | None = None) -> Iterator[list[_K]]:
+    """``values`` without repeats, in first-seen order, in lists of at most ``size`` (default
+    :data:`IN_CHUNK`): the keys of a batch look-up, one ``IN`` list per query."""
+    unique = list(dict.fromkeys(values))
+    step = size or IN_CHUNK
+    for start in range(0, len(unique), step):
+        yield unique[start : start + step]
+
+
+def batch_cache(session: Session) -> dict[str, object]:
+    """Where a handler's batch hook keeps what it loaded for the range being applied (or
+    reverted) in ``session``, under a key of its own; the follower empties it after the range,
+    so nothing outlives the transaction it was loaded (and locked) in."""
+    return cast("dict[str, object]", session.info.setdefault(_BATCH_INFO, {}))
+
+
 class EventHandler(Protocol):
     """A domain's reaction to chain events, run inside the follower's transaction."""
 
@@ -51,6 +81,27 @@ class EventHandler(Protocol):
 
     def revert(self, session: Session, event: ChainEvent) -> None:
         """Undo :meth:`apply` for an event whose block left the canonical chain."""
+
+
+class BatchEventHandler(EventHandler, Protocol):
+    """A handler that loads what a whole range needs before its events are applied one by one.
+
+    Both hooks are optional (the follower calls each one a handler has): ``prepare`` runs once
+    with all of a range's new events before their :meth:`apply` calls, ``prepare_revert`` once
+    with all the orphaned events of a reorganisation (newest first) before their :meth:`revert`
+    calls. A hook loads its rows in a few queries (``IN`` lists of :func:`chunked` keys), takes
+    the locks the per-event code would take (``with_for_update``), and remembers hits *and*
+    misses in :func:`batch_cache`; ``apply``/``revert`` then look events up there and fall back
+    to their own query for an event the hook did not see. Rows are shared through the session's
+    identity map, so a later event of the range sees what an earlier one changed. A miss stays a
+    miss for the range only because no handler creates the rows another one looks up.
+    """
+
+    def prepare(self, session: Session, events: Sequence[ChainEvent]) -> None:
+        """Load what :meth:`apply` of ``events`` (in this order) will read."""
+
+    def prepare_revert(self, session: Session, events: Sequence[ChainEvent]) -> None:
+        """Load what :meth:`revert` of ``events`` (in this order) will read."""
 
 
 class DeepReorg(ChainError):
@@ -202,8 +253,8 @@ class Follower:
             if current != checkpoint:
                 log.info("follower %s/%s: another follower moved on", self.chain_id, self.name)
                 return False
-            for event in events:
-                row = ChainEvent(
+            rows = [
+                ChainEvent(
                     chain_id=self.chain_id,
                     block_number=event.log.block_number,
                     block_hash=event.log.block_hash,
@@ -215,10 +266,18 @@ class Follower:
                     args=event.args,
                     block_timestamp=timestamps[event.log.block_number],
                 )
-                session.add(row)
+                for event in events
+            ]
+            if rows:
+                # One flush for the range (the unique key still refuses a block applied
+                # twice), then the handlers' batch loads, then each event in order.
+                session.add_all(rows)
                 session.flush()
-                for handler in self._handlers:
-                    handler.apply(session, row)
+                self._prepare(session, rows, revert=False)
+                for row in rows:
+                    for handler in self._handlers:
+                        handler.apply(session, row)
+                session.info.pop(_BATCH_INFO, None)
             keep_from = headers[-1].number - self._remembered + 1
             for header in headers:
                 if header.number >= keep_from:
@@ -252,6 +311,17 @@ class Follower:
             else:
                 cursor.block_number, cursor.block_hash = tip.number, tip.hash
         return True
+
+    def _prepare(self, session: Session, rows: Sequence[ChainEvent], *, revert: bool) -> None:
+        """Run the handlers' batch hooks (:class:`BatchEventHandler`) for ``rows``, in the order
+        the per-event calls will run (reverse for a revert), so locks are taken in that order."""
+        if not rows:
+            return
+        handlers = reversed(self._handlers) if revert else iter(self._handlers)
+        for handler in handlers:
+            hook = getattr(handler, "prepare_revert" if revert else "prepare", None)
+            if hook is not None:
+                hook(session, rows)
 
     async def _rewind(self, applied_number: int) -> int:
         """Find the fork point among the remembered blocks and undo what lies above it."""
@@ -287,10 +357,12 @@ class Follower:
                 .where(ChainEvent.chain_id == self.chain_id, ChainEvent.block_number > fork_number)
                 .order_by(ChainEvent.block_number.desc(), ChainEvent.log_index.desc())
             ).all()
+            self._prepare(session, orphaned, revert=True)
             for row in orphaned:
                 for handler in reversed(self._handlers):
                     handler.revert(session, row)
                 session.delete(row)
+            session.info.pop(_BATCH_INFO, None)
             session.execute(
                 delete(SeenBlock).where(
                     SeenBlock.chain_id == self.chain_id,

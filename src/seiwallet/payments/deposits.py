@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,7 @@ from seiwallet.chain.deposits import (
     encode_sweep,
 )
 from seiwallet.chain.errors import ChainError, NothingToSweep, RpcError
+from seiwallet.chain.follower import batch_cache, chunked
 from seiwallet.chain.models import ChainEvent, SentTransaction
 from seiwallet.chain.router import Payment
 from seiwallet.chain.rpc import Call, RpcClient, from_hex
@@ -319,13 +320,152 @@ def _emit(session: Session, invoice: Invoice, type: str, **extra: Any) -> None:
 
 # -- the follower's handler ---------------------------------------------------------------------
 
+#: (chain, block hash, log index): a log, as ``deposit_receipts`` is unique on it.
+_LogKey = tuple[int, str, int]
+
+
+@dataclass
+class _Boxes:
+    """What :meth:`DepositEventHandler.prepare` (or ``prepare_revert``) loaded for a range."""
+
+    #: (chain, address) of a ``Transfer``'s recipient → its box (locked), ``None`` if no box.
+    by_address: dict[tuple[int, str], InvoiceDeposit | None] = field(default_factory=dict)
+    #: (chain, payment id) of a ``DepositSwept`` → its box (locked), ``None`` if no box.
+    by_payment: dict[tuple[int, str], InvoiceDeposit | None] = field(default_factory=dict)
+    #: Logs asked about → their receipt (``None``: none yet).
+    receipts: dict[_LogKey, DepositReceipt | None] = field(default_factory=dict)
+    #: Invoice ids → the box and the invoice, both locked for the range.
+    boxes: dict[str, InvoiceDeposit] = field(default_factory=dict)
+    invoices: dict[str, Invoice] = field(default_factory=dict)
+
+
+_BOXES = "payments.deposits"
+
+
+def _log_key(event: ChainEvent) -> _LogKey:
+    return (event.chain_id, event.block_hash, event.log_index)
+
 
 class DepositEventHandler:
     """Applies transfers into deposit boxes and the deposits contract's events (follower
-    ``EventHandler``); every effect commits with the follower's checkpoint."""
+    ``BatchEventHandler``); every effect commits with the follower's checkpoint.
+
+    Nearly every token ``Transfer`` of a range goes to someone else than a box: the batch hook
+    finds the range's boxes in one ``IN`` query on (chain, address) and loads the receipts and
+    invoices only for the few transfers that reached one."""
 
     def __init__(self, *, partial_sweep_delay: timedelta = timedelta(minutes=10)) -> None:
         self._partial_delay = partial_sweep_delay
+
+    # -- batches -------------------------------------------------------------------------------
+    def prepare(self, session: Session, events: Sequence[ChainEvent]) -> None:
+        """Lock the boxes the range's transfers reach, read whether those logs have receipts,
+        and lock the invoices they will move (the order :meth:`_received` takes them in); lock
+        the boxes of the range's ``DepositSwept``."""
+        loaded = _Boxes()
+        received: list[tuple[ChainEvent, InvoiceDeposit]] = []
+        for chain_id in dict.fromkeys(e.chain_id for e in events):
+            transfers = [
+                (e, to)
+                for e in events
+                if e.chain_id == chain_id
+                and e.name == TRANSFER
+                and isinstance(to := e.args.get("to"), str)
+            ]
+            loaded.by_address.update(((chain_id, to), None) for _, to in transfers)
+            for chunk in chunked(to for _, to in transfers):
+                for box in session.scalars(
+                    select(InvoiceDeposit)
+                    .where(InvoiceDeposit.chain_id == chain_id, InvoiceDeposit.address.in_(chunk))
+                    .order_by(InvoiceDeposit.invoice_id)
+                    .with_for_update()
+                ):
+                    loaded.by_address[(chain_id, box.address)] = box
+            for event, to in transfers:
+                if (reached := loaded.by_address[(chain_id, to)]) is not None:
+                    received.append((event, reached))
+        self._load_receipts(session, [event for event, _ in received], loaded)
+        fresh = {
+            box.invoice_id: box
+            for event, box in received
+            if loaded.receipts.get(_log_key(event)) is None
+        }
+        self._lock_invoices(session, fresh, loaded)
+        self._load_swept(session, events, loaded)
+        batch_cache(session)[_BOXES] = loaded
+
+    def prepare_revert(self, session: Session, events: Sequence[ChainEvent]) -> None:
+        """Read the receipts of the range's transfers, then lock their boxes and invoices (the
+        order :meth:`_unreceive` takes them in); lock the boxes of its ``DepositSwept``."""
+        loaded = _Boxes()
+        self._load_receipts(session, [e for e in events if e.name == TRANSFER], loaded)
+        owners = [r.invoice_id for r in loaded.receipts.values() if r is not None]
+        for chunk in chunked(owners):
+            loaded.boxes.update(
+                (box.invoice_id, box)
+                for box in session.scalars(
+                    select(InvoiceDeposit)
+                    .where(InvoiceDeposit.invoice_id.in_(chunk))
+                    .order_by(InvoiceDeposit.invoice_id)
+                    .with_for_update()
+                )
+            )
+        self._lock_invoices(session, dict.fromkeys(owners), loaded)
+        self._load_swept(session, events, loaded)
+        batch_cache(session)[_BOXES] = loaded
+
+    @staticmethod
+    def _load_receipts(session: Session, events: Sequence[ChainEvent], loaded: _Boxes) -> None:
+        """The receipts of ``events``' logs (``None`` for a log without one), by block hash."""
+        loaded.receipts.update((_log_key(e), None) for e in events)
+        for chain_id in dict.fromkeys(e.chain_id for e in events):
+            hashes = [e.block_hash for e in events if e.chain_id == chain_id]
+            for chunk in chunked(hashes):
+                for receipt in session.scalars(
+                    select(DepositReceipt).where(
+                        DepositReceipt.chain_id == chain_id, DepositReceipt.block_hash.in_(chunk)
+                    )
+                ):
+                    key = (chain_id, receipt.block_hash, receipt.log_index)
+                    if key in loaded.receipts:
+                        loaded.receipts[key] = receipt
+
+    @staticmethod
+    def _lock_invoices(
+        session: Session, boxes: Mapping[str, InvoiceDeposit | None], loaded: _Boxes
+    ) -> None:
+        loaded.boxes.update((i, box) for i, box in boxes.items() if box is not None)
+        for chunk in chunked(boxes):
+            loaded.invoices.update(
+                (invoice.id, invoice)
+                for invoice in session.scalars(
+                    select(Invoice)
+                    .where(Invoice.id.in_(chunk))
+                    .order_by(Invoice.id)
+                    .with_for_update()
+                )
+            )
+
+    @staticmethod
+    def _load_swept(session: Session, events: Sequence[ChainEvent], loaded: _Boxes) -> None:
+        for chain_id in dict.fromkeys(e.chain_id for e in events):
+            ids = [
+                str(e.args.get("paymentId", "")).lower()
+                for e in events
+                if e.chain_id == chain_id and e.name == SWEPT
+            ]
+            loaded.by_payment.update(((chain_id, i), None) for i in ids)
+            for chunk in chunked(ids):
+                for box in session.scalars(
+                    select(InvoiceDeposit)
+                    .where(
+                        InvoiceDeposit.chain_id == chain_id,
+                        InvoiceDeposit.payment_id.in_(chunk),
+                    )
+                    .order_by(InvoiceDeposit.invoice_id)
+                    .with_for_update()
+                ):
+                    loaded.by_payment[(chain_id, box.payment_id)] = box
 
     def apply(self, session: Session, event: ChainEvent) -> None:
         if event.name == TRANSFER:
@@ -353,28 +493,41 @@ class DepositEventHandler:
     def _box(session: Session, chain_id: int, address: object) -> InvoiceDeposit | None:
         if not isinstance(address, str):
             return None
+        loaded = _loaded_boxes(session)
+        if loaded is not None and (chain_id, address) in loaded.by_address:
+            return loaded.by_address[(chain_id, address)]
         return session.scalars(
             select(InvoiceDeposit)
             .where(InvoiceDeposit.chain_id == chain_id, InvoiceDeposit.address == address)
             .with_for_update()
         ).one_or_none()
 
-    def _received(self, session: Session, event: ChainEvent) -> None:
-        box = self._box(session, event.chain_id, event.args.get("to"))
-        if box is None:
-            return  # the overwhelming case: a transfer to anyone else
-        already = session.scalars(
-            select(DepositReceipt.id).where(
+    @staticmethod
+    def _receipt(session: Session, event: ChainEvent) -> DepositReceipt | None:
+        """The receipt of the event's log, if it has one."""
+        loaded = _loaded_boxes(session)
+        if loaded is not None and _log_key(event) in loaded.receipts:
+            return loaded.receipts[_log_key(event)]
+        return session.scalars(
+            select(DepositReceipt).where(
                 DepositReceipt.chain_id == event.chain_id,
                 DepositReceipt.block_hash == event.block_hash,
                 DepositReceipt.log_index == event.log_index,
             )
-        ).first()
-        if already is not None:  # the follower applies a log once; this keeps it so regardless
-            return
-        invoice = session.scalars(
-            select(Invoice).where(Invoice.id == box.invoice_id).with_for_update()
-        ).one()
+        ).one_or_none()
+
+    def _received(self, session: Session, event: ChainEvent) -> None:
+        box = self._box(session, event.chain_id, event.args.get("to"))
+        if box is None:
+            return  # the overwhelming case: a transfer to anyone else
+        if self._receipt(session, event) is not None:
+            return  # the follower applies a log once; this keeps it so regardless
+        loaded = _loaded_boxes(session)
+        invoice = loaded.invoices.get(box.invoice_id) if loaded is not None else None
+        if invoice is None:
+            invoice = session.scalars(
+                select(Invoice).where(Invoice.id == box.invoice_id).with_for_update()
+            ).one()
         value = int(event.args["value"])
         paid_at = datetime.fromtimestamp(event.block_timestamp, UTC)
         receipt = DepositReceipt(
@@ -421,17 +574,16 @@ class DepositEventHandler:
         apply_deposit(session, invoice, receipt, effect)
 
     def _unreceive(self, session: Session, event: ChainEvent) -> None:
-        receipt = session.scalars(
-            select(DepositReceipt).where(
-                DepositReceipt.chain_id == event.chain_id,
-                DepositReceipt.block_hash == event.block_hash,
-                DepositReceipt.log_index == event.log_index,
-            )
-        ).one_or_none()
+        receipt = self._receipt(session, event)
         if receipt is None:
             return
-        box = session.get(InvoiceDeposit, receipt.invoice_id, with_for_update=True)
-        invoice = session.get(Invoice, receipt.invoice_id, with_for_update=True)
+        loaded = _loaded_boxes(session)
+        if loaded is not None and receipt.invoice_id in loaded.invoices:
+            box = loaded.boxes.get(receipt.invoice_id)
+            invoice: Invoice | None = loaded.invoices[receipt.invoice_id]
+        else:
+            box = session.get(InvoiceDeposit, receipt.invoice_id, with_for_update=True)
+            invoice = session.get(Invoice, receipt.invoice_id, with_for_update=True)
         session.delete(receipt)
         if box is None or invoice is None or receipt.kind is DepositKind.OTHER_TOKEN:
             return
@@ -469,19 +621,28 @@ class DepositEventHandler:
     @staticmethod
     def _swept(session: Session, event: ChainEvent, *, sign: int) -> None:
         payment_id = str(event.args.get("paymentId", "")).lower()
-        box = session.scalars(
-            select(InvoiceDeposit)
-            .where(
-                InvoiceDeposit.chain_id == event.chain_id,
-                InvoiceDeposit.payment_id == payment_id,
-            )
-            .with_for_update()
-        ).one_or_none()
+        loaded = _loaded_boxes(session)
+        if loaded is not None and (event.chain_id, payment_id) in loaded.by_payment:
+            box = loaded.by_payment[(event.chain_id, payment_id)]
+        else:
+            box = session.scalars(
+                select(InvoiceDeposit)
+                .where(
+                    InvoiceDeposit.chain_id == event.chain_id,
+                    InvoiceDeposit.payment_id == payment_id,
+                )
+                .with_for_update()
+            ).one_or_none()
         if box is None or not _same(box.contract, event.contract):
             return
         value, fee = int(event.args["value"]), int(event.args["feeTaken"])
         box.swept_units = max(0, box.swept_units + sign * value)
         box.fee_taken_units = max(0, box.fee_taken_units + sign * fee)
+
+
+def _loaded_boxes(session: Session) -> _Boxes | None:
+    loaded = batch_cache(session).get(_BOXES)
+    return loaded if isinstance(loaded, _Boxes) else None
 
 
 # -- the sweeper ----------------------------------------------------------------------------------

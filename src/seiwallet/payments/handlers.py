@@ -23,18 +23,26 @@ transaction. The follower applies an event once on the canonical chain and undoe
   the invoice's payout wallet — with the same bookkeeping as ``PaymentRefunded``
   (:func:`settle_refund`). The transfers' handler confirms the outbox row in the same
   transaction; a reorganisation takes both back.
+
+The handler has the follower's batch hooks (``BatchEventHandler``): before a range's events are
+applied (or reverted) it locks the invoices they name, then the refunds, and reads the attempts,
+in one query each (per chunk of keys) — the ``AuthorizationUsed`` of a range cost one indexed
+look-up of refund ids together, not one each.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from seiwallet.chain.errors import revert_error
+from seiwallet.chain.follower import batch_cache, chunked
 from seiwallet.chain.models import ChainEvent
 from seiwallet.chain.router import failure_reason
 from seiwallet.db import as_utc
@@ -238,8 +246,134 @@ def unsettle_refund(
         refund.block_number = None
 
 
+@dataclass
+class _Loaded:
+    """What :meth:`PaymentEventHandler.prepare` loaded (and locked) for a range."""
+
+    #: (chain, invoice id) → the invoice, locked; ``None`` if there is none on that chain.
+    invoices: dict[tuple[int, str], Invoice | None] = field(default_factory=dict)
+    #: (chain, nonce) of an ``AuthorizationUsed`` → the transfer refund of that nonce with its
+    #: invoice (both locked), ``None`` if the nonce is no transfer refund's.
+    transfer_refunds: dict[tuple[int, str], tuple[Invoice, Refund] | None] = field(
+        default_factory=dict
+    )
+    #: ``refundId`` of a ``PaymentRefunded`` → our router refund (locked), if it is ours.
+    router_refunds: dict[str, Refund | None] = field(default_factory=dict)
+
+
+_LOADED = "payments.handlers"
+_Row = TypeVar("_Row", Invoice, Refund)
+#: The router's events whose invoice apply (and revert) lock.
+_APPLIED = frozenset({SETTLED, FAILED, REFUNDED})
+_REVERTED = frozenset({SETTLED, REFUNDED})
+
+
+def _load(session: Session, events: Sequence[ChainEvent], *, reverting: bool) -> _Loaded:
+    """Everything apply (or revert) of ``events`` reads, in the order it is locked: the transfer
+    refunds' ids (unlocked), the invoices, the refunds (locked), the attempts; a query each per
+    chain and :func:`~seiwallet.chain.follower.chunked` keys, and none for what nobody asks."""
+    loaded = _Loaded()
+    router_names = _REVERTED if reverting else _APPLIED
+    for chain_id in dict.fromkeys(event.chain_id for event in events):
+        named = [e for e in events if e.chain_id == chain_id and e.key]
+        router = [e for e in named if e.name in router_names]
+        nonces = [str(e.key).lower() for e in named if e.name == AUTHORIZATION_USED]
+        refund_rows = _transfer_refund_rows(session, chain_id, nonces)
+        # The invoices first, as everywhere else (a refund's invoice is on the refund's chain:
+        # a refund is made with its invoice's chain id).
+        invoice_ids = [str(e.key).lower() for e in router]
+        loaded.invoices.update(((chain_id, key), None) for key in invoice_ids)
+        for invoice in _locked(
+            session,
+            Invoice,
+            Invoice.id,
+            [*invoice_ids, *(invoice_id for _, invoice_id in refund_rows.values())],
+            Invoice.chain_id == chain_id,
+        ):
+            loaded.invoices[(chain_id, invoice.id)] = invoice
+        # Then the refunds: transfer refunds by row id, router refunds by refundId.
+        refunds = {
+            refund.id: refund
+            for refund in _locked(
+                session, Refund, Refund.id, [row_id for row_id, _ in refund_rows.values()]
+            )
+        }
+        for nonce in nonces:
+            row_id, invoice_id = refund_rows.get(nonce, ("", ""))
+            ours, its_invoice = refunds.get(row_id), loaded.invoices.get((chain_id, invoice_id))
+            if not row_id:
+                loaded.transfer_refunds[(chain_id, nonce)] = None
+            elif ours is not None and its_invoice is not None:
+                loaded.transfer_refunds[(chain_id, nonce)] = (its_invoice, ours)
+            # else: gone meanwhile; the per-event look-up decides, as it always did.
+        refund_ids = [str(e.args.get("refundId", "")).lower() for e in router if e.name == REFUNDED]
+        loaded.router_refunds.update((refund_id, None) for refund_id in refund_ids)
+        for refund in _locked(
+            session,
+            Refund,
+            Refund.refund_id,
+            refund_ids,
+            Refund.method == RefundMethod.ROUTER,
+        ):
+            loaded.router_refunds[refund.refund_id] = refund
+        # The attempts that settlements and failures read (unlocked: the identity map has them).
+        settling = [loaded.invoices.get((chain_id, str(e.key).lower())) for e in router]
+        attempt_ids = [i.attempt_id for i in settling if i is not None and i.attempt_id is not None]
+        for chunk in chunked(attempt_ids):
+            session.scalars(select(PaymentAttempt).where(PaymentAttempt.id.in_(chunk))).all()
+    return loaded
+
+
+def _transfer_refund_rows(
+    session: Session, chain_id: int, nonces: Sequence[str]
+) -> dict[str, tuple[str, str]]:
+    """The nonces of a range's ``AuthorizationUsed`` that are transfer refunds' ids → (refund row
+    id, invoice id): the one look-up a range of plain transfers costs this handler."""
+    rows: dict[str, tuple[str, str]] = {}
+    for chunk in chunked(nonces):
+        for row_id, invoice_id, refund_id in session.execute(
+            select(Refund.id, Refund.invoice_id, Refund.refund_id).where(
+                Refund.refund_id.in_(chunk),
+                Refund.method == RefundMethod.TRANSFER,
+                Refund.chain_id == chain_id,
+            )
+        ):
+            rows[refund_id] = (row_id, invoice_id)
+    return rows
+
+
+def _locked(
+    session: Session,
+    model: type[_Row],
+    column: InstrumentedAttribute[str],
+    keys: Sequence[str],
+    *where: ColumnElement[bool],
+) -> list[_Row]:
+    """The rows of ``model`` whose ``column`` is one of ``keys``, locked in id order."""
+    rows: list[_Row] = []
+    for chunk in chunked(keys):
+        rows.extend(
+            session.scalars(
+                select(model).where(column.in_(chunk), *where).order_by(model.id).with_for_update()
+            )
+        )
+    return rows
+
+
+def _loaded(session: Session) -> _Loaded | None:
+    loaded = batch_cache(session).get(_LOADED)
+    return loaded if isinstance(loaded, _Loaded) else None
+
+
 class PaymentEventHandler:
-    """Applies the router's events to invoices, attempts and refunds (follower ``EventHandler``)."""
+    """Applies the router's events to invoices, attempts and refunds (follower
+    ``BatchEventHandler``)."""
+
+    def prepare(self, session: Session, events: Sequence[ChainEvent]) -> None:
+        batch_cache(session)[_LOADED] = _load(session, events, reverting=False)
+
+    def prepare_revert(self, session: Session, events: Sequence[ChainEvent]) -> None:
+        batch_cache(session)[_LOADED] = _load(session, events, reverting=True)
 
     def apply(self, session: Session, event: ChainEvent) -> None:
         if event.name == SETTLED:
@@ -267,11 +401,15 @@ class PaymentEventHandler:
     def _invoice(session: Session, event: ChainEvent) -> Invoice | None:
         if not event.key:
             return None
-        invoice = session.scalars(
-            select(Invoice)
-            .where(Invoice.id == event.key.lower(), Invoice.chain_id == event.chain_id)
-            .with_for_update()
-        ).one_or_none()
+        loaded, key = _loaded(session), (event.chain_id, event.key.lower())
+        if loaded is not None and key in loaded.invoices:
+            invoice = loaded.invoices[key]
+        else:
+            invoice = session.scalars(
+                select(Invoice)
+                .where(Invoice.id == event.key.lower(), Invoice.chain_id == event.chain_id)
+                .with_for_update()
+            ).one_or_none()
         if invoice is None:
             return None
         if not _same(invoice.router, event.contract):
@@ -490,12 +628,31 @@ class PaymentEventHandler:
         authorizer: anyone may use the same 32 bytes for their own)."""
         if not event.key:
             return None
+        loaded, key = _loaded(session), (event.chain_id, event.key.lower())
+        if loaded is not None and key in loaded.transfer_refunds:
+            pair = loaded.transfer_refunds[key]
+        else:
+            pair = PaymentEventHandler._query_transfer_refund(session, event.chain_id, key[1])
+        if pair is None:
+            return None
+        invoice, refund = pair
+        if not _same(refund.token, event.contract) or not _same(
+            event.args.get("authorizer"), invoice.merchant_address
+        ):
+            return None
+        return pair
+
+    @staticmethod
+    def _query_transfer_refund(
+        session: Session, chain_id: int, nonce: str
+    ) -> tuple[Invoice, Refund] | None:
+        """The transfer refund of ``nonce`` and its invoice, locked (without a batch)."""
         # One indexed look-up per AuthorizationUsed (the refund id is unique).
         found = session.execute(
             select(Refund.id, Refund.invoice_id).where(
-                Refund.refund_id == event.key.lower(),
+                Refund.refund_id == nonce,
                 Refund.method == RefundMethod.TRANSFER,
-                Refund.chain_id == event.chain_id,
+                Refund.chain_id == chain_id,
             )
         ).first()
         if found is None:
@@ -506,15 +663,14 @@ class PaymentEventHandler:
         refund = session.scalars(
             select(Refund).where(Refund.id == found.id).with_for_update()
         ).one()
-        if not _same(refund.token, event.contract) or not _same(
-            event.args.get("authorizer"), invoice.merchant_address
-        ):
-            return None
         return invoice, refund
 
     @staticmethod
     def _refund(session: Session, event: ChainEvent) -> Refund | None:
         refund_id = str(event.args.get("refundId", "")).lower()
+        loaded = _loaded(session)
+        if loaded is not None and refund_id in loaded.router_refunds:
+            return loaded.router_refunds[refund_id]
         return session.scalars(
             select(Refund)
             .where(Refund.refund_id == refund_id, Refund.method == RefundMethod.ROUTER)

@@ -8,17 +8,24 @@ back (``revert``). Both are idempotent, and events of nonces we do not know are 
 A transfer is matched on (chain, token = the event's contract, nonce) **and** the authorizer:
 EIP-3009 nonces are per authorizer, so anyone may use the same 32 bytes for an authorization of
 their own; matching the nonce alone would let a stranger "confirm" one of our transfers.
+
+Both handlers have the follower's batch hooks (``BatchEventHandler``): a range's transfers (or
+invitations) are locked in one query per token and chunk of nonces (:func:`load_transfers`)
+before its events are applied, instead of one query per event.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seiwallet.accounts.models import User, UserStatus
+from seiwallet.chain.follower import batch_cache, chunked
 from seiwallet.chain.models import ChainEvent
 from seiwallet.transfers.models import (
     INVITATION_TRANSITIONS,
@@ -53,6 +60,46 @@ def find_transfer(
     if transfer is None or transfer.from_address.lower() != authorizer.lower():
         return None
     return transfer
+
+
+#: (chain, token in lower case, nonce) of an EIP-3009 authorization.
+TransferKey = tuple[int, str, str]
+
+
+def load_transfers(
+    session: Session, events: Iterable[ChainEvent], *, lock: bool = True
+) -> dict[TransferKey, list[Transfer]]:
+    """:func:`find_transfer` for all the ``AuthorizationUsed`` of ``events`` at once: every key
+    asked for, with the transfers stored under it (normally none or one; the authorizer is for
+    the caller to check). One query per token and :func:`~seiwallet.chain.follower.chunked`
+    list of nonces, through the same (chain, token, nonce) unique index, rows locked in id
+    order (as the relayer locks them) when ``lock``."""
+    wanted: dict[tuple[int, str], tuple[set[str], list[str]]] = {}
+    for event in events:
+        if event.name != AUTHORIZATION_USED or not event.key:
+            continue
+        spellings, nonces = wanted.setdefault((event.chain_id, event.contract.lower()), (set(), []))
+        spellings.update((event.contract, event.contract.lower()))
+        nonces.append(event.key.lower())
+    found: dict[TransferKey, list[Transfer]] = {}
+    for (chain_id, token), (spellings, nonces) in wanted.items():
+        for nonce in nonces:
+            found[(chain_id, token, nonce)] = []
+        for chunk in chunked(nonces):
+            query = (
+                select(Transfer)
+                .where(
+                    Transfer.chain_id == chain_id,
+                    Transfer.token.in_(spellings),
+                    Transfer.nonce.in_(chunk),
+                )
+                .order_by(Transfer.id)
+            )
+            if lock:
+                query = query.with_for_update()
+            for transfer in session.scalars(query):
+                found[(chain_id, token, transfer.nonce)].append(transfer)
+    return found
 
 
 def confirm(session: Session, transfer: Transfer, *, block_number: int, tx_hash: str) -> bool:
@@ -98,8 +145,16 @@ def applied_authorization_event(
     return None
 
 
+_TRANSFERS = "transfers.transfers"
+
+
 class TransferEventHandler:
-    """Applies ``AuthorizationUsed`` to the matching transfer (follower :class:`EventHandler`)."""
+    """Applies ``AuthorizationUsed`` to the matching transfer (follower ``BatchEventHandler``)."""
+
+    def prepare(self, session: Session, events: Sequence[ChainEvent]) -> None:
+        batch_cache(session)[_TRANSFERS] = load_transfers(session, events)
+
+    prepare_revert = prepare
 
     def apply(self, session: Session, event: ChainEvent) -> None:
         transfer = self._transfer(session, event)
@@ -127,12 +182,22 @@ class TransferEventHandler:
     def _transfer(session: Session, event: ChainEvent) -> Transfer | None:
         if event.name != AUTHORIZATION_USED or not event.key:
             return None
+        authorizer = str(event.args.get("authorizer", ""))
+        loaded = batch_cache(session).get(_TRANSFERS)
+        if isinstance(loaded, dict):
+            found = loaded.get((event.chain_id, event.contract.lower(), event.key.lower()))
+            if found is not None and len(found) <= 1:
+                transfer: Transfer | None = found[0] if found else None
+                if transfer is None or transfer.from_address.lower() != authorizer.lower():
+                    return None
+                return transfer
+        # Not prepared (or two spellings of one token stored: find_transfer refuses that).
         return find_transfer(
             session,
             chain_id=event.chain_id,
             token=event.contract,
             nonce=event.key,
-            authorizer=str(event.args.get("authorizer", "")),
+            authorizer=authorizer,
         )
 
 
@@ -146,8 +211,23 @@ _SETTLED_BY = {
 }
 
 
+@dataclass
+class _Invitations:
+    """What :meth:`InvitationEventHandler.prepare` loaded for a range."""
+
+    #: (chain, invitation id) → the invitation (locked), ``None`` if we have none.
+    rows: dict[tuple[int, str], TransferInvitation | None] = field(default_factory=dict)
+    #: Ids of the invitations' transfers locked for the range (in the identity map from then on).
+    locked: set[str] = field(default_factory=set)
+    #: Addresses paid by claims, as the events spell them → their active user, if any.
+    users: dict[str, str | None] = field(default_factory=dict)
+
+
+_INVITATIONS = "transfers.invitations"
+
+
 class InvitationEventHandler:
-    """Applies the invite escrow's events to the invitation rows (follower :class:`EventHandler`).
+    """Applies the invite escrow's events to the invitation rows (follower ``BatchEventHandler``).
 
     ``InvitationCreated`` opens an invitation (a deposit, or the releaser's ``register`` of a
     front-run one); ``InvitationClaimed`` marks it released and makes the transfer visible to
@@ -156,6 +236,66 @@ class InvitationEventHandler:
     contradict the invitation's terms (logged on ``seiwallet.alerts``: the id commits to them,
     so that would be a bug or a forged row). Both directions are idempotent.
     """
+
+    def prepare(self, session: Session, events: Sequence[ChainEvent]) -> None:
+        batch_cache(session)[_INVITATIONS] = self._load(session, events, reverting=False)
+
+    def prepare_revert(self, session: Session, events: Sequence[ChainEvent]) -> None:
+        batch_cache(session)[_INVITATIONS] = self._load(session, events, reverting=True)
+
+    @staticmethod
+    def _load(session: Session, events: Sequence[ChainEvent], *, reverting: bool) -> _Invitations:
+        """The range's invitations (locked, as :meth:`_invitation` locks them), then the
+        transfers a claim or reclaim may update (locked) and those whose terms a creation is
+        checked against, then the users the claims paid: one query each (per chunk)."""
+        mine = [e for e in events if e.name in _INVITATION_EVENTS and e.key]
+        loaded = _Invitations()
+        for chain_id in dict.fromkeys(e.chain_id for e in mine):
+            ids = [e.key.lower() for e in mine if e.chain_id == chain_id and e.key]
+            for key in ids:
+                loaded.rows[(chain_id, key)] = None
+            for chunk in chunked(ids):
+                for row in session.scalars(
+                    select(TransferInvitation)
+                    .where(
+                        TransferInvitation.chain_id == chain_id,
+                        TransferInvitation.invitation_id.in_(chunk),
+                    )
+                    .order_by(TransferInvitation.transfer_id)
+                    .with_for_update()
+                ):
+                    loaded.rows[(chain_id, row.invitation_id)] = row
+        ours: list[tuple[ChainEvent, TransferInvitation]] = []
+        for event in mine:
+            found = loaded.rows.get((event.chain_id, str(event.key).lower()))
+            if found is not None and found.escrow.lower() == event.contract.lower():
+                ours.append((event, found))
+        settling = [row.transfer_id for event, row in ours if event.name != INVITATION_CREATED]
+        for chunk in chunked(settling):
+            query = select(Transfer).where(Transfer.id.in_(chunk)).order_by(Transfer.id)
+            loaded.locked.update(t.id for t in session.scalars(query.with_for_update()))
+        if reverting:
+            return loaded
+        # Read (into the identity map, unlocked as _same_terms reads them) for the creations.
+        created = [row.transfer_id for event, row in ours if event.name == INVITATION_CREATED]
+        for chunk in chunked(t for t in created if t not in loaded.locked):
+            session.scalars(select(Transfer).where(Transfer.id.in_(chunk))).all()
+        paid = [
+            str(event.args.get("to", "")) for event, _ in ours if event.name == INVITATION_CLAIMED
+        ]
+        wallets: dict[str, str] = {}
+        for chunk in chunked(
+            spelling for address in paid for spelling in (address, address.lower())
+        ):
+            for user_id, wallet in session.execute(
+                select(User.id, User.wallet_address).where(
+                    User.wallet_address.in_(chunk), User.status == UserStatus.ACTIVE
+                )
+            ):
+                wallets.setdefault(str(wallet), user_id)
+        for address in paid:
+            loaded.users[address] = wallets.get(address) or wallets.get(address.lower())
+        return loaded
 
     def apply(self, session: Session, event: ChainEvent) -> None:
         row = self._invitation(session, event)
@@ -193,7 +333,7 @@ class InvitationEventHandler:
             if row.recipient_address is None or row.recipient_address.lower() != paid.lower():
                 row.recipient_address = paid
                 row.recipient_user_id = _user_at(session, paid)
-            transfer = session.get(Transfer, row.transfer_id, with_for_update=True)
+            transfer = _locked_transfer(session, row.transfer_id)
             if transfer is not None:
                 # The money reached them: the transfer shows in their history from now on.
                 transfer.recipient_user_id = row.recipient_user_id
@@ -213,7 +353,7 @@ class InvitationEventHandler:
         row.status = InvitationStatus.OPEN
         row.settled_tx_hash = None
         row.settled_at = None
-        transfer = session.get(Transfer, row.transfer_id, with_for_update=True)
+        transfer = _locked_transfer(session, row.transfer_id)
         if transfer is not None and event.name == INVITATION_CLAIMED:
             transfer.recipient_user_id = None
         log.warning(
@@ -227,17 +367,35 @@ class InvitationEventHandler:
     def _invitation(session: Session, event: ChainEvent) -> TransferInvitation | None:
         if event.name not in _INVITATION_EVENTS or not event.key:
             return None
-        row = session.scalars(
-            select(TransferInvitation)
-            .where(
-                TransferInvitation.chain_id == event.chain_id,
-                TransferInvitation.invitation_id == event.key.lower(),
-            )
-            .with_for_update()
-        ).one_or_none()
+        loaded = _prepared_invitations(session)
+        key = (event.chain_id, event.key.lower())
+        if loaded is not None and key in loaded.rows:
+            row: TransferInvitation | None = loaded.rows[key]
+        else:
+            row = session.scalars(
+                select(TransferInvitation)
+                .where(
+                    TransferInvitation.chain_id == event.chain_id,
+                    TransferInvitation.invitation_id == event.key.lower(),
+                )
+                .with_for_update()
+            ).one_or_none()
         if row is None or row.escrow.lower() != event.contract.lower():
             return None
         return row
+
+
+def _prepared_invitations(session: Session) -> _Invitations | None:
+    loaded = batch_cache(session).get(_INVITATIONS)
+    return loaded if isinstance(loaded, _Invitations) else None
+
+
+def _locked_transfer(session: Session, transfer_id: str) -> Transfer | None:
+    """An invitation's transfer, locked: from the identity map if the range's batch locked it."""
+    loaded = _prepared_invitations(session)
+    if loaded is not None and transfer_id in loaded.locked:
+        return session.get(Transfer, transfer_id)
+    return session.get(Transfer, transfer_id, with_for_update=True)
 
 
 def _same_terms(session: Session, row: TransferInvitation, event: ChainEvent) -> bool:
@@ -263,6 +421,9 @@ def _same_terms(session: Session, row: TransferInvitation, event: ChainEvent) ->
 
 def _user_at(session: Session, address: str) -> str | None:
     """The active user whose wallet is ``address``, if any."""
+    loaded = _prepared_invitations(session)
+    if loaded is not None and address in loaded.users:
+        return loaded.users[address]
     return session.scalars(
         select(User.id).where(
             User.wallet_address.in_({address, address.lower()}),
