@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import queue
 import socket
+import sqlite3
+import stat
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, make_url, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from tests.fixtures.database import PostgresServer
 
 from seiwallet.db import (
@@ -23,9 +28,10 @@ from seiwallet.db import (
     describe_url,
     parse_database_url,
     session_factory,
+    sqlite_path,
 )
 from seiwallet.db.base import Base
-from seiwallet.db.engine import SQLITE_BUSY_TIMEOUT_MS
+from seiwallet.db.engine import SQLITE_BUSY_TIMEOUT_MS, SQLITE_WRITER_LOCK_SUFFIX
 from seiwallet.db.migrations import (
     alembic_config,
     current_revision,
@@ -331,35 +337,345 @@ def test_sqlite_transactions_cover_ddl_and_savepoints(sqlite_engine: Engine) -> 
         assert connection.exec_driver_sql("SELECT id FROM kept").scalars().all() == [1]
 
 
-def test_sqlite_immediate_transactions_take_the_write_lock(sqlite_engine: Engine) -> None:
-    """A writer of another engine (another process, as far as SQLite knows) waits for the lock
-    by asking again itself, and gets in once the holder commits; its busy handler is back on
-    afterwards."""
-    check_connection(sqlite_engine)
-    other = create_engine_for(sqlite_engine.url)
-    outcome: list[BaseException | None] = []
+# --- SQLite writers queueing for the write lock -----------------------------------------------
 
-    def begin_immediate(connection: Connection) -> None:
+_WRITE = {SQLITE_BEGIN: "IMMEDIATE"}
+
+# Another process writing to the same file, driven one command a line on its stdin.
+_OTHER_PROCESS = """
+import fcntl, sys
+from seiwallet.db import SQLITE_BEGIN, create_engine_for
+
+engine = create_engine_for(sys.argv[1])
+connection = engine.connect().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+probe = None
+print("ready", flush=True)
+for line in sys.stdin:
+    command, *argument = line.split()
+    if command == "begin":
+        transaction = connection.begin()
+        connection.exec_driver_sql("INSERT INTO writes VALUES ('other')")
+        print("holding", flush=True)
+    elif command == "commit":
+        transaction.commit()
+        print("committed", flush=True)
+    elif command == "probe":
+        # Is this byte of the lock file held by another process? Only asked while this one
+        # holds nothing: record locks belong to the process, the unlock would drop its own.
+        probe = probe or open(sys.argv[2], "r+b")
+        byte = int(argument[0])
         try:
-            with connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin():
-                connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS second_writer (id INT)")
-        except BaseException as exc:
-            outcome.append(exc)
+            fcntl.lockf(probe, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
+        except OSError:
+            print("held", flush=True)
         else:
-            outcome.append(None)
+            fcntl.lockf(probe, fcntl.LOCK_UN, 1, byte)
+            print("free", flush=True)
+connection.close()
+engine.dispose()
+"""
 
+
+class _OtherProcess:
+    """A second process writing to the SQLite file, as the worker does beside the API."""
+
+    def __init__(self, engine: Engine) -> None:
+        database = sqlite_path(engine.url)
+        assert database is not None
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _OTHER_PROCESS,
+                engine.url.render_as_string(hide_password=False),
+                f"{database}{SQLITE_WRITER_LOCK_SUFFIX}",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        assert self.receive(timeout=60) == "ready"
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._lines.put(line.strip())
+
+    def send(self, command: str) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(f"{command}\n")
+        self._process.stdin.flush()
+
+    def receive(self, timeout: float = 10) -> str | None:
+        """Its next line, or ``None`` if it says nothing for ``timeout`` seconds."""
+        try:
+            return self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def ask(self, command: str) -> str | None:
+        self.send(command)
+        return self.receive()
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # stuck waiting for a lock: the test already failed
+            self._process.kill()
+            self._process.wait()
+        self._reader.join(10)
+        assert self._process.stdout is not None
+        self._process.stdout.close()
+
+
+class _Writer(threading.Thread):
+    """A write transaction of this process in a thread of its own: did it get in, or fail?"""
+
+    def __init__(self, engine: Engine, statement: str = "INSERT INTO writes VALUES ('this')"):
+        super().__init__(daemon=True)
+        self._engine = engine
+        self._statement = statement
+        self.outcome: list[BaseException | None] = []
+        self.busy_timeout: int | None = None
+
+    def run(self) -> None:
+        try:
+            with (
+                self._engine.connect() as connection,
+                connection.execution_options(**_WRITE).begin(),
+            ):
+                connection.exec_driver_sql(self._statement)
+                self.busy_timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        except BaseException as exc:  # reported from the test's thread
+            self.outcome.append(exc)
+        else:
+            self.outcome.append(None)
+
+
+def _writes(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.exec_driver_sql("SELECT who FROM writes ORDER BY rowid").scalars())
+
+
+@pytest.fixture
+def other_process(sqlite_engine: Engine) -> Iterator[_OtherProcess]:
+    with sqlite_engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE writes (who TEXT)")
+    other = _OtherProcess(sqlite_engine)
+    yield other
+    other.close()
+
+
+def test_sqlite_writer_of_another_process_gets_in_once_the_holder_commits(
+    sqlite_engine: Engine, other_process: _OtherProcess
+) -> None:
+    """It waits in the kernel (at the lock file's turnstile), not asking SQLite again and
+    again; SQLite's busy handler stays on, for processes that do not queue."""
+    assert other_process.ask("begin") == "holding"
+    writer = _Writer(sqlite_engine)
+    writer.start()
+    writer.join(0.3)
+    assert writer.is_alive()
+    assert writer.outcome == []
+    assert other_process.ask("probe 1") == "held"  # queued for the writer's byte
+    assert other_process.ask("commit") == "committed"
+    writer.join(10)
+    assert writer.outcome == [None]
+    assert writer.busy_timeout == SQLITE_BUSY_TIMEOUT_MS
+    assert _writes(sqlite_engine) == ["other", "this"]
+
+
+def test_sqlite_write_lock_goes_back_and_forth_between_processes(
+    sqlite_engine: Engine, other_process: _OtherProcess
+) -> None:
+    with sqlite_engine.connect() as connection, connection.execution_options(**_WRITE).begin():
+        connection.exec_driver_sql("INSERT INTO writes VALUES ('this')")
+        other_process.send("begin")
+        assert other_process.receive(timeout=0.3) is None  # it waits for this commit
+    assert other_process.receive() == "holding"
+    writer = _Writer(sqlite_engine)
+    writer.start()
+    writer.join(0.3)
+    assert writer.is_alive()
+    assert other_process.ask("commit") == "committed"
+    writer.join(10)
+    assert writer.outcome == [None]
+    assert _writes(sqlite_engine) == ["this", "other", "this"]
+
+
+def _commit(connection: Connection) -> None:
+    with connection.begin():
+        connection.exec_driver_sql("INSERT INTO writes VALUES ('kept')")
+
+
+def _roll_back(connection: Connection) -> None:
+    transaction = connection.begin()
+    connection.exec_driver_sql("INSERT INTO writes VALUES ('rolled back')")
+    transaction.rollback()
+
+
+def _fail(connection: Connection) -> None:
+    def write_then_fail() -> None:
+        with connection.begin():
+            connection.exec_driver_sql("INSERT INTO writes VALUES ('failed')")
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
+
+
+def _close_mid_transaction(connection: Connection) -> None:
+    connection.begin()
+    connection.exec_driver_sql("INSERT INTO writes VALUES ('closed')")
+    connection.close()
+
+
+def _invalidate(connection: Connection) -> None:
+    """Connection lost mid-transaction (what a disconnect error does): the pool closes it."""
+    transaction = connection.begin()
+    connection.exec_driver_sql("INSERT INTO writes VALUES ('invalidated')")
+    connection.invalidate()
+    transaction.rollback()
+
+
+@pytest.mark.parametrize(
+    ("end", "kept"),
+    [
+        (_commit, ["kept"]),
+        (_roll_back, []),
+        (_fail, []),
+        (_close_mid_transaction, []),
+        (_invalidate, []),
+    ],
+    ids=["commit", "rollback", "exception", "close", "invalidate"],
+)
+def test_sqlite_writer_lets_the_lock_go_however_its_transaction_ends(
+    sqlite_engine: Engine,
+    other_process: _OtherProcess,
+    end: Callable[[Connection], None],
+    kept: list[str],
+) -> None:
+    with sqlite_engine.connect() as connection:
+        end(connection.execution_options(**_WRITE))
+    assert other_process.ask("probe 0") == "free"  # the other process may write...
+    writer = _Writer(sqlite_engine)
+    writer.start()
+    writer.join(10)
+    assert writer.outcome == [None]  # ...and so may this one's next writer
+    assert _writes(sqlite_engine) == [*kept, "this"]
+
+
+def test_sqlite_failed_begin_lets_the_lock_go(
+    sqlite_engine: Engine, other_process: _OtherProcess, tmp_path: Path
+) -> None:
+    """A writer outside seiwallet (the sqlite3 shell) does not queue: ours waits for it in
+    SQLite's busy handler, and gives up both locks at once when that fails."""
+    outsider = sqlite3.connect(tmp_path / "wallet.sqlite3", isolation_level=None)
     try:
-        with sqlite_engine.connect() as first, other.connect() as second:
-            waiter = threading.Thread(target=begin_immediate, args=(second,))
-            with first.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin():
-                waiter.start()
-                waiter.join(0.3)
-                # No write yet, but the lock is held: the second writer cannot be in.
-                assert waiter.is_alive()
-                assert outcome == []
-            waiter.join(10)  # released at commit
-            assert outcome == [None]
-            busy = second.exec_driver_sql("PRAGMA busy_timeout").scalar()
-            assert busy == SQLITE_BUSY_TIMEOUT_MS
+        with sqlite_engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA busy_timeout = 50")
+            connection.commit()
+            outsider.execute("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError, match="database is locked"):
+                connection.execution_options(**_WRITE).begin()
+            outsider.execute("ROLLBACK")
+            # Still checked out, so not the pool's reset: the failed BEGIN let both go.
+            assert other_process.ask("probe 0") == "free"
+            writer = _Writer(sqlite_engine)
+            writer.start()
+            writer.join(10)
+            assert writer.outcome == [None]
+    finally:
+        outsider.close()
+
+
+def test_sqlite_failed_commit_is_reported_and_lets_the_lock_go(
+    sqlite_engine: Engine, other_process: _OtherProcess
+) -> None:
+    """The writer's COMMIT, which the engine emits itself, fails as SQLAlchemy's would."""
+    with sqlite_engine.begin() as connection:
+        _create_parent_and_child(connection)
+    with sqlite_engine.connect() as connection:
+        transaction = connection.execution_options(**_WRITE).begin()
+        connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT
+        connection.exec_driver_sql("INSERT INTO child (id, parent_id) VALUES (1, 42)")
+        with pytest.raises(IntegrityError, match="FOREIGN KEY constraint failed"):
+            transaction.commit()
+        assert other_process.ask("probe 0") == "free"
+        transaction.rollback()
+    writer = _Writer(sqlite_engine)
+    writer.start()
+    writer.join(10)
+    assert writer.outcome == [None]
+    with sqlite_engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM child").scalar() == 0
+
+
+def test_sqlite_engines_of_one_process_share_its_queue(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Record locks belong to the process: two engines on one file take turns on the
+    process's lock, and a thread that holds the file and starts a second writer fails after
+    the busy timeout instead of waiting for itself."""
+    with sqlite_engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE writes (who TEXT)")
+    other = create_engine_for(sqlite_engine.url)
+    try:
+        with sqlite_engine.connect() as first, first.execution_options(**_WRITE).begin():
+            writer = _Writer(other)
+            writer.start()
+            writer.join(0.3)
+            assert writer.is_alive()
+        writer.join(10)
+        assert writer.outcome == [None]
+
+        monkeypatch.setattr("seiwallet.db.engine.SQLITE_BUSY_TIMEOUT_MS", 200)
+        with (
+            sqlite_engine.connect() as first,
+            first.execution_options(**_WRITE).begin(),
+            other.connect() as second,
+            pytest.raises(DatabaseError, match="busy"),
+        ):
+            second.execution_options(**_WRITE).begin()
     finally:
         other.dispose()
+
+
+def test_sqlite_lock_file_is_made_next_to_the_database_with_its_mode(tmp_path: Path) -> None:
+    database = tmp_path / "wallet.sqlite3"
+    engine = create_engine_for(f"sqlite:///{database}")
+    try:
+        with engine.connect():
+            pass  # the database file exists now
+        database.chmod(0o600)
+        check_connection(engine)  # a writer
+    finally:
+        engine.dispose()
+    lock_file = tmp_path / f"wallet.sqlite3{SQLITE_WRITER_LOCK_SUFFIX}"
+    assert lock_file.is_file()
+    assert stat.S_IMODE(lock_file.stat().st_mode) == 0o600
+
+
+def test_in_memory_sqlite_writers_take_turns_in_the_process(tmp_path: Path) -> None:
+    engine = create_engine_for("sqlite://")
+    try:
+        check_connection(engine)
+        with engine.connect() as connection, connection.execution_options(**_WRITE).begin():
+            connection.exec_driver_sql("CREATE TABLE kept (id INTEGER)")
+            # Each thread has its own in-memory database, but writers still queue.
+            writer = _Writer(engine, "CREATE TABLE mine (id INTEGER)")
+            writer.start()
+            writer.join(0.3)
+            assert writer.is_alive()
+        writer.join(10)
+        assert writer.outcome == [None]
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM kept").scalar() == 0
+    finally:
+        engine.dispose()
+    assert list(tmp_path.iterdir()) == []

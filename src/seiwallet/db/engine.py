@@ -1,41 +1,52 @@
 """Engines and sessions: SQLite (the embedded default) and PostgreSQL (production), set up alike.
 
 SQLite is opened in WAL mode with foreign keys enforced, a busy timeout and ``synchronous=NORMAL``
-(durable across process crashes, fast enough for many writers). SQLAlchemy, not the ``sqlite3``
-module, emits ``BEGIN``, so SQLite transactions cover DDL and savepoints as PostgreSQL's do; the
-execution option :data:`SQLITE_BEGIN` (``"IMMEDIATE"``) takes the write lock up front where a
-transaction reads before it writes. PostgreSQL goes through psycopg 3 with pre-ping and a connect
-timeout. :func:`check_connection` turns a wrong or unreachable database into one
-:class:`~seiwallet.errors.DatabaseError` line that says what to fix, never naming the password.
+(durable across process crashes, fast enough for many writers). We, not the ``sqlite3`` module,
+emit ``BEGIN``, so SQLite transactions cover DDL and savepoints as PostgreSQL's do; the execution
+option :data:`SQLITE_BEGIN` (``"IMMEDIATE"``) takes the write lock up front where a transaction
+reads before it writes, after queueing for it in the kernel (:class:`_WriterQueue`).
+PostgreSQL goes through psycopg 3 with pre-ping and a connect timeout. :func:`check_connection`
+turns a wrong or unreachable database into one :class:`~seiwallet.errors.DatabaseError` line
+that says what to fix, never naming the password.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 from seiwallet.config import ENV_PREFIX
 from seiwallet.errors import DatabaseError
 
+log = logging.getLogger(__name__)
+
 #: The setting every database message points to.
 DATABASE_URL_SETTING: Final = f"{ENV_PREFIX}DATABASE_URL"
 
-#: How long a SQLite statement waits for another process's write lock before failing.
+#: How long a SQLite statement waits for another process's write lock before failing, and a
+#: writer for another thread of its process.
 SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
-#: How often a writer asks again for a file another process is writing (first, at most).
-_POLL_FIRST_S: Final = 0.0002
-_POLL_LAST_S: Final = 0.002
+#: Next to the database ``wallet.sqlite3``, ``wallet.sqlite3-writer``: the file our processes
+#: queue on for its write lock (:class:`_WriterQueue`).
+SQLITE_WRITER_LOCK_SUFFIX: Final = "-writer"
+# The lock file's bytes: held by the process that writes, and passed by one that queues for it.
+_WRITER_BYTE: Final = 0
+_TURNSTILE_BYTE: Final = 1
 
 #: How long opening a PostgreSQL connection may take before it counts as unreachable.
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
@@ -44,7 +55,6 @@ POSTGRES_CONNECT_TIMEOUT_S: Final = 10
 SQLITE_BEGIN: Final = "sqlite_begin"
 
 _SQLITE_BEGIN_MODES: Final = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
-_HOLDS_WRITER_LOCK: Final = "seiwallet_holds_writer_lock"
 _SQLITE_DRIVERS: Final = frozenset({"sqlite", "sqlite+pysqlite"})
 _POSTGRES_DRIVERS: Final = frozenset({"postgres", "postgresql", "postgresql+psycopg"})
 _URL_EXAMPLES: Final = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
@@ -108,12 +118,16 @@ def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:
         if path is not None:
             event.listen(engine, "do_connect", _directory_creator(path.parent))
         event.listen(engine, "connect", _sqlite_on_connect)
-        writers = _WriterLock()
+        writers = _writer_queue(path)
         event.listen(engine, "begin", writers.on_begin)
-        event.listen(engine, "commit", writers.on_end)
-        event.listen(engine, "rollback", writers.on_end)
-        # A connection returned to the pool mid-transaction is rolled back by the pool itself.
+        event.listen(engine, "commit", writers.on_commit)
+        event.listen(engine, "rollback", writers.on_rollback)
+        # A connection returned to the pool mid-transaction is rolled back by the pool itself;
+        # one invalidated or closed mid-transaction ends it by closing.
         event.listen(engine, "reset", writers.on_reset)
+        event.listen(engine, "invalidate", writers.on_close)
+        event.listen(engine, "close", writers.on_close)
+        event.listen(engine, "close_detached", writers.on_close)
         return engine
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in parsed.query:
@@ -236,51 +250,74 @@ def _enable_wal(dbapi_connection: sqlite3.Connection) -> None:
             return
 
 
-def _begin_polling(connection: Connection, mode: str) -> None:
-    """``BEGIN <mode>``, asking again every 0.2–2 ms while another process holds the file."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    pause = _POLL_FIRST_S
-    # Straight to the driver: these run inside the process's writer lock, and SQLAlchemy's
-    # per-statement work would lengthen every writer's turn.
-    raw = connection.connection.dbapi_connection
-    assert raw is not None
-    raw.execute("PRAGMA busy_timeout = 0")
-    try:
-        while True:
-            try:
-                connection.exec_driver_sql(f"BEGIN {mode}")
-                return
-            except DBAPIError as exc:
-                busy = isinstance(exc.orig, sqlite3.OperationalError) and (
-                    "locked" in str(exc.orig) or "busy" in str(exc.orig)
-                )
-                if not busy or time.monotonic() >= deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, _POLL_LAST_S)
-    finally:
-        raw.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+def _driver_connection(connection: Connection) -> sqlite3.Connection:
+    return cast(sqlite3.Connection, connection.connection.dbapi_connection)
 
 
-class _WriterLock:
-    """Writers of one process queue on a lock, not in SQLite's busy handler.
+def _driver_error(statement: str, error: sqlite3.Error, connection: Connection) -> BaseException:
+    """The error SQLAlchemy would have raised for ``statement``, had it run it."""
+    return DBAPIError.instance(statement, (), error, sqlite3.Error, dialect=connection.dialect)
+
+
+# One queue per database file in a process: record locks belong to the process (see below).
+_QUEUES: Final[weakref.WeakValueDictionary[str, _WriterQueue]] = weakref.WeakValueDictionary()
+_QUEUES_LOCK: Final = threading.Lock()
+
+
+def _writer_queue(database: Path | None) -> _WriterQueue:
+    """The queue for writers of ``database``: this process's one for the file, or a new one."""
+    if database is None:
+        return _WriterQueue(None)
+    key = os.path.realpath(database)
+    with _QUEUES_LOCK:
+        queue = _QUEUES.get(key)
+        if queue is None:
+            queue = _WriterQueue(Path(key))
+            _QUEUES[key] = queue
+    return queue
+
+
+class _WriterQueue:
+    """Writers of a SQLite file queue for it in the kernel, not in SQLite's busy handler.
 
     SQLite lets one writer in at a time; the others wait in its busy handler, which *sleeps* in
-    steps of up to 100 ms. Under many concurrent writers (an API with a thread pool) that
-    turns microseconds of waiting into tens of milliseconds. A transaction that announces it will
-    write (``BEGIN IMMEDIATE``/``EXCLUSIVE``) first takes this process-wide lock, so writers of
-    the same process hand over at once.
+    steps of up to 100 ms. Under many writers that turns microseconds of waiting into tens of
+    milliseconds, and between processes it was unfair: the API's threads handed the file to
+    each other while the worker slept, and a payment signed at the start of a burst of approvals
+    waited two seconds to be submitted (bench/payments.py). Asking again every 0.2–2 ms instead
+    cost the API ~21 failed ``BEGIN`` a transfer, each an exception.
 
-    Between processes (the API and the worker) the busy handler's growing sleeps were unfair:
-    the API's writers hand the lock to each other at once, and the worker, asleep for up to
-    100 ms a try, found it free only after the API's burst — a payment signed at the start of
-    a burst of approvals waited two seconds to be submitted (bench/payments.py). So a writer
-    that finds the file locked by another process asks again every 0.2–2 ms itself, with the
-    busy handler off for that ``BEGIN`` only.
+    So a transaction that announces it will write (``BEGIN IMMEDIATE``/``EXCLUSIVE``) first takes
+    this process's lock for the file (its threads hand over at once), then a POSIX record lock
+    on byte 0 of ``<database>-writer`` (another process waiting for it sleeps in the kernel, at
+    no CPU cost, and is woken as soon as it is let go), and only then asks SQLite. SQLite's lock
+    is then free unless a process that does not queue here holds it (the ``sqlite3`` shell):
+    for that the busy handler stays on. Both locks are let go right after ``COMMIT`` or
+    ``ROLLBACK``, which this class emits itself for that reason: SQLAlchemy's events come before
+    it would. SQLite's locking still guards correctness; this queue only decides who asks next.
+
+    Fairness: to queue for byte 0 a process first takes byte 1, the turnstile, and lets it go
+    once it holds byte 0. A process that lets byte 0 go and wants it back at once (the API's
+    next thread) waits at the turnstile behind the process already queued, instead of winning
+    the race against the waiter the kernel has just woken: under contention they alternate.
+
+    Record locks belong to a process, not to a descriptor (and closing any descriptor of the
+    file would drop them), so a process opens each lock file once and its engines on one file
+    share one queue (:func:`_writer_queue`). A thread that holds the write lock and starts
+    another writer of the same file thus fails after the busy timeout, as before, rather than
+    wait for itself. The wait for *another* process has no deadline, like PostgreSQL's lock
+    waits: the holder is a transaction of ours, and the kernel lets go if its process dies.
+    A database without a file (in memory) queues on the process's lock alone.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, database: Path | None) -> None:
         self._lock = threading.Lock()
+        self._database = database
+        self._descriptor: int | None = None
+        self._queues_in_file = database is not None
+        # The driver connection whose transaction holds the lock, and whether it holds byte 0.
+        self._holder: sqlite3.Connection | None = None
+        self._holds_file = False
 
     def on_begin(self, connection: Connection) -> None:
         """Emit BEGIN ourselves, in the mode the connection's :data:`SQLITE_BEGIN` asks for."""
@@ -288,26 +325,140 @@ class _WriterLock:
         if mode not in _SQLITE_BEGIN_MODES:
             allowed = ", ".join(sorted(_SQLITE_BEGIN_MODES))
             raise ValueError(f"{SQLITE_BEGIN} must be one of {allowed}, not {mode!r}")
-        holds = mode != "DEFERRED"
-        if holds:
-            if not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-                raise DatabaseError("the database is busy: another writer held it for too long")
-            connection.info[_HOLDS_WRITER_LOCK] = True
+        driver = _driver_connection(connection)
+        writes = mode != "DEFERRED"
+        if writes:
+            self._acquire(driver)
+        # Straight to the driver: SQLAlchemy's per-statement work (an execution context, a
+        # cursor wrapper, events) would lengthen every writer's turn and add nothing here.
+        statement = f"BEGIN {mode}"
         try:
-            if holds:
-                _begin_polling(connection, mode)
-            else:
-                connection.exec_driver_sql(f"BEGIN {mode}")
-        except BaseException:
-            self.on_end(connection)
+            driver.execute(statement)
+        except BaseException as exc:
+            if writes:
+                self._release(driver)
+            if isinstance(exc, sqlite3.Error):
+                raise _driver_error(statement, exc, connection) from exc
             raise
 
-    def on_end(self, connection: Connection) -> None:
-        if connection.info.pop(_HOLDS_WRITER_LOCK, False):
-            self._lock.release()
+    def on_commit(self, connection: Connection) -> None:
+        """Commit a writer's transaction ourselves, then let the next writer in."""
+        if self._holder is None or connection.invalidated:
+            return  # not ours; or closed, and the close let the lock go
+        driver = _driver_connection(connection)
+        if driver is not self._holder:
+            return
+        try:
+            # SQLAlchemy's own commit, right after this event, then finds nothing to do.
+            driver.commit()
+        except sqlite3.Error as exc:
+            raise _driver_error("COMMIT", exc, connection) from exc
+        finally:
+            self._release(driver)
+
+    def on_rollback(self, connection: Connection) -> None:
+        """Roll back a writer's transaction ourselves, then let the next writer in."""
+        if self._holder is None or connection.invalidated:
+            return
+        driver = _driver_connection(connection)
+        if driver is self._holder:
+            self._roll_back_and_release(driver)
 
     def on_reset(
-        self, dbapi_connection: Any, record: ConnectionPoolEntry, reset_state: Any
+        self, dbapi_connection: Any, record: ConnectionPoolEntry, reset_state: PoolResetState
     ) -> None:
-        if record.info.pop(_HOLDS_WRITER_LOCK, False):
+        """A connection back in the pool mid-transaction: roll it back, let the lock go."""
+        holder = self._holder
+        if holder is None or dbapi_connection is not holder:
+            return
+        if reset_state.terminate_only:  # it is being closed, which ends the transaction
+            self._release(holder)
+        else:
+            self._roll_back_and_release(holder)
+
+    def on_close(self, dbapi_connection: Any, *_: Any) -> None:
+        """A connection invalidated or closed mid-transaction: closing ends it."""
+        holder = self._holder
+        if holder is not None and dbapi_connection is holder:
+            self._release(holder)
+
+    def _roll_back_and_release(self, driver: sqlite3.Connection) -> None:
+        try:
+            driver.rollback()
+        except sqlite3.Error:
+            pass  # SQLAlchemy rolls back right after this, and reports the failure
+        finally:
+            self._release(driver)
+
+    def _acquire(self, driver: sqlite3.Connection) -> None:
+        if not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise DatabaseError("the database is busy: another writer held it for too long")
+        try:
+            descriptor = self._lock_file()
+            if descriptor is not None:
+                self._holds_file = True  # first: an interrupted wait then leaves nothing held
+                try:
+                    fcntl.lockf(descriptor, fcntl.LOCK_EX, 1, _TURNSTILE_BYTE)
+                    try:
+                        fcntl.lockf(descriptor, fcntl.LOCK_EX, 1, _WRITER_BYTE)
+                    finally:
+                        fcntl.lockf(descriptor, fcntl.LOCK_UN, 1, _TURNSTILE_BYTE)
+                except OSError as exc:
+                    self._give_up_file("lock", exc)
+        except BaseException:
+            try:
+                self._unlock_file()
+            finally:
+                self._lock.release()
+            raise
+        self._holder = driver
+
+    def _release(self, driver: sqlite3.Connection) -> None:
+        if driver is not self._holder:
+            return
+        self._holder = None
+        try:
+            self._unlock_file()
+        finally:
             self._lock.release()
+
+    def _unlock_file(self) -> None:
+        if self._holds_file:
+            self._holds_file = False
+            assert self._descriptor is not None
+            fcntl.lockf(self._descriptor, fcntl.LOCK_UN, 1, _WRITER_BYTE)
+
+    def _lock_file(self) -> int | None:
+        """The lock file's descriptor, opened (and made) on first use; ``None`` without one."""
+        if not self._queues_in_file:
+            return None
+        if self._descriptor is not None:
+            return self._descriptor
+        assert self._database is not None
+        try:
+            # Made as SQLite makes its -wal and -shm files: with the database file's mode.
+            mode = self._database.stat().st_mode & 0o777
+        except OSError:
+            mode = 0o600
+        path = f"{self._database}{SQLITE_WRITER_LOCK_SUFFIX}"
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        except OSError as exc:
+            self._give_up_file("open", exc)
+            return None
+        self._descriptor = descriptor
+        weakref.finalize(self, os.close, descriptor)
+        return descriptor
+
+    def _give_up_file(self, action: str, error: OSError) -> None:
+        """Queue on the process's lock alone from now on: SQLite still orders the processes."""
+        self._unlock_file()
+        self._queues_in_file = False
+        log.warning(
+            "cannot %s the SQLite writer lock file %s%s (%s): writers of other processes will "
+            "wait in SQLite's busy handler",
+            action,
+            self._database,
+            SQLITE_WRITER_LOCK_SUFFIX,
+            error.strerror or error,
+        )
