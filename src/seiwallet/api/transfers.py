@@ -180,7 +180,7 @@ async def transfer_approval_options(transfer_id: str, svc: Svc, caller: Caller) 
 @router.post("/transfers/{transfer_id}/approve")
 async def approve_transfer(
     transfer_id: str, body: ApproveBody, svc: Svc, caller: Caller
-) -> dict[str, Any]:
+) -> JSONResponse:
     transfers = await transfers_of(svc)
     if body.approval_id and body.credential is not None:
         view = await run_in_threadpool(transfers.get, caller.user_id, transfer_id)
@@ -197,7 +197,8 @@ async def approve_transfer(
     view = await transfers.approve(owner_of(caller), transfer_id, approvals)
     answer = transfer_json(view, svc)
     answer["redirect"] = f"/transfers/{view.id}"
-    return answer
+    # Already JSON types: straight to the response, not through FastAPI's generic encoder.
+    return JSONResponse(answer)
 
 
 @router.get("/transfers/{transfer_id}")

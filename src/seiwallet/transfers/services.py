@@ -654,9 +654,14 @@ class TransferService:
 
     def _by_key(self, user_id: str, key: str) -> Transfer | None:
         with self._sessions() as db:
-            return db.scalars(
-                select(Transfer).where(Transfer.user_id == user_id, Transfer.idempotency_key == key)
-            ).first()
+            # A new key is by far the common case: look for the id alone (a wide ORM row is
+            # costly to set up even when no row comes back), and load the row only if found.
+            found = db.scalar(
+                select(Transfer.id).where(
+                    Transfer.user_id == user_id, Transfer.idempotency_key == key
+                )
+            )
+            return db.get(Transfer, found) if found is not None else None
 
     # -- approve -------------------------------------------------------------------------------
     async def approve(
