@@ -50,6 +50,14 @@ _TURNSTILE_BYTE: Final = 1
 
 #: How long opening a PostgreSQL connection may take before it counts as unreachable.
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
+#: Connections an engine keeps open, and how many more it may open for a burst. An API process
+#: runs up to ~46 database calls at once (anyio's 40 threads for FastAPI's sync work and
+#: asyncio's default executor); SQLAlchemy's default (5 kept) made every burst open and close
+#: connections: 68 PostgreSQL connections (each a TCP handshake, authentication and a backend
+#: process) for 300 transfers in bench/transfers.py. Several processes share PostgreSQL's
+#: ``max_connections`` (100 by default): 20 + 10 per process leaves room for three.
+POOL_SIZE: Final = 20
+POOL_OVERFLOW: Final = 10
 
 #: Execution option: how SQLite begins a transaction (DEFERRED, IMMEDIATE or EXCLUSIVE).
 SQLITE_BEGIN: Final = "sqlite_begin"
@@ -112,6 +120,10 @@ def as_utc(moment: datetime) -> datetime:
 def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:
     """An engine for a SQLite or PostgreSQL URL, with the settings seiwallet relies on."""
     parsed = parse_database_url(url)
+    if parsed.get_backend_name() == "postgresql" or sqlite_path(parsed) is not None:
+        # (An in-memory SQLite database has a pool of its own kind, without these knobs.)
+        engine_options.setdefault("pool_size", POOL_SIZE)
+        engine_options.setdefault("max_overflow", POOL_OVERFLOW)
     if _is_sqlite(parsed):
         engine = create_engine(parsed, **engine_options)
         path = sqlite_path(parsed)
