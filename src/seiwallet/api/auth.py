@@ -32,6 +32,13 @@ def services(request: Request) -> Services:
     return found
 
 
+async def services_dependency(request: Request) -> Services:
+    """:func:`services` for ``Depends``: FastAPI runs a plain ``def`` dependency in its thread
+    pool, a thread hop on every request for an attribute read; an ``async def`` one it calls on
+    the event loop."""
+    return services(request)
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from seiwallet.accounts.sessions import SessionInfo
-from seiwallet.api.auth import current_session, services
+from seiwallet.api.auth import current_session, services, services_dependency
 from seiwallet.api.pages import _form, _redirect, _signed_in, error_page, locale_of, render
 from seiwallet.api.services import Services
 from seiwallet.compliance.errors import KycUnavailable, TravelRuleError
@@ -33,7 +33,7 @@ from seiwallet.web.payments import format_fiat
 router = APIRouter()
 api = APIRouter(prefix="/v1/compliance")
 
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 Caller = Annotated[SessionInfo, Depends(current_session)]
 _MAX_ID: Final = 32
 

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from seiwallet.accounts.errors import CeremonyInvalid
 from seiwallet.accounts.sessions import SessionInfo
-from seiwallet.api.auth import current_session, services
+from seiwallet.api.auth import current_session, services_dependency
 from seiwallet.api.services import Services
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
@@ -54,7 +54,7 @@ from seiwallet.payments.webhooks import EndpointView
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 Session_ = Annotated[SessionInfo, Depends(current_session)]
 #: How often an idle event stream sends a keep-alive comment.
 HEARTBEAT_SECONDS: Final = 15.0

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 
 from seiwallet.accounts.errors import CeremonyInvalid
 from seiwallet.accounts.sessions import SessionInfo
-from seiwallet.api.auth import current_session, services
+from seiwallet.api.auth import current_session, services_dependency
 from seiwallet.api.services import Services
 from seiwallet.chain.deploy import local_accounts
 from seiwallet.chain.sender import TransactionSender, TxRequest
@@ -35,7 +35,7 @@ from seiwallet.transfers.services import Owner, SendRequest, TransferService, Tr
 
 router = APIRouter(prefix="/v1")
 
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 Caller = Annotated[SessionInfo, Depends(current_session)]
 #: Test money per faucet request at most (local chain only).
 FAUCET_MAX = Decimal(1000)

@@ -17,13 +17,18 @@ from starlette.responses import JSONResponse
 from seiwallet.accounts.errors import CeremonyInvalid, DeviceLoginError
 from seiwallet.accounts.models import Enrolment
 from seiwallet.accounts.sessions import SessionInfo
-from seiwallet.api.auth import DEVICE_COOKIE, cookie_is_secure, current_session, services
+from seiwallet.api.auth import (
+    DEVICE_COOKIE,
+    cookie_is_secure,
+    current_session,
+    services_dependency,
+)
 from seiwallet.api.problems import from_error
 from seiwallet.api.services import Services
 
 router = APIRouter(prefix="/v1")
 
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dependency)]
 Caller = Annotated[SessionInfo, Depends(current_session)]
 
 
