@@ -52,8 +52,10 @@ _AUTHORIZATION_TYPEHASHES = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def selector(signature: str) -> bytes:
-    """The 4-byte function selector of a canonical signature such as ``"name()"``."""
+    """The 4-byte function selector of a canonical signature such as ``"name()"`` (a handful of
+    signatures, asked for on every call: hashed once each)."""
     return keccak(text=signature)[:4]
 
 
