@@ -18,14 +18,24 @@ approval to its confirmation (p50, p99), against the block time. Then the same p
 chain with the block gas limit lifted (``--uncapped-gas-limit``, default 300 M) gives
 ``uncapped_per_s``: the software's own limit, apart from the chain's.
 
+``--api-processes N`` runs the API as production does instead: ``seiwallet serve --workers N``
+(N processes on one port, on the pipeline's database and signer), driven over real HTTP from
+this process by one aiohttp session (keep-alive, the same number of requests in flight). The
+people, their tokens and device keys are made the same way and the same checks run at the end;
+the JSON's ``api_processes`` says which mode ran (0: the API in this process, the default).
+The HTTP client's own work then counts against the platform's CPU, as a load balancer's would.
+The processes boot (not timed) while the people are made; the log shows how the kernel spread
+the connections over them and the CPU seconds each process used while the clock ran.
+
     .venv/bin/python bench/transfers.py [--quick] [--transfers 2000] [--users 50]
-        [--database sqlite|postgresql]
+        [--database sqlite|postgresql] [--api-processes N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -38,8 +48,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import aiohttp
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -48,7 +59,9 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's test helpers
 
+from tests.e2e.api_processes import ApiProcesses, worker_env
 from tests.e2e.web_helpers import start_signer
+from tests.fixtures.chain import free_port
 from tests.fixtures.database import DatabaseMaker, ThrowawayCluster
 
 import chain_baseline as baseline_bench
@@ -129,7 +142,7 @@ class PipelineResult:
 
 
 @dataclass(frozen=True)
-class AsgiResponse:
+class Reply:
     status_code: int
     content: bytes
 
@@ -158,9 +171,7 @@ class AsgiClient:
         name, _, port = host.partition(":")
         self._server = (name, int(port or (443 if scheme == "https" else 80)))
 
-    async def post(
-        self, path: str, *, json: Any, headers: dict[str, str] | None = None
-    ) -> AsgiResponse:
+    async def post(self, path: str, *, json: Any, headers: dict[str, str] | None = None) -> Reply:
         body = _json_bytes(json)
         raw_headers = [
             (b"host", self._host.encode()),
@@ -205,7 +216,29 @@ class AsgiClient:
                     done.set()
 
         await self._app(scope, receive, send)
-        return AsgiResponse(status, b"".join(chunks))
+        return Reply(status, b"".join(chunks))
+
+
+class Poster(Protocol):
+    async def post(
+        self, path: str, *, json: Any, headers: dict[str, str] | None = None
+    ) -> Reply: ...
+
+
+class HttpPoster:
+    """Requests over real HTTP to ``seiwallet serve``: one aiohttp session, kept-alive
+    connections, as many as requests in flight."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def post(self, path: str, *, json: Any, headers: dict[str, str] | None = None) -> Reply:
+        async with self._session.post(
+            path,
+            data=_json_bytes(json),
+            headers={"content-type": "application/json", **(headers or {})},
+        ) as answer:
+            return Reply(answer.status, await answer.read())
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -256,28 +289,51 @@ async def run_pipeline(
     users: int,
     concurrency: int,
     databases: Databases,
+    api_processes: int = 0,
 ) -> PipelineResult:
-    """The whole platform on ``chain``: signer and worker processes, the API in process."""
+    """The whole platform on ``chain``: signer and worker processes, and the API in this
+    process (``api_processes`` 0) or as ``seiwallet serve --workers api_processes``."""
     platform = home / "platform"
     (platform / "deployments").mkdir(parents=True)
     shutil.copy(chain.settings.deployment_manifest_path, platform / "deployments" / "local.json")
     database_url = databases.url(platform)
     port = chain.settings.local_chain.port
+    api_port = free_port() if api_processes else 0
+    origin = f"http://127.0.0.1:{api_port}" if api_processes else ORIGIN
     settings = Settings(
         profile="local",
         data_dir=platform,
         database_url=database_url,
         local_chain=LocalChainSettings(port=port),
-        web={"public_url": ORIGIN},
-        signer={"origins": [ORIGIN]},
+        web={"public_url": origin},
+        signer={"origins": [origin]},
         compliance={"per_transfer_cap": {}},
     )
-    signer = start_signer(home / "signer-home", origin=ORIGIN)
+    signer = start_signer(home / "signer-home", origin=origin)
     client = signer.client()
     services = build_services(settings, signer=client)
     worker: subprocess.Popen[bytes] | None = None
+    api: ApiProcesses | None = None
+    closing = contextlib.AsyncExitStack()
     try:
-        app = create_app(settings, services=services)
+        if api_processes:
+            # Started now (the database is migrated, the signer up): its processes boot while
+            # the people are made and funded; waited for below.
+            api = ApiProcesses(
+                worker_env(
+                    data_dir=platform,
+                    database_url=database_url,
+                    origin=origin,
+                    signer_socket=signer.socket,
+                    signer_secret=signer.secret,
+                    chain_port=port,
+                    SEIWALLET_COMPLIANCE__PER_TRANSFER_CAP="{}",
+                ),
+                workers=api_processes,
+                port=api_port,
+                log_path=home / "serve.log",
+            )
+            api.launch()
         transfers_service = await services.connect_chain()
         usdc = transfers_service.token("USDC")
         people: list[Person] = []
@@ -330,13 +386,30 @@ async def run_pipeline(
                 stdout=log_file,
                 stderr=log_file,
             )
-        await asyncio.sleep(3.0)  # the worker's start-up (imports, recovery, first poll)
+        worker_started = time.monotonic()
+        http: Poster
+        if api is not None:
+            try:
+                await asyncio.to_thread(api.wait_ready)  # every process has answered
+            except RuntimeError as exc:
+                raise BenchFailure(str(exc)) from None
+            session = await closing.enter_async_context(
+                aiohttp.ClientSession(
+                    base_url=api.base_url, connector=aiohttp.TCPConnector(limit=concurrency)
+                )
+            )
+            await _warm_up(session, people, concurrency)
+            console.log(f"API processes (pid: open connections): {api.connections_per_worker()}")
+            http = HttpPoster(session)
+        else:
+            http = AsgiClient(create_app(settings, services=services), ORIGIN)
+        # The worker's start-up (imports, recovery, first poll).
+        await asyncio.sleep(max(0.0, 3.0 - (time.monotonic() - worker_started)))
         if worker.poll() is not None:
             raise BenchFailure(f"the worker exited: {log_path.read_text()[-2000:]}")
 
         recipients = [baseline_bench._address(os.urandom(64)) for _ in range(transfers)]
         gate = asyncio.Semaphore(concurrency)
-        http = AsgiClient(app, ORIGIN)
 
         async def send(index: int) -> None:
             person = people[index % users]
@@ -359,6 +432,15 @@ async def run_pipeline(
                 if approved.status_code != 200:
                     raise BenchFailure(f"approval refused: {approved.text}")
 
+        # Where the cores go while the clock runs (2 on the reference machine).
+        assert signer.process is not None
+        processes = {
+            "bench": os.getpid(),
+            **{f"api {i + 1}": pid for i, pid in enumerate(api.worker_pids() if api else [])},
+            "worker": worker.pid,
+            "signer": signer.process.pid,
+        }
+        cpu_before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
         started = time.perf_counter()
         # A task group: the first failure cancels the others before the services close.
         async with asyncio.TaskGroup() as group:
@@ -390,6 +472,12 @@ async def run_pipeline(
                 )
             await asyncio.sleep(0.02)
         seconds = finished - started
+        cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
+        console.log(
+            f"CPU seconds in the {seconds:.1f} s run: "
+            + ", ".join(f"{name} {used:.1f}" for name, used in cpu.items())
+            + (" (the bench process runs the API)" if api is None else "")
+        )
         with services.db() as db:
             rows = db.execute(
                 select(Transfer.signed_at, Transfer.confirmed_at, Transfer.to_address)
@@ -413,12 +501,44 @@ async def run_pipeline(
             api_per_second=transfers / (api_done - started),
         )
     finally:
+        await closing.aclose()
+        if api is not None:
+            api.terminate()  # both stop at once
         if worker is not None and worker.poll() is None:
             worker.terminate()
             worker.wait(10)
+        if api is not None:
+            api.stop()
         await services.aclose()
         await client.aclose()
         signer.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _warm_up(session: aiohttp.ClientSession, people: list[Person], connections: int) -> None:
+    """Open the session's connections and have every API process connect to the chain (on its
+    first transfer request), before the clock starts: the in-process API is warm too."""
+
+    async def one(index: int) -> None:
+        person = people[index % len(people)]
+        async with session.get(
+            "/v1/transfers",
+            params={"limit": "1"},
+            headers={"authorization": f"Bearer {person.token}"},
+        ) as answer:
+            if answer.status != 200:
+                raise BenchFailure(f"warm-up refused: {await answer.text()}")
+
+    for _ in range(2):
+        await asyncio.gather(*(one(index) for index in range(connections)))
 
 
 @dataclass(frozen=True)
@@ -468,12 +588,21 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--uncapped-gas-limit", type=int, default=300_000_000)
     parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the API as `seiwallet serve --workers N` over HTTP (default 0: in this process)",
+    )
+    parser.add_argument(
         "--database",
         choices=("sqlite", "postgresql"),
         default="sqlite",
         help="the platform's database: a SQLite file (default) or a throwaway PostgreSQL cluster",
     )
     args = parser.parse_args()
+    if args.api_processes < 0:
+        parser.error("--api-processes must be 0 (the API in this process) or more")
     # --quick stays under a minute on 2 cores: 400 transfers a phase (baseline, capped, uncapped).
     transfers = args.transfers or (400 if args.quick else 3000)
     logging.basicConfig(level=logging.WARNING)
@@ -496,6 +625,7 @@ def main() -> int:
                 users=args.users,
                 concurrency=args.concurrency,
                 databases=databases,
+                api_processes=args.api_processes,
             )
         )
         console.log(f"pipeline: {capped.per_second:,.1f} confirmed/s")
@@ -512,6 +642,7 @@ def main() -> int:
                 users=args.users,
                 concurrency=args.concurrency,
                 databases=databases,
+                api_processes=args.api_processes,
             )
         )
         console.log(f"pipeline, gas limit lifted: {uncapped.per_second:,.1f} confirmed/s")
@@ -552,6 +683,7 @@ def main() -> int:
                 "transfers": transfers,
                 "users": args.users,
                 "database": args.database,
+                "api_processes": args.api_processes,
             }
         )
     )

@@ -40,7 +40,7 @@ from seiwallet.api.payments import router as payments_router
 from seiwallet.api.services import Services, build_services
 from seiwallet.api.transfers import router as transfers_router
 from seiwallet.api.v1 import router as api_router
-from seiwallet.config import Settings
+from seiwallet.config import Settings, load_settings
 from seiwallet.errors import SeiwalletError
 from seiwallet.signer.client import SignerClient
 from seiwallet.web import i18n
@@ -211,3 +211,13 @@ def create_app(
     if built.devidp_app is not None:
         app.mount("/dev-idp", built.devidp_app)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app for the settings every command reads (``SEIWALLET_*``, ``load_settings``).
+
+    The factory of ``seiwallet serve --workers N``: each worker process imports it and builds
+    its own app, database pool and clients; the supervisor checked the same settings before it
+    started them, so a worker reads nothing a single-process ``serve`` would not.
+    """
+    return create_app(load_settings())

@@ -59,10 +59,14 @@ def settings() -> Settings:
     return load_settings()
 
 
+#: One log line's shape, in every process a command starts (``serve --workers`` too).
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
     )
     # httpx logs every request at INFO: far too chatty for a follower polling 5 times a second.

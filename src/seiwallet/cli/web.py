@@ -1,5 +1,8 @@
 """``seiwallet serve`` (the API and wallet app), ``seiwallet login`` / ``whoami`` / ``logout``.
 
+``serve --workers N`` runs N API processes on one port (uvicorn's supervisor, each worker
+building its app from the environment); what each keeps to itself is in docs/architecture.md.
+
 ``login`` is the device authorization grant against our API (see
 :mod:`seiwallet.accounts.devicelogin`): the CLI makes a P-256 device key, the person approves it
 with their passkey in the wallet app, and the CLI keeps its token and key in a 0600 file.
@@ -7,6 +10,7 @@ with their passkey in the wallet app, and the CLI keeps its token and key in a 0
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -24,7 +28,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from rich.table import Table
 
 from seiwallet.chain.escrow import Invitation, invitation_nonce
-from seiwallet.cli.app import app, configure_logging, console, fail, handles_errors, settings
+from seiwallet.cli.app import (
+    LOG_FORMAT,
+    app,
+    configure_logging,
+    console,
+    fail,
+    handles_errors,
+    settings,
+)
 from seiwallet.config import Settings
 from seiwallet.money import TokenAmount
 from seiwallet.signer.approvals import DeviceApproval, challenge_bytes
@@ -48,26 +60,94 @@ def serve(
     verbose: Verbose = False,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API processes sharing the port (one per core; default 1: this process).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the API and the wallet app (the signer must be running)."""
     from seiwallet.api.app import create_app  # noqa: PLC0415 - web stack for this command only
 
     configure_logging(verbose)
     config = settings()
-    web_app = create_app(config)
     listen_host = host or config.web.host
     listen_port = port or config.web.port
-    console.print(
-        f"wallet app on {config.web.public_url} (listening on {listen_host}:{listen_port})"
-    )
+    served: dict[str, Any] = {
+        "host": listen_host,
+        "port": listen_port,
+        "log_level": "warning",
+        "access_log": False,
+        "proxy_headers": False,
+        # Event streams (a terminal's) never end on their own: on a stop or a rolling restart
+        # they are cut after this long, and their clients resume with Last-Event-ID.
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers == 1:
+        web_app = create_app(config)
+        _announce(config, listen_host, listen_port, workers)
+        uvicorn.run(web_app, **served)
+        return
+    _prepare_once(config)
+    _announce(config, listen_host, listen_port, workers)
+    # Each worker is a fresh (spawned) process: it imports the factory, reads the same
+    # environment and builds its own app; uvicorn replaces a worker that dies.
     uvicorn.run(
-        web_app,
-        host=listen_host,
-        port=listen_port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
+        "seiwallet.api.app:create_app_from_environment",
+        factory=True,
+        workers=workers,
+        log_config=_worker_logging(verbose),
+        **served,
     )
+
+
+def _prepare_once(config: Settings) -> None:
+    """What must happen once before several API processes start, done here in the supervisor.
+
+    Building the services once migrates the database, creates the app's secret (and, locally,
+    the development provider's signing key) and checks the whole configuration: the workers
+    then find all of it in place instead of racing to create it, and a bad setting is one
+    error here rather than the same failure in every worker.
+    """
+    from seiwallet.api.services import build_services  # noqa: PLC0415 - web stack
+
+    asyncio.run(build_services(config).aclose())
+
+
+def _announce(config: Settings, host: str, port: int, workers: int) -> None:
+    processes = "" if workers == 1 else f", {workers} API processes"
+    console.print(f"wallet app on {config.web.public_url} (listening on {host}:{port}{processes})")
+    if workers > 1 and config.network.is_local:
+        # Both keep their state in memory: a step answered by another process is not known there.
+        console.print(
+            "[yellow]note:[/] the development sign-in and the demo identity check keep their "
+            "state in the process that started them: with several processes a sign-in can fail; "
+            "use one process (the default) to try them in a browser"
+        )
+
+
+def _worker_logging(verbose: bool) -> dict[str, Any]:
+    """:func:`configure_logging`'s set-up, as uvicorn applies it in each (spawned) worker."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"line": {"format": LOG_FORMAT}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "line",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": "DEBUG" if verbose else "INFO", "handlers": ["stderr"]},
+        "loggers": {
+            "httpx": {"level": "WARNING"},
+            # The supervisor migrated: a worker's check at start is a no-op, not worth N lines.
+            "alembic": {"level": "WARNING"},
+        },
+    }
 
 
 def _credentials_path(config: Settings, given: Path | None) -> Path:
