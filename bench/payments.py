@@ -108,6 +108,7 @@ from seiwallet.payments.models import (
     PaymentAttempt,
     PaymentEvent,
 )
+from seiwallet.process import settle_garbage_collector
 from seiwallet.signer.client import SignerClient
 from seiwallet.transfers.models import Transfer
 
@@ -628,6 +629,9 @@ async def platform_on(
         if worker.poll() is not None:
             raise BenchFailure(f"the worker exited: {platform.worker_tail()}")
         console.log(f"platform ready in {time.perf_counter() - began:.1f} s")
+        # The API serves from this process: start-up is over, as `seiwallet serve` says before
+        # it serves (seiwallet.process; the worker and signer do the same).
+        settle_garbage_collector()
         yield platform
 
 

@@ -73,6 +73,7 @@ from seiwallet.chain.localnet import LocalChain
 from seiwallet.chain.rpc import RpcClient
 from seiwallet.chain.tokens import Token, balance_of, encode_call, read_token
 from seiwallet.config import LocalChainSettings, Settings
+from seiwallet.process import settle_garbage_collector
 from seiwallet.signer.approvals import DeviceApproval, challenge_bytes
 from seiwallet.signer.service import approval_subject
 from seiwallet.transfers.models import Transfer, TransferStatus
@@ -440,6 +441,10 @@ async def run_pipeline(
             "worker": worker.pid,
             "signer": signer.process.pid,
         }
+        if api is None:
+            # The API serves from this process: start-up is over, as `seiwallet serve` says
+            # before it serves (seiwallet.process; the worker and signer do the same).
+            settle_garbage_collector()
         cpu_before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
         started = time.perf_counter()
         # A task group: the first failure cancels the others before the services close.

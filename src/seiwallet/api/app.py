@@ -42,6 +42,7 @@ from seiwallet.api.transfers import router as transfers_router
 from seiwallet.api.v1 import router as api_router
 from seiwallet.config import Settings, load_settings
 from seiwallet.errors import SeiwalletError
+from seiwallet.process import settle_garbage_collector
 from seiwallet.signer.client import SignerClient
 from seiwallet.web import i18n
 from seiwallet.web.templating import STATIC_DIR, create_templates
@@ -220,4 +221,6 @@ def create_app_from_environment() -> FastAPI:
     its own app, database pool and clients; the supervisor checked the same settings before it
     started them, so a worker reads nothing a single-process ``serve`` would not.
     """
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    settle_garbage_collector()  # this worker's start-up is over (see seiwallet.process)
+    return app

@@ -56,6 +56,7 @@ from seiwallet.payments.handlers import (
     reconcile_outbox,
 )
 from seiwallet.payments.tasks import run_payment_tasks
+from seiwallet.process import settle_garbage_collector
 from seiwallet.transfers.handlers import InvitationEventHandler, TransferEventHandler
 from seiwallet.transfers.relayer import Relayer
 from seiwallet.transfers.tasks import InvitationWorker
@@ -317,6 +318,7 @@ async def _run_worker(config: Settings) -> None:
             len(senders),
             f"; invitations released by {invitations.releaser}" if invitations else "",
         )
+        settle_garbage_collector()  # start-up is over (see seiwallet.process)
         # The relayer recovers the sponsors' open transactions before it submits anything new.
         async with asyncio.TaskGroup() as group:
             group.create_task(_follow(follower, stop, interval=config.follower_poll_seconds))

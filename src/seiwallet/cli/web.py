@@ -39,6 +39,7 @@ from seiwallet.cli.app import (
 )
 from seiwallet.config import Settings
 from seiwallet.money import TokenAmount
+from seiwallet.process import settle_garbage_collector
 from seiwallet.signer.approvals import DeviceApproval, challenge_bytes
 from seiwallet.signer.intents import intent_digest, parse_intent
 from seiwallet.signer.service import approval_subject
@@ -88,6 +89,7 @@ def serve(
     if workers == 1:
         web_app = create_app(config)
         _announce(config, listen_host, listen_port, workers)
+        settle_garbage_collector()  # start-up is over: its objects leave the collector's walks
         uvicorn.run(web_app, **served)
         return
     _prepare_once(config)

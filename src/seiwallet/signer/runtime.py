@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gc
 import os
 from pathlib import Path
 
 import uvicorn
 
 from seiwallet.config import Settings
+from seiwallet.process import settle_garbage_collector
 from seiwallet.signer.errors import MasterKeyMismatch, SignerError
 from seiwallet.signer.keystore import KeyStore
 from seiwallet.signer.masterkey import FileMasterKey, MasterKey, Pkcs11MasterKey
@@ -89,19 +89,16 @@ def signer_secret(settings: Settings, *, create: bool) -> str:
 
 
 def _settle_garbage_collector() -> None:
-    """Keep the garbage collector off the signing path.
+    """Keep the garbage collector off the signing path (:mod:`seiwallet.process`).
 
-    A full collection walks every tracked object: with the signer's libraries loaded that is
-    ~135,000 objects and ~100 ms on a small machine, and a few signing batches' allocations
-    trigger one. Freezing what start-up left makes collections walk only what came later. A
-    batch's own objects die by reference counting when it ends; collecting young objects only
-    every 100,000 net allocations (Python: 700) lets them, where a lower threshold walked each
-    batch's live objects several times (measured: ~10 µs per intent at 700, ~5 at 10,000,
-    none at 100,000; see BENCHMARKS.md). Cycles are still collected, only later.
+    With the signer's libraries loaded a full collection walks ~135,000 objects (~100 ms on a
+    small machine), and a few signing batches' allocations trigger one; freezing what start-up
+    left makes collections walk only what came later. A batch's own objects die by reference
+    counting when it ends; collecting young objects only every 100,000 net allocations lets
+    them, where a lower threshold walked each batch's live objects several times (measured:
+    ~10 µs per intent at 700, ~5 at 10,000, none at 100,000; see BENCHMARKS.md).
     """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    settle_garbage_collector(GC_YOUNG_THRESHOLD)
 
 
 def serve(settings: Settings, service: SignerService, secret: str) -> None:
