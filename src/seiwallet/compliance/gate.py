@@ -373,15 +373,18 @@ class ComplianceGate:
             assert value is not None
             movement = context.movement
             # The per-user lock: every movement of this user queues here until we commit. The
-            # profile row is the lock; a user's first movement makes it, then takes it.
-            lock = (
-                select(ComplianceProfile.user_id)
-                .where(ComplianceProfile.user_id == movement.user_id)
-                .with_for_update()
-            )
-            if db.scalar(lock) is None:
-                self.directory.ensure_profile(db, movement.user_id)
-                db.execute(lock)
+            # profile row is the lock; a user's first movement makes it, then takes it. SQLite
+            # has no row locks (SQLAlchemy drops FOR UPDATE there): a writer holds the whole
+            # file from BEGIN IMMEDIATE, so the statement would only lengthen that hold.
+            if db.get_bind().dialect.name != "sqlite":
+                lock = (
+                    select(ComplianceProfile.user_id)
+                    .where(ComplianceProfile.user_id == movement.user_id)
+                    .with_for_update()
+                )
+                if db.scalar(lock) is None:
+                    self.directory.ensure_profile(db, movement.user_id)
+                    db.execute(lock)
             verdict = self._limits(db, context, rules, value) or self._travel(
                 db, context, rules, value, screening.recipient
             )
