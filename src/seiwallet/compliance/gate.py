@@ -61,7 +61,7 @@ from seiwallet.compliance.models import (
 )
 from seiwallet.compliance.placement import Directory, Person, Placement, place
 from seiwallet.compliance.sanctions import Hit, SanctionsScreen, address_key, parse_text_list
-from seiwallet.db import SQLITE_BEGIN, as_utc
+from seiwallet.db import SQLITE_BEGIN, as_utc, insert_now
 
 log = logging.getLogger(__name__)
 alerts_log = logging.getLogger("seiwallet.alerts")
@@ -390,7 +390,8 @@ class ComplianceGate:
             )
             if verdict is None:
                 verdict = _Verdict(Outcome.ALLOW, "allowed", "", travel=context.travel)
-                db.add(
+                insert_now(
+                    db,
                     Usage(
                         id=context.decision_id,
                         user_id=movement.user_id,
@@ -400,7 +401,7 @@ class ComplianceGate:
                         status=UsageStatus.RESERVED.value,
                         reference=(movement.reference or "")[:255] or None,
                         created_at=self._now(),
-                    )
+                    ),
                 )
         self._record(db, context, verdict)
         return context.decision(verdict, recorded=True)
@@ -785,7 +786,8 @@ class ComplianceGate:
         movement = context.movement
         rules = context.placed.jurisdiction
         currency = rules.currency if rules else None
-        db.add(
+        insert_now(
+            db,
             DecisionRecord(
                 id=context.decision_id,
                 created_at=self._now(),
@@ -813,7 +815,7 @@ class ComplianceGate:
                 if (verdict.travel or context.travel)
                 else None,
                 rules_version=context.rules_version,
-            )
+            ),
         )
         if verdict.alert is not None:
             kind, severity, address, detail = verdict.alert

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from seiwallet.db.base import insert_now
 from seiwallet.db.engine import (
     DATABASE_URL_SETTING,
     SQLITE_BEGIN,
@@ -21,6 +22,7 @@ __all__ = [
     "check_connection",
     "create_engine_for",
     "describe_url",
+    "insert_now",
     "parse_database_url",
     "session_factory",
     "sqlite_path",

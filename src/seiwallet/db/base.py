@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Dialect, MetaData, Numeric, String, TypeDecorator
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import Dialect, MetaData, Numeric, String, Table, TypeDecorator, insert, inspect
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeEngine
 
 # Explicit names make migrations reproducible on SQLite and PostgreSQL alike.
@@ -48,3 +48,29 @@ class Uint256(TypeDecorator[int]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
         return None if value is None else int(value)
+
+
+def insert_now(db: Session, *rows: Base) -> None:
+    """INSERT new ``rows`` at once, one Core statement per table, around the unit of work.
+
+    For the rows a hot write transaction makes and nothing in ``db`` reads back (a transfer, its
+    limit reservation and the gate's decision record): the unit of work's bookkeeping for three
+    new objects cost more than the three INSERTs, inside the transaction that holds SQLite's
+    write lock. Only the attributes set on a row are written, so column defaults apply to the
+    rest as they would at a flush; the rows stay transient (not in ``db``).
+    """
+    by_table: dict[Table, list[dict[str, Any]]] = {}
+    for row in rows:
+        mapper = inspect(type(row))
+        state = row.__dict__
+        values = {
+            prop.columns[0].key: state[prop.key]
+            for prop in mapper.column_attrs
+            if prop.key in state
+        }
+        by_table.setdefault(mapper.local_table, []).append(values)  # type: ignore[arg-type]
+    for table, values_list in by_table.items():
+        if len(values_list) == 1:
+            db.execute(insert(table).values(values_list[0]))
+        else:
+            db.execute(insert(table), values_list)

@@ -48,7 +48,7 @@ from seiwallet.addresses import InvalidAddress, parse_evm_address
 from seiwallet.chain.tokens import TokenDomain
 from seiwallet.compliance.gate import ComplianceGate, Decision, Movement, Screening
 from seiwallet.compliance.models import UsageStatus
-from seiwallet.db import SQLITE_BEGIN, as_utc
+from seiwallet.db import SQLITE_BEGIN, as_utc, insert_now
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
 from seiwallet.signer.client import SignerClient
@@ -640,8 +640,7 @@ class TransferService:
                     alias=invitation.alias,
                     now=self._now(),
                 )
-            db.add(row)
-            db.flush()
+            insert_now(db, row)
             if invitation is not None:
                 invitation.transfer_id = row.id
                 db.add(invitation)
