@@ -33,6 +33,7 @@ from seiwallet.chain.errors import (
     TokenPaused,
 )
 from seiwallet.chain.router import Payment, Refund
+from seiwallet.db import insert_now
 from seiwallet.transfers.models import (
     RouterCallKind,
     Transfer,
@@ -104,9 +105,12 @@ def enqueue_router_call(session: Session, call: SignedRouterCall, *, now: dateti
         created_at=now,
         signed_at=now,
     )
-    session.add(transfer)
     refund = call.terms if isinstance(call.terms, Refund) else None
-    session.add(
+    # Core INSERTs (nothing reads them back in this transaction): the unit of work's
+    # bookkeeping would lengthen the write transaction that holds SQLite's lock.
+    insert_now(
+        session,
+        transfer,
         TransferRouterCall(
             transfer_id=transfer.id,
             kind=RouterCallKind.REFUND if refund is not None else RouterCallKind.PAY,
@@ -117,7 +121,7 @@ def enqueue_router_call(session: Session, call: SignedRouterCall, *, now: dateti
             fee_units=payment.fee_units,
             payer=refund.payer if refund is not None else None,
             refund_id="0x" + refund.refund_id.hex() if refund is not None else None,
-        )
+        ),
     )
     return transfer.id
 
