@@ -69,8 +69,8 @@ def insert_now(db: Session, *rows: Base) -> None:
             if prop.key in state
         }
         by_table.setdefault(mapper.local_table, []).append(values)  # type: ignore[arg-type]
+    connection = db.connection()  # the session's transaction; Core needs no ORM dispatch
     for table, values_list in by_table.items():
-        if len(values_list) == 1:
-            db.execute(insert(table).values(values_list[0]))
-        else:
-            db.execute(insert(table), values_list)
+        # The statement alone, the values as parameters: one cached compilation per table and
+        # set of columns (``.values(...)`` would make a new statement to key and compile).
+        connection.execute(insert(table), values_list if len(values_list) > 1 else values_list[0])
