@@ -16,7 +16,7 @@ from typing import Final
 
 import phonenumbers
 from eth_utils.address import to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -98,6 +98,15 @@ def place(person: Person | None, user_id: str, book: RuleBook, default: str | No
     return Placement(user_id, country, source, book.for_country(country), tier_of(person), person)
 
 
+#: Every movement's look-ups of its parties, built once (making a statement on each call cost
+#: about as much as running it).
+_PEOPLE = select(User, ComplianceProfile).outerjoin(
+    ComplianceProfile, ComplianceProfile.user_id == User.id
+)
+_PERSON_BY_ID = _PEOPLE.where(User.id == bindparam("user_id"))
+_PERSON_BY_ADDRESS = _PEOPLE.where(User.wallet_address.in_(bindparam("spellings", expanding=True)))
+
+
 class Directory:
     """Reads people for placement and keeps the compliance profile (country, KYC state)."""
 
@@ -108,11 +117,7 @@ class Directory:
         if db is None:
             with self._sessions() as session:
                 return self.person(user_id, session)
-        row = db.execute(
-            select(User, ComplianceProfile)
-            .outerjoin(ComplianceProfile, ComplianceProfile.user_id == User.id)
-            .where(User.id == user_id)
-        ).first()
+        row = db.execute(_PERSON_BY_ID, {"user_id": user_id}).first()
         if row is None:
             return None
         user, profile = row
@@ -123,11 +128,8 @@ class Directory:
         if db is None:
             with self._sessions() as session:
                 return self.person_by_address(address, session)
-        row = db.execute(
-            select(User, ComplianceProfile)
-            .outerjoin(ComplianceProfile, ComplianceProfile.user_id == User.id)
-            .where(User.wallet_address.in_({address, address.lower(), _checksum(address)}))
-        ).first()
+        spellings = sorted({address, address.lower(), _checksum(address)})
+        row = db.execute(_PERSON_BY_ADDRESS, {"spellings": spellings}).first()
         if row is None:
             return None
         user, profile = row

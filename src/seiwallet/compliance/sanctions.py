@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet.addresses import (
@@ -296,6 +296,13 @@ class LoadedList:
     loaded_at: datetime
 
 
+#: Every movement's screening, built once (making a statement on each call cost about as much as
+#: running it).
+_LISTED = select(SanctionedAddress).where(
+    SanctionedAddress.address.in_(bindparam("keys", expanding=True))
+)
+
+
 class SanctionsScreen:
     """The loaded lists in the database: replaced whole by :meth:`replace`, read by :meth:`hits`."""
 
@@ -338,12 +345,12 @@ class SanctionsScreen:
         keys = {k for k in (address_key(a) for a in addresses) if k}
         if not keys:
             return []
-        query = select(SanctionedAddress).where(SanctionedAddress.address.in_(sorted(keys)))
+        params = {"keys": sorted(keys)}
         if db is not None:
-            rows = db.scalars(query).all()
+            rows = db.scalars(_LISTED, params).all()
         else:
             with self._sessions() as session:
-                rows = session.scalars(query).all()
+                rows = session.scalars(_LISTED, params).all()
         return [Hit(r.address, r.list_name, r.written, r.entry, r.reference) for r in rows]
 
     def lists(self) -> list[LoadedList]:

@@ -37,7 +37,7 @@ from decimal import Decimal
 from typing import Any, Final, Protocol
 
 import phonenumbers
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -249,16 +249,27 @@ class Balance:
             )
 
 
+#: The hot paths' statements, built once (making one — its WHERE clause, its cache key — on each
+#: call cost about as much as running it): a key's transfer, what a sender has in flight, a
+#: transfer with its invitation.
+_ID_BY_KEY = select(Transfer.id).where(
+    Transfer.user_id == bindparam("user_id"), Transfer.idempotency_key == bindparam("key")
+)
+_IN_FLIGHT = select(Transfer.amount_units).where(
+    Transfer.user_id == bindparam("user_id"),
+    Transfer.token == bindparam("token"),
+    Transfer.status.in_(IN_FLIGHT_STATUSES),
+)
+_WITH_INVITATION = (
+    select(Transfer, TransferInvitation)
+    .outerjoin(TransferInvitation, TransferInvitation.transfer_id == Transfer.id)
+    .where(Transfer.id == bindparam("transfer_id"))
+)
+
+
 def in_flight_units(db: Session, user_id: str, token: str) -> int:
     """What the user's transfers of ``token`` not yet settled or failed will take."""
-    amounts = db.scalars(
-        select(Transfer.amount_units).where(
-            Transfer.user_id == user_id,
-            Transfer.token == token,
-            Transfer.status.in_(IN_FLIGHT_STATUSES),
-        )
-    ).all()
-    return sum(amounts)
+    return sum(db.scalars(_IN_FLIGHT, {"user_id": user_id, "token": token}).all())
 
 
 def _check_key(key: str | None) -> str:
@@ -655,11 +666,7 @@ class TransferService:
         with self._sessions() as db:
             # A new key is by far the common case: look for the id alone (a wide ORM row is
             # costly to set up even when no row comes back), and load the row only if found.
-            found = db.scalar(
-                select(Transfer.id).where(
-                    Transfer.user_id == user_id, Transfer.idempotency_key == key
-                )
-            )
+            found = db.scalar(_ID_BY_KEY, {"user_id": user_id, "key": key})
             return db.get(Transfer, found) if found is not None else None
 
     # -- approve -------------------------------------------------------------------------------
@@ -733,11 +740,7 @@ class TransferService:
     def _get(self, user_id: str, transfer_id: str) -> tuple[Transfer, TransferInvitation | None]:
         """One of the user's own transfers, with its invitation if it is one (one query)."""
         with self._sessions() as db:
-            found = db.execute(
-                select(Transfer, TransferInvitation)
-                .outerjoin(TransferInvitation, TransferInvitation.transfer_id == Transfer.id)
-                .where(Transfer.id == transfer_id)
-            ).one_or_none()
+            found = db.execute(_WITH_INVITATION, {"transfer_id": transfer_id}).one_or_none()
             if found is None or found[0].user_id != user_id:
                 raise TransferNotFound
             return found[0], found[1]
