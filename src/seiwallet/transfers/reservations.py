@@ -16,11 +16,12 @@ or after a crash, changes nothing more. Reservations older than the longest limi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, String, literal, update
+from sqlalchemy import ColumnElement, Select, String, Update, bindparam, literal, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from seiwallet.compliance.models import USAGE_TRANSITIONS, Usage, UsageStatus
@@ -50,13 +51,32 @@ def settle_reservations(
 ) -> int:
     """Commit or release the reservations made under ``references`` (strings, or a query
     selecting them) in ``db``'s transaction; how many moved."""
-    if not isinstance(references, Select) and not references:
+    if isinstance(references, Select):
+        allowed_from = [s.value for s, nexts in USAGE_TRANSITIONS.items() if status in nexts]
+        result = db.execute(
+            update(Usage)
+            .where(Usage.reference.in_(references), Usage.status.in_(allowed_from))
+            .values(status=status.value, settled_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    elif not references:
         return 0
+    else:
+        result = db.execute(_settle(status), {"b_references": list(references), "b_now": now})
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@functools.cache
+def _settle(status: UsageStatus) -> Update:
+    """``settle_reservations`` of a list of references, built once per status (every approval
+    settles its reservation)."""
     allowed_from = [s.value for s, nexts in USAGE_TRANSITIONS.items() if status in nexts]
-    result = db.execute(
+    return (
         update(Usage)
-        .where(Usage.reference.in_(references), Usage.status.in_(allowed_from))
-        .values(status=status.value, settled_at=now)
+        .where(
+            Usage.reference.in_(bindparam("b_references", expanding=True)),
+            Usage.status.in_(allowed_from),
+        )
+        .values(status=status.value, settled_at=bindparam("b_now"))
         .execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0)

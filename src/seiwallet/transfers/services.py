@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -37,7 +38,7 @@ from decimal import Decimal
 from typing import Any, Final, Protocol
 
 import phonenumbers
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -267,6 +268,32 @@ _WITH_INVITATION = (
 )
 
 
+#: Approving: awaiting approval → signed, with its signature (built once).
+_SIGN = (
+    update(Transfer)
+    .where(
+        Transfer.id == bindparam("b_id"),
+        Transfer.status == TransferStatus.AWAITING_APPROVAL,
+    )
+    .values(
+        signature=bindparam("b_signature"),
+        status=TransferStatus.SIGNED,
+        signed_at=bindparam("b_now"),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+@functools.cache
+def _active_user_by(column: str, verified: str | None) -> Select[User]:
+    """The active user whose ``column`` is ``:value`` (and ``verified`` true), built once per
+    column: every transfer resolves its recipient with one of these."""
+    query = select(User).where(
+        getattr(User, column) == bindparam("value"), User.status == UserStatus.ACTIVE
+    )
+    return query.where(getattr(User, verified).is_(True)) if verified else query
+
+
 def in_flight_units(db: Session, user_id: str, token: str) -> int:
     """What the user's transfers of ``token`` not yet settled or failed will take."""
     return sum(db.scalars(_IN_FLIGHT, {"user_id": user_id, "token": token}).all())
@@ -336,17 +363,11 @@ class RecipientResolver:
 
     def _user_by(self, column: Any, value: str) -> User | None:
         with self._sessions() as db:
-            return db.scalars(
-                select(User).where(column == value, User.status == UserStatus.ACTIVE)
-            ).first()
+            return db.scalars(_active_user_by(column.key, None), {"value": value}).first()
 
     def _verified(self, column: Any, verified: Any, value: str) -> User | None:
         with self._sessions() as db:
-            return db.scalars(
-                select(User).where(
-                    column == value, verified.is_(True), User.status == UserStatus.ACTIVE
-                )
-            ).first()
+            return db.scalars(_active_user_by(column.key, verified.key), {"value": value}).first()
 
 
 class LookupLimiter:
@@ -700,19 +721,7 @@ class TransferService:
         now = self._now()
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
-            signed = db.execute(
-                update(Transfer)
-                .where(
-                    Transfer.id == row.id,
-                    Transfer.status == TransferStatus.AWAITING_APPROVAL,
-                )
-                .values(
-                    signature=signature,
-                    status=TransferStatus.SIGNED,
-                    signed_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
+            signed = db.execute(_SIGN, {"b_id": row.id, "b_signature": signature, "b_now": now})
             stored = bool(getattr(signed, "rowcount", 0))
             if stored:
                 settle_reservations(
