@@ -313,6 +313,6 @@ def test_the_lean_path_answers_and_writes_what_the_general_path_does(
     lean_rows, general_rows = _rows(lean), _rows(general)
     assert lean_rows == general_rows
     audit = lean_rows["signer_audit"]
-    assert {row[5] for row in audit} == {AuditDecision.SIGNED, AuditDecision.REFUSED}
+    assert {row[4] for row in audit} == {AuditDecision.SIGNED, AuditDecision.REFUSED}
     assert lean._store.verify_audit().ok
     assert general._store.verify_audit().ok

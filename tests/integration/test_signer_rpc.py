@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -305,6 +306,93 @@ async def test_audit_chain_verifies_and_tampering_is_found(
     check = await asyncio.to_thread(verify_audit, signer)
     assert check.returncode == 1
     assert "entry 2" in check.stderr
+
+
+# Schema 1's audit table, as the signer created it before schema 2 (test_signer_store.py
+# checks the upgrade on both databases; here: a real signer process and the CLI).
+_SCHEMA_1_AUDIT = """
+CREATE TABLE signer_audit (
+    seq BIGINT NOT NULL, at BIGINT NOT NULL, wallet_id VARCHAR(64), kind VARCHAR(32) NOT NULL,
+    intent_digest VARCHAR(66), decision VARCHAR(16) NOT NULL, rule VARCHAR(64), reason TEXT,
+    approvals JSON NOT NULL, entry TEXT NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL,
+    CONSTRAINT pk_signer_audit PRIMARY KEY (seq)
+);
+CREATE INDEX ix_signer_audit_wallet ON signer_audit (wallet_id, seq);
+"""
+
+
+def _back_to_schema_1(signer: SignerProcess) -> None:
+    """Rewrite a stopped signer's store as schema 1 stored it (same records, same hashes)."""
+    with sqlite3.connect(signer.data_dir / "signer" / "signer.sqlite3") as db:
+        rows = db.execute(
+            "SELECT seq, at, wallet_id, kind, decision, entry, hash FROM signer_audit ORDER BY seq"
+        ).fetchall()
+        db.executescript("DROP TABLE signer_audit;" + _SCHEMA_1_AUDIT)
+        prev = bytes(32)
+        for seq, at, wallet_id, kind, decision, entry, link in rows:
+            body = json.loads(entry)
+            approvals = json.dumps(body["approvals"], sort_keys=True, separators=(",", ":"))
+            copies = (body["intent_digest"], body["rule"], body["reason"], approvals)
+            db.execute(
+                "INSERT INTO signer_audit (seq, at, wallet_id, kind, decision, entry, hash, "
+                "prev_hash, intent_digest, rule, reason, approvals) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, at, wallet_id, kind, decision, entry, link, prev, *copies),
+            )
+            prev = link
+        db.execute("UPDATE signer_meta SET value = '1' WHERE key = 'schema_version'")
+
+
+def _schema_version(signer: SignerProcess) -> str:
+    with sqlite3.connect(signer.data_dir / "signer" / "signer.sqlite3") as db:
+        (value,) = db.execute(
+            "SELECT value FROM signer_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    return str(value)
+
+
+async def test_a_schema_1_store_is_upgraded_and_its_log_verifies_across_the_upgrade(
+    signer: SignerProcess,
+) -> None:
+    async with signer.client() as rpc:
+        wallet = await new_wallet(rpc)
+        for _ in range(2):
+            intent = transfer()
+            await rpc.sign(wallet.id, intent, wallet.approve(intent))
+        before = await rpc.audit()
+    signer.stop()
+    _back_to_schema_1(signer)
+    signer.start()  # upgrades the store before it serves
+    assert _schema_version(signer) == "2"
+    async with signer.client() as rpc:
+        assert await rpc.audit() == before  # what the log says, unchanged
+        intent = transfer()
+        await rpc.sign(wallet.id, intent, wallet.approve(intent))
+        after = await rpc.audit()
+    assert after[: len(before)] == before
+    assert [e["kind"] for e in after[len(before) :]] == ["erc3009.transfer"]
+    check = await asyncio.to_thread(verify_audit, signer)
+    assert check.returncode == 0, check.stderr
+    assert f"{len(after)} entries" in check.stdout
+
+
+async def test_a_schema_1_log_that_does_not_verify_stops_the_upgrade(
+    signer: SignerProcess,
+) -> None:
+    async with signer.client() as rpc:
+        wallet = await new_wallet(rpc)
+        intent = transfer()
+        await rpc.sign(wallet.id, intent, wallet.approve(intent))
+    signer.stop()
+    _back_to_schema_1(signer)
+    with sqlite3.connect(signer.data_dir / "signer" / "signer.sqlite3") as db:
+        # A copied column that no longer says what the hashed entry says.
+        db.execute("UPDATE signer_audit SET rule = 'daily_limit' WHERE seq = 2")
+    check = await asyncio.to_thread(verify_audit, signer)
+    assert check.returncode == 1
+    assert "does not verify at record 2" in check.stderr
+    assert "rule" in check.stderr
+    assert _schema_version(signer) == "1"  # nothing was changed
 
 
 async def test_restart_keeps_keys_and_export_decrypts_to_the_address(

@@ -5,19 +5,33 @@ Each test builds the signer's own engine (never ``seiwallet.db``) on a fresh dat
 
 from __future__ import annotations
 
-import itertools
+import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, create_engine, inspect, select, update
+from sqlalchemy import (
+    Engine,
+    Index,
+    MetaData,
+    Table,
+    create_engine,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 
 from seiwallet.addresses import parse_evm_address
-from seiwallet.signer.audit import AuditDecision, AuditEntry, verify_chain
+from seiwallet.signer import store as store_module
+from seiwallet.signer.audit import GENESIS_HASH, AuditDecision, AuditEntry, link_hash, verify_chain
 from seiwallet.signer.errors import (
     ApprovalRefused,
     PolicyVersionConflict,
@@ -30,12 +44,15 @@ from seiwallet.signer.store import (
     REPLAYED,
     SCHEMA_VERSION,
     SPEND_BUCKET_SECONDS,
+    AuditUpgradeRefused,
     SignerAuditRow,
     SignerBase,
     SignerMeta,
     SignerSpend,
     SignerStore,
     WalletTransaction,
+    _authenticator_record,
+    _wallet_record,
     create_signer_engine,
 )
 
@@ -412,8 +429,6 @@ def test_sqlite_reads_through_the_driver_are_sqlalchemys(tmp_path: Path) -> None
                 intent_digest="0x" + "22" * 32,
             )
     reads: list[tuple[str, dict[str, Any]]] = [
-        ("lock_wallets", {"ids": ["w1", "w2", "w9"]}),
-        ("load_authenticators", {"ids": ["w1", "w2"]}),
         ("find_nonces", {"nonces": ["n-1", "n-2"]}),
         ("window_totals", {"ids": ["w1", "w2"], "after_hour": hour - 5}),
         ("hour_totals", {"ids": ["w2"], "hours": [hour - 2, hour]}),
@@ -427,7 +442,37 @@ def test_sqlite_reads_through_the_driver_are_sqlalchemys(tmp_path: Path) -> None
             expected = [tuple(row) for row in through_sqlalchemy.all()]
             assert [tuple(row) for row in through_driver] == expected, name
             assert expected, name  # every read found something to compare
+        # Wallets and authenticators come as records, built as from SQLAlchemy's rows.
+        for name, build, ids in (
+            ("lock_wallets", _wallet_record, ["w1", "w2", "w9"]),
+            ("load_authenticators", _authenticator_record, ["w1", "w2"]),
+        ):
+            rows = batch._connection.execute(getattr(batch._sql, name), {"ids": ids}).all()
+            assert batch._raw.records(name, ids) == [build(row) for row in rows], name
+            assert rows, name
         assert batch._raw.audit_head() == store.audit_head()
+
+
+def test_sqlite_records_are_rebuilt_when_their_row_changes(tmp_path: Path) -> None:
+    """Records built from SQLite rows are reused only for the very same row contents."""
+    store = SignerStore(create_signer_engine(f"sqlite:///{tmp_path / 'signer.sqlite3'}"))
+    store.create_schema()
+    add_wallet(store, "w1", authenticators=2)
+    with store.transaction("w1") as tx:
+        wallet, (first, second) = tx.wallet(), tx.authenticators()
+    with store.transaction("w1") as tx:
+        assert tx.wallet() is wallet  # same rows: the records built before
+        assert tx.authenticators() == (first, second)
+        assert tx.authenticator(first.id) is first
+        tx.revoke_authenticator(second.id)
+        tx.set_policy({"allowlist": [RECIPIENT]}, expected_version=1)
+    with store.transaction("w1") as tx:
+        assert tx.authenticator(first.id) is first
+        revoked = tx.authenticator(second.id)
+        assert revoked is not None
+        assert (revoked.revoked, second.revoked) == (True, False)
+        assert (tx.wallet().policy_version, wallet.policy_version) == (2, 1)
+        assert tx.wallet().policy == {"allowlist": [RECIPIENT]}
 
 
 def test_overlapping_batches_neither_deadlock_nor_lose_spends(store: SignerStore) -> None:
@@ -487,9 +532,12 @@ def test_audit_chain_verifies(store: SignerStore) -> None:
     assert result.checked == 9
     assert store.audit_head().seq == 9
     records = store.read_audit(limit=100)
-    assert records[0].prev_hash == bytes(32)
-    assert all(a.hash == b.prev_hash for a, b in itertools.pairwise(records))
+    assert records[0].hash == link_hash(GENESIS_HASH, records[0].entry_json.encode())
+    assert all(b.hash == link_hash(a.hash, b.entry_json.encode()) for a, b in pairwise(records))
     assert records[0].details == {"amount_units": "0", "token": TOKEN}
+    # What schema 2 no longer copies into columns is read from the hashed JSON.
+    assert (records[1].rule, records[1].reason) == ("quorum", "declined by quorum")
+    assert (records[0].rule, records[0].intent_digest) == (None, "0x" + "cd" * 32)
     assert verify_chain(records, head=store.audit_head()).ok
 
 
@@ -517,11 +565,136 @@ def test_a_tampered_audit_column_is_found(store: SignerStore) -> None:
     audit_table = table_of(SignerAuditRow)
     with store.engine.begin() as connection:
         connection.execute(
-            update(audit_table).where(audit_table.c.seq == 2).values(decision="signed", rule=None)
+            update(audit_table).where(audit_table.c.seq == 2).values(decision="signed")
         )
     result = store.verify_audit()
     assert (result.ok, result.first_broken_seq) == (False, 2)
     assert "decision" in (result.reason or "")
+
+
+def test_a_tampered_audit_hash_is_found_at_its_seq(store: SignerStore) -> None:
+    _fill_audit(store)
+    audit_table = table_of(SignerAuditRow)
+    with store.engine.begin() as connection:
+        connection.execute(update(audit_table).where(audit_table.c.seq == 3).values(hash=bytes(32)))
+    result = store.verify_audit()
+    assert (result.ok, result.first_broken_seq, result.checked) == (False, 3, 2)
+
+
+# --- schema 1 → 2 -----------------------------------------------------------------------------
+
+
+def _as_schema_1(store: SignerStore) -> list[dict[str, Any]]:
+    """Turn ``store`` back into schema 1: its audit table as schema 1 stored it (copies of the
+    digest, rule, reason and approvals, and each record's prev_hash), version 1. Returns the
+    schema 1 rows."""
+    records = store.read_audit(limit=1000)
+    rows, prev = [], GENESIS_HASH
+    for record in records:
+        body = json.loads(record.entry_json)
+        rows.append(
+            {
+                "seq": record.seq,
+                "at": record.at,
+                "wallet_id": record.wallet_id,
+                "kind": record.kind,
+                "intent_digest": body["intent_digest"],
+                "decision": record.decision,
+                "rule": body["rule"],
+                "reason": body["reason"],
+                "approvals": json.dumps(body["approvals"], sort_keys=True, separators=(",", ":")),
+                "entry": record.entry_json,
+                "prev_hash": prev,
+                "hash": record.hash,
+            }
+        )
+        prev = record.hash
+    # A copy, with schema 1's index (the module's table is only ever read).
+    schema_1 = store_module._audit_schema_1.to_metadata(MetaData())
+    Index("ix_signer_audit_wallet", schema_1.c.wallet_id, schema_1.c.seq)
+    meta = table_of(SignerMeta)
+    with store.engine.begin() as connection:
+        table_of(SignerAuditRow).drop(connection)
+        schema_1.create(connection)
+        if rows:
+            connection.execute(insert(schema_1), rows)
+        connection.execute(update(meta).where(meta.c.key == "schema_version").values(value="1"))
+    return rows
+
+
+def _audit_columns(store: SignerStore) -> set[str]:
+    return {c["name"] for c in inspect(store.engine).get_columns("signer_audit", store.schema)}
+
+
+def test_a_schema_1_store_is_upgraded_with_its_audit_log_intact(store: SignerStore) -> None:
+    _fill_audit(store)
+    before = store.read_audit(limit=100)
+    _as_schema_1(store)
+    assert store.schema_version() == 1
+    assert {"prev_hash", "rule", "approvals"} <= _audit_columns(store)
+
+    SignerStore(store.engine).create_schema()
+
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert _audit_columns(store) == {"seq", "at", "wallet_id", "kind", "decision", "entry", "hash"}
+    assert store.read_audit(limit=100) == before  # every record, byte for byte
+    assert store.verify_audit().ok
+    # The log goes on from the old head, and old and new records verify as one chain.
+    with store.transaction("w1") as tx:
+        tx.append_audit(audit(AuditDecision.REFUSED, rule="daily_limit"))
+    result = store.verify_audit()
+    assert (result.ok, result.checked) == (True, 10)
+    assert store.read_audit(after_seq=9)[0].rule == "daily_limit"
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as connection:
+            indexes = connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'signer_audit'"
+            ).all()
+            # seq is the rowid: no index of its own, only the wallet's.
+            assert [name for (name,) in indexes] == ["ix_signer_audit_wallet"]
+            assert not connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE name = 'signer_audit_schema_1'"
+            ).all()
+
+
+def test_an_empty_schema_1_store_is_upgraded(store: SignerStore) -> None:
+    _as_schema_1(store)
+    store.create_schema()
+    assert store.schema_version() == SCHEMA_VERSION
+    add_wallet(store, "w1")
+    with store.transaction("w1") as tx:
+        tx.append_audit(audit(AuditDecision.SIGNED))
+    assert store.verify_audit().ok
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "found"),
+    [
+        ("rule", "daily_limit", "its columns differ from its hashed entry: rule"),
+        ("approvals", "[]", "its columns differ from its hashed entry: approvals"),
+        ("prev_hash", bytes(32), "its prev_hash is not the previous record's hash"),
+        ("entry", None, "the entry was changed"),
+    ],
+)
+def test_a_schema_1_log_that_does_not_verify_is_not_upgraded(
+    store: SignerStore, column: str, value: Any, found: str
+) -> None:
+    """The upgrade drops schema 1's copies: tampering with them is reported first, and a log
+    that does not verify is left as it was (the signer does not start)."""
+    _fill_audit(store)
+    rows = _as_schema_1(store)
+    schema_1 = store_module._audit_schema_1
+    if value is None:  # the entry itself: a refusal turned into a signature
+        value = rows[4]["entry"].replace('"decision":"refused"', '"decision":"signed"')
+        assert value != rows[4]["entry"]
+    with store.engine.begin() as connection:
+        connection.execute(update(schema_1).where(schema_1.c.seq == 5).values({column: value}))
+    with pytest.raises(AuditUpgradeRefused, match=f"at record 5 .*{re.escape(found)}"):
+        SignerStore(store.engine).create_schema()
+    assert store.schema_version() == 1
+    assert "prev_hash" in _audit_columns(store)
+    with store.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(schema_1)).scalar_one() == 9
 
 
 def test_removed_audit_records_are_found(store: SignerStore) -> None:

@@ -453,6 +453,31 @@ def test_the_lean_path_refuses_what_the_general_one_refuses(path: str, value: An
     assert _outcome(parse_intent_with_digest, data) == general
 
 
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("nonce", "0x" + "ab" * 32),
+        ("nonce", "0x" + "12" * 32),  # digits only: no case at all
+        ("nonce", "0x" + "AB" * 32),
+        ("nonce", "0x" + "ab" * 31 + "aB"),
+        ("nonce", "0X" + "ab" * 32),
+        ("nonce", "0x" + "ab " * 21 + "a"),  # 64 characters, spaces among them
+        ("nonce", "0x" + "ab" * 31 + "\u0661\u0662"),  # Arabic-Indic digits
+        ("nonce", "0x" + "ab" * 33),
+        ("to", "0x" + "0" * 40),
+        ("to", "0x" + "00" * 19 + "01"),
+    ],
+)
+def test_the_lean_path_reads_nonces_and_recipients_as_the_general_one(
+    path: str, value: str
+) -> None:
+    data = _with(TRANSFER_JSON, path, value)
+    general = _outcome(parse_intent, data)
+    if general[0] == "ok":
+        general = ("ok", (general[1], intent_digest(general[1])))
+    assert _outcome(parse_intent_with_digest, data) == general
+
+
 def test_other_kinds_take_the_general_path() -> None:
     for intent in every_kind():
         data = intent.to_json()

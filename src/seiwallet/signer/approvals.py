@@ -504,7 +504,17 @@ def check_device_signature(
     :func:`verify_approval`'s, which takes the result as ``checked``.
     """
     try:
-        challenge = challenge_bytes(digest, approval.nonce, approval.expires_at)
+        if type(approval) is DeviceApproval and type(digest) is bytes and len(digest) == 32:
+            # A device approval's nonce and expiry were checked when it was made (it is
+            # frozen): its challenge as challenge_bytes makes it, without checking them again.
+            challenge = sha256(
+                APPROVAL_CHALLENGE_DOMAIN
+                + digest
+                + approval.nonce
+                + approval.expires_at.to_bytes(8, "big")
+            ).digest()
+        else:
+            challenge = challenge_bytes(digest, approval.nonce, approval.expires_at)
         _device_public_key(public_key).verify(
             approval.signature, sha256(challenge).digest(), _ECDSA_PREHASHED_SHA256
         )

@@ -2,10 +2,16 @@
 
 Each record is a canonical JSON object holding its ``seq`` and time with the decision (signed or
 refused), the intent's digest, the approvals and the rule that decided. Its hash is
-``sha256(prev_hash ‖ canonical JSON)``; the first record's ``prev_hash`` is 32 zero bytes. So
-changing, removing or reordering any record breaks the chain at that record, and
-:func:`verify_chain` names the first broken ``seq``. Cutting records off the end is caught against
-the head (last ``seq`` and hash) that the store keeps beside the log.
+``sha256(prev_hash ‖ canonical JSON)``, where ``prev_hash`` is the previous record's hash (32 zero
+bytes for the first record). So changing, removing or reordering any record breaks the chain at
+that record, and :func:`verify_chain` names the first broken ``seq``. Cutting records off the end
+is caught against the head (last ``seq`` and hash) that the store keeps beside the log.
+
+A stored record is its hashed JSON, its hash and a few columns copied out of the JSON for queries
+(:data:`COLUMN_FIELDS`: ``seq``, time, wallet, kind, decision), which :func:`verify_chain` checks
+against the JSON. Everything else (digest, rule, reason, approvals, details) is read from the JSON
+itself, and ``prev_hash`` is the previous record's ``hash``: storing copies of them (schema 1)
+made every signature's audit row larger for nothing the chain did not already prove.
 
 Appending is a serialization point: the next record needs the head. The store reads and updates
 the head inside the transaction that writes the records, holding a lock on the head row, and
@@ -43,6 +49,7 @@ __all__ = [
     "VerifyResult",
     "canonical_json",
     "link_hash",
+    "mismatched_columns",
     "seal",
     "seal_rows",
     "verify_chain",
@@ -55,18 +62,8 @@ GENESIS_HASH: Final = bytes(32)
 
 _HASH_BYTES: Final = 32
 
-#: The fields a record's hashed JSON holds besides ``details``, kept also as columns for queries.
-COLUMN_FIELDS: Final = (
-    "seq",
-    "at",
-    "wallet_id",
-    "kind",
-    "intent_digest",
-    "decision",
-    "rule",
-    "reason",
-    "approvals",
-)
+#: The fields of a record's hashed JSON kept also as columns, for queries.
+COLUMN_FIELDS: Final = ("seq", "at", "wallet_id", "kind", "decision")
 
 
 class AuditDecision(StrEnum):
@@ -202,10 +199,11 @@ _DECISIONS: Final[dict[object, str]] = {str(d): str(d) for d in AuditDecision}
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """A record as stored: the hashed JSON, the link, and the columns copied out of the JSON.
+    """A record as stored: the hashed JSON, its hash, and the columns copied out of the JSON.
 
     The columns serve queries (by wallet, by decision) and are checked against the JSON by
-    :func:`verify_chain`; the JSON is what the hash covers. ``decision`` is a plain string so a
+    :func:`verify_chain`; the JSON is what the hash covers, and the rest of the record (digest,
+    rule, reason, approvals, details) is read from it. ``decision`` is a plain string so a
     tampered value can still be read and reported.
     """
 
@@ -213,23 +211,43 @@ class AuditRecord:
     at: int
     wallet_id: str | None
     kind: str
-    intent_digest: str | None
     decision: str
-    rule: str | None
-    reason: str | None
-    #: The ``approvals`` column as stored (JSON text).
-    approvals_json: str
     #: The hashed canonical JSON (ASCII).
     entry_json: str
-    prev_hash: bytes
+    #: ``sha256(previous record's hash ‖ entry_json)``.
     hash: bytes
+
+    def body(self) -> dict[str, Any]:
+        """The hashed JSON object (``{}`` if it is not one: :func:`verify_chain` says why)."""
+        try:
+            body = json.loads(self.entry_json)
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    @property
+    def intent_digest(self) -> str | None:
+        """The intent's digest (hex) as the entry states it, if it has one."""
+        value = self.body().get("intent_digest")
+        return value if isinstance(value, str) else None
+
+    @property
+    def rule(self) -> str | None:
+        """The rule or check that refused, as the entry states it."""
+        value = self.body().get("rule")
+        return value if isinstance(value, str) else None
+
+    @property
+    def reason(self) -> str | None:
+        """Why it was refused, in words, as the entry states it."""
+        value = self.body().get("reason")
+        return value if isinstance(value, str) else None
 
     @property
     def details(self) -> dict[str, Any]:
         """The entry's ``details`` object, read from the hashed JSON."""
-        body = json.loads(self.entry_json)
-        details: dict[str, Any] = body.get("details", {})
-        return details
+        details = self.body().get("details", {})
+        return details if isinstance(details, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,10 +284,7 @@ def seal(entries: Iterable[AuditEntry], head: AuditHead) -> tuple[list[AuditReco
 
 
 #: An audit record as a row: :class:`AuditRecord`'s fields, in its order (the table's).
-AuditRow: TypeAlias = tuple[
-    int, int, "str | None", str, "str | None", str, "str | None", "str | None", str, str, bytes,
-    bytes,
-]  # fmt: skip
+AuditRow: TypeAlias = tuple[int, int, "str | None", str, str, str, bytes]
 
 
 def seal_rows(entries: Iterable[AuditEntry], head: AuditHead) -> tuple[list[AuditRow], AuditHead]:
@@ -279,53 +294,16 @@ def seal_rows(entries: Iterable[AuditEntry], head: AuditHead) -> tuple[list[Audi
     entry cost more than its hash.
     """
     rows: list[AuditRow] = []
+    append = rows.append
     seq, prev = head.seq, head.hash
     for entry in entries:
         seq += 1
         body = entry.body(seq)
         entry_bytes = canonical_json(body)
-        digest = sha256(prev + entry_bytes).digest()  # link_hash, inline: once per record
-        rows.append(
-            (
-                seq,
-                entry.at,
-                entry.wallet_id,
-                entry.kind,
-                entry.intent_digest,
-                body["decision"],
-                entry.rule,
-                entry.reason,
-                # The approvals as the entry holds them (verify_chain compares the two).
-                _approvals_json(entry.approvals),
-                entry_bytes.decode("ascii"),
-                prev,
-                digest,
-            )
-        )
-        prev = digest
+        prev = sha256(prev + entry_bytes).digest()  # link_hash, inline: once per record
+        entry_text = entry_bytes.decode()
+        append((seq, entry.at, entry.wallet_id, entry.kind, body["decision"], entry_text, prev))
     return rows, AuditHead(seq, prev)
-
-
-def _approvals_json(approvals: tuple[JsonValue, ...]) -> str:
-    """The ``approvals`` column: the entry's approvals as canonical JSON (memoised when they
-    are plain ids, as every signing decision's are)."""
-    try:
-        known = _IDS_JSON.get(approvals)
-    except TypeError:  # objects describing approvals: not hashable, not memoised
-        known = None
-    if known is not None:
-        return known
-    encoded = canonical_json(list(approvals)).decode("ascii")
-    if all(type(item) is str for item in approvals):
-        if len(_IDS_JSON) >= _IDS_JSON_KEPT:
-            _IDS_JSON.clear()
-        _IDS_JSON[approvals] = encoded
-    return encoded
-
-
-#: The approvals column of each tuple of ids already written (exact strings as keys).
-_IDS_JSON: Final[dict[tuple[JsonValue, ...], str]] = {}
-_IDS_JSON_KEPT: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,9 +325,9 @@ def verify_chain(
 ) -> VerifyResult:
     """Check records in ``seq`` order from ``start``; report the first broken link and why.
 
-    A record is broken when its ``seq`` is not the next one, its ``prev_hash`` is not the
-    previous record's hash, its hash does not cover its JSON, its JSON is not canonical or names
-    another ``seq``, or its columns differ from its JSON. With ``head`` (the store's), records
+    A record is broken when its ``seq`` is not the next one, its hash is not that of its JSON
+    after the previous record's hash, its JSON is not canonical or names another ``seq``, or its
+    columns differ from its JSON. With ``head`` (the store's), records
     missing at the end, or present beyond the head, are caught too.
     """
     expected_seq, prev = start.seq + 1, start.hash
@@ -381,11 +359,12 @@ def _record_problem(record: AuditRecord, expected_seq: int, prev: bytes) -> tupl
         if record.seq > expected_seq:
             return expected_seq, f"record {expected_seq} is missing (the next is {record.seq})"
         return record.seq, f"record {record.seq} is out of order (expected {expected_seq})"
-    if record.prev_hash != prev:
-        return record.seq, "its prev_hash is not the previous record's hash"
     entry_bytes = record.entry_json.encode("utf-8")
     if link_hash(prev, entry_bytes) != record.hash:
-        return record.seq, "its hash does not match its entry: the entry was changed"
+        return record.seq, (
+            "its hash does not match its entry after the previous record's hash: "
+            "the entry was changed (or the previous record's hash was)"
+        )
     problem = _content_problem(record, entry_bytes)
     return None if problem is None else (record.seq, problem)
 
@@ -401,26 +380,19 @@ def _content_problem(record: AuditRecord, entry_bytes: bytes) -> str | None:
         return "its entry is not canonical JSON"
     if body.get("seq") != record.seq:
         return f"its entry names record {body.get('seq')!r}"
-    mismatched = _mismatched_columns(record, body)
+    mismatched = mismatched_columns(record, body)
     if mismatched:
         return f"its columns differ from its hashed entry: {', '.join(mismatched)}"
     return None
 
 
-def _mismatched_columns(record: AuditRecord, body: Mapping[str, Any]) -> list[str]:
-    try:
-        approvals = json.loads(record.approvals_json)
-    except ValueError:
-        approvals = object()  # unreadable: differs from anything
+def mismatched_columns(record: AuditRecord, body: Mapping[str, Any]) -> list[str]:
+    """The :data:`COLUMN_FIELDS` whose column differs from the hashed JSON's value."""
     columns: dict[str, Any] = {
         "seq": record.seq,
         "at": record.at,
         "wallet_id": record.wallet_id,
         "kind": record.kind,
-        "intent_digest": record.intent_digest,
         "decision": record.decision,
-        "rule": record.rule,
-        "reason": record.reason,
-        "approvals": approvals,
     }
     return [name for name in COLUMN_FIELDS if columns[name] != body.get(name)]

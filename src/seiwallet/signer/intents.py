@@ -471,7 +471,7 @@ class Erc3009Transfer(_IntentBase):
     def describe(self) -> str:
         """One line for people; see :func:`describe`."""
         return (
-            f"Send {self.amount_units} units of {_token(self.token)} "
+            f"Send {self.amount_units} units of {_domain_parts(self.token)[2]} "
             f"to {_short(self.to)} on chain {self.token.chain_id}"
         )
 
@@ -952,6 +952,7 @@ def parse_intent_with_digest(data: Mapping[str, Any]) -> tuple[Intent, bytes]:
 
 
 _TRANSFER_KEYS: Final = frozenset(("kind", "version", *Erc3009Transfer._FIELDS))
+_ZERO_ADDRESS: Final = "0x" + "0" * 40
 _TOKEN_KEYS: Final = frozenset(_DOMAIN_KEYS)
 
 
@@ -1012,7 +1013,8 @@ def _lean_transfer(data: object) -> tuple[Erc3009Transfer, bytes] | None:
         return None
     domain = _lean_domain(name, token_version, chain_id, contract)
     to = data["to"]
-    if domain is None or type(to) is not str or _checksummed(to) != to or int(to, 16) == 0:
+    # Checksummed, so the zero address has exactly one spelling.
+    if domain is None or type(to) is not str or _checksummed(to) != to or to == _ZERO_ADDRESS:
         return None
     amount = _lean_uint(data["amount_units"])
     valid_after = _lean_uint(data["valid_after"])
@@ -1048,12 +1050,14 @@ def _lean_nonce(raw: object) -> bytes | None:
     """32 bytes written ``0x`` + 64 lowercase hex digits (as _HEX_BYTES reads them), or None."""
     if type(raw) is not str or len(raw) != 66 or not raw.startswith("0x"):
         return None
+    digits = raw[2:]
     try:
-        nonce = bytes.fromhex(raw[2:])
+        nonce = bytes.fromhex(digits)
     except ValueError:
         return None
-    # fromhex also takes upper case and spaces: only the one spelling round-trips.
-    return nonce if len(nonce) == 32 and nonce.hex() == raw[2:] else None
+    # fromhex also takes spaces (64 characters then make fewer than 32 bytes) and upper case
+    # (a cased letter not in lower case; digits alone have no case): only one spelling passes.
+    return nonce if len(nonce) == 32 and (digits.islower() or digits.isdigit()) else None
 
 
 def _ascii_text(text: str) -> bool:
@@ -1137,7 +1141,33 @@ def transfer_signing_hash(intent: Erc3009Transfer, wallet_address: str) -> bytes
             )
         )
     )
-    return keccak256(b"".join((b"\x19\x01", intent.token.separator, struct_hash)))
+    return keccak256(_domain_parts(intent.token)[1] + struct_hash)
+
+
+#: id(domain) → (the domain, b"\x19\x01" + its separator, its name for people).
+_DOMAIN_PARTS: Final[dict[int, tuple[TokenDomain, bytes, str]]] = {}
+_DOMAIN_PARTS_KEPT: Final = 4096
+
+
+def _domain_parts(domain: TokenDomain) -> tuple[TokenDomain, bytes, str]:
+    """What every signature and summary of a token's transfers starts with, made once per
+    domain object: the EIP-712 prefix with its separator, and its name for people.
+
+    Keyed by the object's identity (the lean parser hands out one object per token), which the
+    entry keeps alive, so an id is never another domain's; hashing a domain by value cost more
+    than the look-up saves.
+    """
+    parts = _DOMAIN_PARTS.get(id(domain))
+    if parts is None or parts[0] is not domain:
+        parts = (
+            domain,
+            b"\x19\x01" + domain.separator,
+            f"{_printable(domain.name)} ({_short(domain.verifying_contract)})",
+        )
+        if len(_DOMAIN_PARTS) >= _DOMAIN_PARTS_KEPT:
+            _DOMAIN_PARTS.clear()
+        _DOMAIN_PARTS[id(domain)] = parts
+    return parts
 
 
 @functools.lru_cache(maxsize=65_536)

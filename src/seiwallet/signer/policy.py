@@ -323,7 +323,7 @@ class Policy:
         if kind_rule is not None and kind_rule.count(approvals, active) < kind_rule.required:
             return False
         # DEFAULT_QUORUM: one approval from any active authenticator.
-        return any(authenticator_id in active for authenticator_id in approvals)
+        return not approvals.isdisjoint(active)
 
     def needs_daily_window(self, spend: Spend) -> bool:
         """Whether evaluating ``spend`` needs the amount spent in the last 24 hours.

@@ -38,7 +38,7 @@ from seiwallet.signer.approvals import (
     passes_with_check,
     verify_approval,
 )
-from seiwallet.signer.audit import AuditDecision, AuditEntry
+from seiwallet.signer.audit import AuditDecision, AuditEntry, AuditRecord
 from seiwallet.signer.errors import (
     AlreadyExists,
     ApprovalRefused,
@@ -99,8 +99,9 @@ def action_digest(action: str, document: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(f"seiwallet.{action}.v1\x00".encode() + canonical).digest()
 
 
+@functools.lru_cache(maxsize=65_536)
 def wallet_aad(wallet_id: str) -> bytes:
-    """Associated data binding a sealed key to its wallet."""
+    """Associated data binding a sealed key to its wallet (made once per wallet)."""
     return b"seiwallet.wallet\x00" + wallet_id.encode()
 
 
@@ -248,16 +249,19 @@ def _prepare(request: object) -> _Prepared:
         prepared.intent_error = exc
         return prepared
     approvals = request.get("approvals") or []
-    try:
-        _check_approvals(approvals)
-    except SeiwalletError as exc:
-        prepared.approvals_error = exc
-        return prepared
-    parsed = prepared.approvals = [_parsed(raw) for raw in approvals]
-    prepared.nonces = [
-        None if isinstance(approval, SeiwalletError) else approval.nonce.hex()
-        for approval in parsed
-    ]
+    if type(approvals) is not list or len(approvals) > MAX_APPROVALS:
+        try:
+            _check_approvals(approvals)
+        except SeiwalletError as exc:
+            prepared.approvals_error = exc
+            return prepared
+    parsed: list[Approval | SeiwalletError] = []
+    nonces: list[str | None] = []
+    for raw in approvals:
+        approval = _parsed(raw)
+        parsed.append(approval)
+        nonces.append(None if isinstance(approval, SeiwalletError) else approval.nonce.hex())
+    prepared.approvals, prepared.nonces = parsed, nonces
     return prepared
 
 
@@ -270,9 +274,19 @@ def _check_ahead(prepared: _Prepared, device_keys: Mapping[tuple[str, str], byte
     if wallet_id is None or prepared.intent is None or not prepared.approvals:
         return
     subject = prepared.subject = approval_subject(wallet_id, prepared.digest)
-    checked: list[CheckedSignature | None] = []
-    for approval in prepared.approvals:
+    approvals = prepared.approvals
+    if len(approvals) == 1:  # one approval, as nearly every request has
+        (approval,) = approvals
         check: CheckedSignature | None = None
+        if type(approval) is DeviceApproval:
+            key = device_keys.get((wallet_id, approval.authenticator_id))
+            if key is not None:
+                check = check_device_signature(approval, key, subject)
+        prepared.checked = [check]
+        return
+    checked: list[CheckedSignature | None] = []
+    for approval in approvals:
+        check = None
         if type(approval) is DeviceApproval:
             key = device_keys.get((wallet_id, approval.authenticator_id))
             if key is not None:
@@ -336,6 +350,24 @@ def _error_body(exc: SeiwalletError) -> dict[str, Any]:
         if value is not None:
             body[attribute] = str(value)
     return body
+
+
+def _audit_view(record: AuditRecord) -> dict[str, Any]:
+    """An audit record as the ``audit`` RPC answers it (the hashed JSON's fields, read once)."""
+    body = record.body()
+    details = body.get("details")
+    return {
+        "seq": record.seq,
+        "at": record.at,
+        "wallet_id": record.wallet_id,
+        "kind": record.kind,
+        "intent_digest": body.get("intent_digest"),
+        "decision": record.decision,
+        "rule": body.get("rule"),
+        "reason": body.get("reason"),
+        "details": details if isinstance(details, dict) else {},
+        "hash": "0x" + record.hash.hex(),
+    }
 
 
 class SignerService:
@@ -829,6 +861,8 @@ class SignerService:
         subject = request.subject
         if subject is None or not approvals or len(checked) != len(approvals):
             return None
+        if len(approvals) == 1:  # one approval, as nearly every request has
+            return self._lean_approval(tx, request, subject, now)
         approved: set[str] = set()
         fresh: list[tuple[str, int]] = []
         for index, approval in enumerate(approvals):
@@ -849,6 +883,21 @@ class SignerService:
             fresh.append((nonce, approval.expires_at))
         request.fresh_nonces = fresh
         return approved
+
+    def _lean_approval(
+        self, tx: WalletTransaction, request: _Prepared, subject: bytes, now: int
+    ) -> set[str] | None:
+        """:meth:`_lean_approvals` of a request with exactly one approval."""
+        (approval,), (nonce,) = request.approvals, request.nonces
+        if type(approval) is not DeviceApproval or nonce is None:
+            return None
+        record = tx.authenticator(approval.authenticator_id)
+        if record is None or not passes_with_check(
+            approval, _authenticator(record), subject, now=now, checked=request.checked[0]
+        ):
+            return None
+        request.fresh_nonces = [(nonce, approval.expires_at)]
+        return {record.id}
 
     def _decide_and_sign(
         self,
@@ -967,21 +1016,7 @@ class SignerService:
         if not isinstance(limit, int) or not 0 < limit <= 1000:
             raise InvalidInput("limit is 1 to 1000")
         records = self._store.read_audit(after_seq=after_seq, limit=limit)
-        return [
-            {
-                "seq": r.seq,
-                "at": r.at,
-                "wallet_id": r.wallet_id,
-                "kind": r.kind,
-                "intent_digest": r.intent_digest,
-                "decision": r.decision,
-                "rule": r.rule,
-                "reason": r.reason,
-                "details": r.details,
-                "hash": "0x" + r.hash.hex(),
-            }
-            for r in records
-        ]
+        return [_audit_view(record) for record in records]
 
 
 __all__ = [

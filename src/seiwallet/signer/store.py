@@ -51,6 +51,7 @@ from typing import Any, Final, Literal, NamedTuple
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     Connection,
     Dialect,
     Engine,
@@ -66,7 +67,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
-    cast,
     create_engine,
     event,
     func,
@@ -97,6 +97,7 @@ from seiwallet.signer.audit import (
 from seiwallet.signer.errors import (
     ApprovalRefused,
     PolicyVersionConflict,
+    SignerError,
     SignerSchemaMismatch,
     UnknownAuthenticator,
     UnknownWallet,
@@ -108,6 +109,7 @@ __all__ = [
     "REPLAYED",
     "SCHEMA_VERSION",
     "SPEND_BUCKET_SECONDS",
+    "AuditUpgradeRefused",
     "AuthenticatorRecord",
     "BatchTransaction",
     "SignerAuditRow",
@@ -125,8 +127,9 @@ __all__ = [
     "create_signer_engine",
 ]
 
-#: The version of the tables below; a database at a newer one is refused (see create_schema).
-SCHEMA_VERSION: Final = 1
+#: The version of the tables below; a database at a newer one is refused, an older one is
+#: upgraded step by step (see create_schema). 2: the slim audit table (see SignerAuditRow).
+SCHEMA_VERSION: Final = 2
 
 #: The PostgreSQL schema the signer's tables live in unless told otherwise.
 DEFAULT_POSTGRES_SCHEMA: Final = "signer"
@@ -162,6 +165,13 @@ _MAX_NONCE_CHARS: Final = 128
 #: 24-hour window reads at most 25 totals plus the spends of the hour it starts in, however many
 #: spends the wallet made: the cost of a limit check does not grow with the wallet's volume.
 SPEND_BUCKET_SECONDS: Final = 3600
+
+
+class AuditUpgradeRefused(SignerError):
+    """The audit log does not verify, so the store was not upgraded: the signer will not start."""
+
+    code = "signer.audit_upgrade_refused"
+    status = 503
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -303,23 +313,26 @@ class SignerSpendTotal(SignerBase):
 
 
 class SignerAuditRow(SignerBase):
-    """One record of the hash-chained audit log (see :mod:`seiwallet.signer.audit`)."""
+    """One record of the hash-chained audit log (see :mod:`seiwallet.signer.audit`).
+
+    Schema 2: the hashed JSON, its hash, and the columns queries need (``COLUMN_FIELDS``); the
+    rest is read from the JSON. On SQLite ``seq`` is the table's rowid (``INTEGER PRIMARY KEY``),
+    so an append writes two b-trees (the table, the wallet index), not three.
+    """
 
     __tablename__ = "signer_audit"
     __table_args__ = (Index("ix_signer_audit_wallet", "wallet_id", "seq"),)
 
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
     at: Mapped[int] = mapped_column(BigInteger)
     wallet_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))
-    intent_digest: Mapped[str | None] = mapped_column(String(66))
     decision: Mapped[str] = mapped_column(String(16))
-    rule: Mapped[str | None] = mapped_column(String(64))
-    reason: Mapped[str | None] = mapped_column(Text)
-    approvals: Mapped[list[Any]] = mapped_column(JSON)
     #: The hashed canonical JSON, exactly as hashed.
     entry: Mapped[str] = mapped_column(Text)
-    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: ``sha256(previous record's hash ‖ entry)``.
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
@@ -346,10 +359,7 @@ _NONCE_COLUMNS: Final = ("wallet_id", "nonce", "expires_at")
 _SPEND_COLUMNS: Final = (
     "wallet_id", "chain_id", "token", "amount_units", "recipient", "at", "intent_digest"
 )  # fmt: skip
-_AUDIT_ROW_COLUMNS: Final = (
-    "seq", "at", "wallet_id", "kind", "intent_digest", "decision", "rule", "reason",
-    "approvals", "entry", "prev_hash", "hash",
-)  # fmt: skip
+_AUDIT_ROW_COLUMNS: Final = ("seq", "at", "wallet_id", "kind", "decision", "entry", "hash")
 for _table, _columns in (
     (_nonces, _NONCE_COLUMNS),
     (_spends, ("id", *_SPEND_COLUMNS)),
@@ -432,14 +442,8 @@ _AUDIT_COLUMNS: Final = (
     _audit.c.at,
     _audit.c.wallet_id,
     _audit.c.kind,
-    _audit.c.intent_digest,
     _audit.c.decision,
-    _audit.c.rule,
-    _audit.c.reason,
-    # As text: a tampered column must be readable to be reported, not fail to parse.
-    cast(_audit.c.approvals, Text).label("approvals_json"),
     _audit.c.entry,
-    _audit.c.prev_hash,
     _audit.c.hash,
 )
 
@@ -450,13 +454,8 @@ def _audit_record(row: Any) -> AuditRecord:
         at=row.at,
         wallet_id=row.wallet_id,
         kind=row.kind,
-        intent_digest=row.intent_digest,
         decision=row.decision,
-        rule=row.rule,
-        reason=row.reason,
-        approvals_json=row.approvals_json,
         entry_json=row.entry,
-        prev_hash=bytes(row.prev_hash),
         hash=bytes(row.hash),
     )
 
@@ -586,6 +585,8 @@ class SignerStore:
         self._writer: AbstractContextManager[Any] = (
             threading.RLock() if self._backend == "sqlite" else nullcontext()
         )
+        #: SQLite: wallet and authenticator records by their rows' contents (_SqliteReads).
+        self._row_records: _RowRecords = {}
 
     @property
     def engine(self) -> Engine:
@@ -610,7 +611,13 @@ class SignerStore:
                 # Checked before anything is created: a newer signer's database stays untouched.
                 if found is not None and found > SCHEMA_VERSION:
                     raise SignerSchemaMismatch(found, SCHEMA_VERSION)
+            # Older versions are upgraded step by tested step, in this one transaction.
+            upgrade_audit = found == 1
+            if upgrade_audit:
+                self._set_aside_schema_1_audit(connection)
             SignerBase.metadata.create_all(connection)
+            if upgrade_audit:
+                self._copy_schema_1_audit(connection)
             if found is None:
                 connection.execute(
                     insert(_meta),
@@ -619,7 +626,54 @@ class SignerStore:
                         {"key": META_AUDIT_HEAD, "value": GENESIS.encode()},
                     ],
                 )
-            # Versions below SCHEMA_VERSION would be upgraded here, step by tested step.
+            elif found < SCHEMA_VERSION:
+                connection.execute(
+                    update(_meta)
+                    .where(_meta.c.key == META_SCHEMA_VERSION)
+                    .values(value=str(SCHEMA_VERSION))
+                )
+
+    def _set_aside_schema_1_audit(self, connection: Connection) -> None:
+        """Schema 1 → 2, first step: check the old audit log, then make room for the new table.
+
+        The old log is verified as schema 1 stored it (its copied columns and ``prev_hash``
+        included) before anything changes: the upgrade drops those copies, so a record whose
+        copies were tampered with must be reported now, not silently become clean. A log that
+        does not verify is left exactly as it was and the signer does not start.
+
+        SQLite: the table is renamed aside (and its index dropped, whose name the new table
+        takes) so that the new one, with ``seq`` as its rowid, can be created and filled.
+        PostgreSQL: the copies are dropped in place (``seq`` stays the primary key).
+        """
+        problem = _schema_1_audit_problem(connection)
+        if problem is not None:
+            seq, reason = problem
+            raise AuditUpgradeRefused(
+                f"the signer's audit log does not verify at record {seq} ({reason}): the store "
+                "was not upgraded to schema 2 and nothing was changed; find out what happened "
+                "to the log (restore it from a backup, or keep a copy of the database as "
+                "evidence) before starting this signer"
+            )
+        if self._backend == "postgresql":
+            # The schema is a checked plain identifier (see __init__); the names are our own.
+            connection.exec_driver_sql(
+                f"ALTER TABLE {self.schema}.signer_audit "
+                + ", ".join(f"DROP COLUMN {name}" for name in _SCHEMA_1_AUDIT_COPIES)
+            )
+            return
+        connection.exec_driver_sql("DROP INDEX ix_signer_audit_wallet")
+        connection.exec_driver_sql("ALTER TABLE signer_audit RENAME TO signer_audit_schema_1")
+
+    def _copy_schema_1_audit(self, connection: Connection) -> None:
+        """Schema 1 → 2, last step (SQLite): the records, byte for byte, into the new table."""
+        if self._backend == "postgresql":
+            return
+        names = ", ".join(_AUDIT_ROW_COLUMNS)
+        connection.exec_driver_sql(
+            f"INSERT INTO signer_audit ({names}) "  # noqa: S608 - our own column names
+            f"SELECT {names} FROM signer_audit_schema_1 ORDER BY seq"
+        )
+        connection.exec_driver_sql("DROP TABLE signer_audit_schema_1")
 
     def schema_version(self) -> int | None:
         """The stored schema version, ``None`` if the store was never created."""
@@ -751,6 +805,88 @@ def _audit_pages(connection: Connection, page: int) -> Iterator[AuditRecord]:
         if len(records) < page:
             return
         after = records[-1].seq
+
+
+#: Schema 1's copies of hashed fields in the audit table, which schema 2 reads from the JSON.
+_SCHEMA_1_AUDIT_COPIES: Final = ("intent_digest", "rule", "reason", "approvals", "prev_hash")
+
+# Schema 1's audit table, for checking it before the upgrade (its own metadata: never created).
+_audit_schema_1 = Table(
+    "signer_audit",
+    MetaData(),
+    Column("seq", BigInteger, primary_key=True),
+    Column("at", BigInteger),
+    Column("wallet_id", String(64)),
+    Column("kind", String(32)),
+    Column("intent_digest", String(66)),
+    Column("decision", String(16)),
+    Column("rule", String(64)),
+    Column("reason", Text),
+    Column("approvals", Text),
+    Column("entry", Text),
+    Column("prev_hash", LargeBinary(32)),
+    Column("hash", LargeBinary(32)),
+)
+
+
+def _schema_1_audit_problem(connection: Connection, page: int = 1000) -> tuple[int, str] | None:
+    """Where and why a schema 1 audit log does not verify, or ``None`` if it does.
+
+    Everything schema 2 checks (:func:`verify_chain` against the head), and what schema 1 also
+    stored: each ``prev_hash`` is the previous record's hash, and the copied digest, rule,
+    reason and approvals equal the hashed JSON's.
+    """
+    table, columns = _audit_schema_1, _audit_schema_1.c
+    head = _read_head(connection, lock=False)
+    extras: list[tuple[int, str]] = []
+
+    def records() -> Iterator[AuditRecord]:
+        after, prev = 0, GENESIS.hash
+        while True:
+            rows = connection.execute(
+                select(table).where(columns.seq > after).order_by(columns.seq).limit(page)
+            ).all()
+            for row in rows:
+                record = _audit_record(row)
+                problem = _schema_1_copies_problem(row, record, prev)
+                if problem is not None:
+                    extras.append((row.seq, problem))
+                    return
+                yield record
+                prev = record.hash
+            if len(rows) < page:
+                return
+            after = rows[-1].seq
+
+    result = verify_chain(records(), head=head)
+    # A copy that disagrees stops the records there: a break verify_chain found before it is
+    # the first; one it reports at that record (the log "ends" there) is the copy's.
+    if extras and (result.ok or (result.first_broken_seq or 0) >= extras[0][0]):
+        return extras[0]
+    if not result.ok:
+        return result.first_broken_seq or 0, result.reason or "it does not verify"
+    return None
+
+
+def _schema_1_copies_problem(row: Any, record: AuditRecord, prev: bytes) -> str | None:
+    """Why schema 1's copied columns of ``row`` disagree with its chain or JSON, if they do."""
+    if bytes(row.prev_hash) != prev:
+        return "its prev_hash is not the previous record's hash"
+    body = record.body()
+    try:
+        approvals = json.loads(row.approvals) if isinstance(row.approvals, str) else row.approvals
+    except ValueError:
+        approvals = object()  # unreadable: differs from anything
+    copies = {
+        "intent_digest": row.intent_digest,
+        "rule": row.rule,
+        "reason": row.reason,
+        "approvals": approvals,
+    }
+    mismatched = [name for name, value in copies.items() if value != body.get(name)]
+    if mismatched:
+        return f"its columns differ from its hashed entry: {', '.join(mismatched)}"
+    return None
 
 
 def _read_version(connection: Connection) -> int | None:
@@ -1068,39 +1204,48 @@ def _json_column(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
+#: Records built from SQLite rows, by the row's exact contents (see _SqliteReads.records).
+_RowRecords = dict[tuple[Any, ...], Any]
+_ROW_RECORDS_KEPT: Final = 65_536
+
+
 class _SqliteReads:
     """The few reads a batch makes, as plain SQLite statements on the batch's connection."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, built: _RowRecords) -> None:
         self._driver: Any = connection.connection.driver_connection
+        self._built = built
+
+    def records(self, name: str, ids: Sequence[str]) -> list[Any]:
+        """The wallets (``lock_wallets``) or authenticators (``load_authenticators``) of
+        ``ids`` as :class:`WalletRecord` / :class:`AuthenticatorRecord`, in the read's order.
+
+        A record is built once per distinct row and reused while the row stays the same: the
+        key is the row's whole contents (every column), so a changed row (policy, sign count,
+        revocation…) is a new key and a new record, never the old one. Building them cost more
+        per batch (a policy's JSON, a frozen dataclass per row) than reading them. The records
+        are frozen and shared read-only.
+        """
+        build: Callable[[Any], Any]
+        if name == "lock_wallets":
+            build = _wallet_from_sqlite
+        elif name == "load_authenticators":
+            build = _authenticator_from_sqlite
+        else:  # pragma: no cover - only those two are records
+            raise KeyError(name)
+        built, found = self._built, []
+        for row in self._driver.execute(_sqlite_read(name, len(ids)), ids):
+            record = built.get(row)
+            if record is None:
+                if len(built) >= _ROW_RECORDS_KEPT:
+                    built.clear()
+                record = built[row] = build(row)
+            found.append(record)
+        return found
 
     def read(self, name: str, params: Mapping[str, Any]) -> list[Any]:
+        """Rows of the other reads (wallets and authenticators come from :meth:`records`)."""
         execute = self._driver.execute
-        if name == "lock_wallets":
-            ids = params["ids"]
-            return [
-                _WalletRow(row[0], row[1], row[2], row[3], row[4], _json_column(row[5]), row[6])
-                for row in execute(_sqlite_read(name, len(ids)), ids)
-            ]
-        if name == "load_authenticators":
-            ids = params["ids"]
-            return [
-                _AuthenticatorRow(
-                    row[0],
-                    row[1],
-                    row[2],
-                    row[3],
-                    row[4],
-                    row[5],
-                    row[6],
-                    _json_column(row[7]),
-                    row[8],
-                    bool(row[9]),
-                    row[10],
-                    row[11],
-                )
-                for row in execute(_sqlite_read(name, len(ids)), ids)
-            ]
         if name == "find_nonces":
             nonces = params["nonces"]
             return [_NonceRow(*row) for row in execute(_sqlite_read(name, len(nonces)), nonces)]
@@ -1130,6 +1275,31 @@ class _SqliteReads:
 
 def _units_column(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _wallet_from_sqlite(row: tuple[Any, ...]) -> WalletRecord:
+    return _wallet_record(
+        _WalletRow(row[0], row[1], row[2], row[3], row[4], _json_column(row[5]), row[6])
+    )
+
+
+def _authenticator_from_sqlite(row: tuple[Any, ...]) -> AuthenticatorRecord:
+    return _authenticator_record(
+        _AuthenticatorRow(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            _json_column(row[7]),
+            row[8],
+            bool(row[9]),
+            row[10],
+            row[11],
+        )
+    )
 
 
 # --- units of work ----------------------------------------------------------------------------
@@ -1176,7 +1346,9 @@ class BatchTransaction:
         self._audit_rows: list[AuditRow] = []
         #: After commit: the audit head this transaction left.
         self.audit_head: AuditHead | None = None
-        self._raw = _SqliteReads(connection) if store._backend == "sqlite" else None
+        self._raw = (
+            _SqliteReads(connection, store._row_records) if store._backend == "sqlite" else None
+        )
         self._lock(wallet_ids)
 
     @property
@@ -1363,10 +1535,9 @@ class BatchTransaction:
         for wallet_id, window in windows.items():
             self._states[wallet_id].windows[since] = window
 
-    def _record_spend(
+    def _record_spend(  # noqa: PLR0917 - positional: once per signed transfer
         self,
         wallet_id: str,
-        *,
         chain_id: int,
         token: str,
         amount_units: int,
@@ -1382,9 +1553,12 @@ class BatchTransaction:
             (wallet_id, chain_id, token, self._units(amount_units), recipient, at, intent_digest)
         )
         state.pending_spends.append((chain_id, token, at, amount_units))
-        pending = state.pending_spent.setdefault((chain_id, token), [0, at])
-        pending[0] += amount_units
-        pending[1] = min(pending[1], at)
+        pending = state.pending_spent.get((chain_id, token))
+        if pending is None:
+            state.pending_spent[chain_id, token] = [amount_units, at]
+        else:
+            pending[0] += amount_units
+            pending[1] = min(pending[1], at)
 
     def _insert_wallet(self, record: WalletRecord) -> None:
         self._check_open()
@@ -1459,10 +1633,19 @@ class BatchTransaction:
 
     def _lock(self, wallet_ids: Sequence[str]) -> None:
         """Lock and load the wallets (sorted id order, chunk by chunk) and their authenticators."""
+        raw = self._raw
         for chunk in _chunks(wallet_ids):
+            if raw is not None:
+                for wallet in raw.records("lock_wallets", chunk):
+                    self._states[wallet.id] = _WalletState(wallet, {})
+                continue
             for row in self._read("lock_wallets", {"ids": chunk}):
                 self._states[row.id] = _WalletState(_wallet_record(row), {})
         for chunk in _chunks(list(self._states)):
+            if raw is not None:
+                for record in raw.records("load_authenticators", chunk):
+                    self._states[record.wallet_id].authenticators[record.id] = record
+                continue
             for row in self._read("load_authenticators", {"ids": chunk}):
                 self._states[row.wallet_id].authenticators[row.id] = _authenticator_record(row)
 
@@ -1658,13 +1841,7 @@ class WalletTransaction:
     ) -> None:
         """Record money a signed intent moves; it counts against the daily limit from now on."""
         self.batch._record_spend(
-            self._bound(),
-            chain_id=chain_id,
-            token=token,
-            amount_units=amount_units,
-            recipient=recipient,
-            at=at,
-            intent_digest=intent_digest,
+            self._bound(), chain_id, token, amount_units, recipient, at, intent_digest
         )
 
     def insert_wallet(
