@@ -112,7 +112,12 @@ from seiwallet.transfers.models import Transfer, TransferStatus
 from seiwallet.transfers.outbox import SignedRouterCall, enqueue_router_call
 from seiwallet.transfers.rates import RateSource
 from seiwallet.transfers.reservations import reference, settle_reservations
-from seiwallet.transfers.services import Balance, TokenInfo, in_flight_units
+from seiwallet.transfers.services import (
+    Balance,
+    TokenInfo,
+    in_flight_units,
+    screen_with_balance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -340,17 +345,11 @@ class PaymentService:
             amount_units=invoice.amount_units,
             reference=reference("payment", attempt_id),
         )
-        # The chain reads of this request, together (and with other requests' of this turn of
-        # the loop, in one JSON-RPC batch): the payer's balance and what the gate will ask.
-        on_chain, _ = await asyncio.gather(
-            self._balances.balance(token.address, payer.address), self._gate.prefetch(movement)
+        # The gate's limits, reservation and decision are written in the attempt's own
+        # transaction (``_insert``).
+        screening, on_chain = await screen_with_balance(
+            self._gate, self._balances, token.address, movement
         )
-        # Off the event loop and with no lock: the gate reads the people and the lists; its
-        # limits, reservation and decision are written in the attempt's own transaction
-        # (``_insert``).
-        screening = await asyncio.to_thread(self._gate.screen, movement)
-        if screening.refused:
-            (await asyncio.to_thread(self._gate.conclude, screening)).raise_if_denied()
         row = await self._store_attempt(
             attempt_id, invoice, token, payer, now, screening=screening, on_chain=on_chain
         )

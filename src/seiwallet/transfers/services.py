@@ -294,6 +294,25 @@ def _active_user_by(column: str, verified: str | None) -> Select[User]:
     return query.where(getattr(User, verified).is_(True)) if verified else query
 
 
+async def screen_with_balance(
+    gate: ComplianceGate, balances: BalanceReader, token: str, movement: Movement
+) -> tuple[Screening, int]:
+    """The gate's screening of ``movement`` and the sender's balance of ``token`` on chain; a
+    refusal is recorded and raised here.
+
+    The chain reads go together (with other requests' of this turn of the loop, in one
+    JSON-RPC batch): the balance and what the gate will ask (its blacklist flags). The
+    screening runs off the event loop and takes no lock: it reads the people and the lists.
+    """
+    on_chain, _ = await asyncio.gather(
+        balances.balance(token, movement.from_address), gate.prefetch(movement)
+    )
+    screening = await asyncio.to_thread(gate.screen, movement)
+    if screening.refused:
+        (await asyncio.to_thread(gate.conclude, screening)).raise_if_denied()
+    return screening, on_chain
+
+
 def in_flight_units(db: Session, user_id: str, token: str) -> int:
     """What the user's transfers of ``token`` not yet settled or failed will take."""
     return sum(db.scalars(_IN_FLIGHT, {"user_id": user_id, "token": token}).all())
@@ -491,17 +510,11 @@ class TransferService:
             amount_units=amount.units,
             reference=reference("transfer", transfer_id),
         )
-        # The chain reads of this request, together (and with other requests' of this turn of
-        # the loop, in one JSON-RPC batch): the sender's balance and what the gate will ask.
-        on_chain, _ = await asyncio.gather(
-            self._balances.balance(token.address, owner.address), self._gate.prefetch(movement)
+        # The gate's limits, reservation and decision are written in the transfer's own
+        # transaction (``_insert``): one commit, and no reservation without its transfer.
+        screening, on_chain = await screen_with_balance(
+            self._gate, self._balances, token.address, movement
         )
-        # Off the event loop and with no lock: the gate reads the people and the lists. Its
-        # limits, reservation and decision are written in the transfer's own transaction
-        # (``_insert``): one commit, and no reservation without its transfer.
-        screening = await asyncio.to_thread(self._gate.screen, movement)
-        if screening.refused:
-            (await asyncio.to_thread(self._gate.conclude, screening)).raise_if_denied()
         return await self._store_new(
             owner,
             request,
