@@ -25,7 +25,7 @@ import contextlib
 import logging
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,6 +46,7 @@ IN_CHUNK = 500
 _BATCH_INFO = "seiwallet.follower.batch"
 
 _K = TypeVar("_K", bound=Hashable)
+_M = TypeVar("_M")
 
 
 def read_checkpoint(
@@ -64,6 +65,24 @@ def chunked(values: Iterable[_K], size: int | None = None) -> Iterator[list[_K]]
     step = size or IN_CHUNK
     for start in range(0, len(unique), step):
         yield unique[start : start + step]
+
+
+def locked_in(
+    session: Session,
+    entity: type[_M],
+    column: Any,
+    keys: Iterable[Any],
+    *,
+    order_by: Any,
+    where: Sequence[Any] = (),
+) -> Iterator[_M]:
+    """The ``entity`` rows whose ``column`` is one of ``keys`` (and ``where`` holds), locked for
+    update in ``order_by`` order — the order every writer of that table takes its rows in — one
+    query per :func:`chunked` list of keys: a batch hook's look-up."""
+    for chunk in chunked(keys):
+        yield from session.scalars(
+            select(entity).where(*where, column.in_(chunk)).order_by(order_by).with_for_update()
+        )
 
 
 def batch_cache(session: Session) -> dict[str, object]:

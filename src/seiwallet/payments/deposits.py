@@ -49,7 +49,7 @@ from seiwallet.chain.deposits import (
     encode_sweep,
 )
 from seiwallet.chain.errors import ChainError, NothingToSweep, RpcError
-from seiwallet.chain.follower import batch_cache, chunked
+from seiwallet.chain.follower import batch_cache, chunked, locked_in
 from seiwallet.chain.models import ChainEvent, SentTransaction
 from seiwallet.chain.router import Payment
 from seiwallet.chain.rpc import Call, RpcClient, from_hex
@@ -400,16 +400,16 @@ class DepositEventHandler:
         loaded = _Boxes()
         self._load_receipts(session, [e for e in events if e.name == TRANSFER], loaded)
         owners = [r.invoice_id for r in loaded.receipts.values() if r is not None]
-        for chunk in chunked(owners):
-            loaded.boxes.update(
-                (box.invoice_id, box)
-                for box in session.scalars(
-                    select(InvoiceDeposit)
-                    .where(InvoiceDeposit.invoice_id.in_(chunk))
-                    .order_by(InvoiceDeposit.invoice_id)
-                    .with_for_update()
-                )
+        loaded.boxes.update(
+            (box.invoice_id, box)
+            for box in locked_in(
+                session,
+                InvoiceDeposit,
+                InvoiceDeposit.invoice_id,
+                owners,
+                order_by=InvoiceDeposit.invoice_id,
             )
+        )
         self._lock_invoices(session, dict.fromkeys(owners), loaded)
         self._load_swept(session, events, loaded)
         batch_cache(session)[_BOXES] = loaded
@@ -435,16 +435,10 @@ class DepositEventHandler:
         session: Session, boxes: Mapping[str, InvoiceDeposit | None], loaded: _Boxes
     ) -> None:
         loaded.boxes.update((i, box) for i, box in boxes.items() if box is not None)
-        for chunk in chunked(boxes):
-            loaded.invoices.update(
-                (invoice.id, invoice)
-                for invoice in session.scalars(
-                    select(Invoice)
-                    .where(Invoice.id.in_(chunk))
-                    .order_by(Invoice.id)
-                    .with_for_update()
-                )
-            )
+        loaded.invoices.update(
+            (invoice.id, invoice)
+            for invoice in locked_in(session, Invoice, Invoice.id, boxes, order_by=Invoice.id)
+        )
 
     @staticmethod
     def _load_swept(session: Session, events: Sequence[ChainEvent], loaded: _Boxes) -> None:
@@ -455,17 +449,15 @@ class DepositEventHandler:
                 if e.chain_id == chain_id and e.name == SWEPT
             ]
             loaded.by_payment.update(((chain_id, i), None) for i in ids)
-            for chunk in chunked(ids):
-                for box in session.scalars(
-                    select(InvoiceDeposit)
-                    .where(
-                        InvoiceDeposit.chain_id == chain_id,
-                        InvoiceDeposit.payment_id.in_(chunk),
-                    )
-                    .order_by(InvoiceDeposit.invoice_id)
-                    .with_for_update()
-                ):
-                    loaded.by_payment[(chain_id, box.payment_id)] = box
+            for box in locked_in(
+                session,
+                InvoiceDeposit,
+                InvoiceDeposit.payment_id,
+                ids,
+                where=[InvoiceDeposit.chain_id == chain_id],
+                order_by=InvoiceDeposit.invoice_id,
+            ):
+                loaded.by_payment[(chain_id, box.payment_id)] = box
 
     def apply(self, session: Session, event: ChainEvent) -> None:
         if event.name == TRANSFER:

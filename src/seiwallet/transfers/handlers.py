@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seiwallet.accounts.models import User, UserStatus
-from seiwallet.chain.follower import batch_cache, chunked
+from seiwallet.chain.follower import batch_cache, chunked, locked_in
 from seiwallet.chain.models import ChainEvent
 from seiwallet.transfers.models import (
     INVITATION_TRANSITIONS,
@@ -254,17 +254,15 @@ class InvitationEventHandler:
             ids = [e.key.lower() for e in mine if e.chain_id == chain_id and e.key]
             for key in ids:
                 loaded.rows[(chain_id, key)] = None
-            for chunk in chunked(ids):
-                for row in session.scalars(
-                    select(TransferInvitation)
-                    .where(
-                        TransferInvitation.chain_id == chain_id,
-                        TransferInvitation.invitation_id.in_(chunk),
-                    )
-                    .order_by(TransferInvitation.transfer_id)
-                    .with_for_update()
-                ):
-                    loaded.rows[(chain_id, row.invitation_id)] = row
+            for row in locked_in(
+                session,
+                TransferInvitation,
+                TransferInvitation.invitation_id,
+                ids,
+                where=[TransferInvitation.chain_id == chain_id],
+                order_by=TransferInvitation.transfer_id,
+            ):
+                loaded.rows[(chain_id, row.invitation_id)] = row
         ours: list[tuple[ChainEvent, TransferInvitation]] = []
         for event in mine:
             found = loaded.rows.get((event.chain_id, str(event.key).lower()))
