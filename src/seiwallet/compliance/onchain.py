@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 from eth_abi.abi import decode as abi_decode
 
-from seiwallet.chain.tokens import encode_call
+from seiwallet.chain.tokens import encode_call, is_blacklisted
 
 if TYPE_CHECKING:
     from seiwallet.chain.rpc import RpcClient
@@ -94,24 +94,13 @@ class RpcTokenReader:
         if not missing:
             return
         answers = await asyncio.gather(
-            *(
-                rpc.call(
-                    {
-                        "to": token[0],
-                        "data": encode_call("isBlacklisted(address)", ["address"], [address]),
-                    }
-                )
-                for _, address in missing
-            ),
+            *(is_blacklisted(rpc, token[0], address) for _, address in missing),
             return_exceptions=True,
         )
         with self._lock:
             for (key, _), answer in zip(missing, answers, strict=True):
-                if isinstance(answer, bytes):
-                    try:
-                        self._store(key, now, bool(abi_decode(["bool"], answer)[0]))
-                    except Exception:  # noqa: S112 - a malformed answer: the gate reads again
-                        continue
+                if isinstance(answer, bool):  # a failed or malformed read: the gate asks again
+                    self._store(key, now, answer)
 
     def _offered(self) -> Mapping[str, tuple[str, int]]:
         if self._tokens is None:
