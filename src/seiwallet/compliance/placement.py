@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from typing import Final
 
 import phonenumbers
-from eth_utils.address import to_checksum_address
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet.accounts.models import User
+from seiwallet.chain.events import checksum_address
 from seiwallet.compliance.jurisdictions import JurisdictionRules, RuleBook, check_country
 from seiwallet.compliance.models import ComplianceProfile, KycStatus
 
@@ -193,7 +193,7 @@ class Directory:
 
 def _checksum(address: str) -> str:
     try:
-        return str(to_checksum_address(address))
+        return checksum_address(address)  # remembered: a movement's parties recur
     except ValueError:
         return address
 
