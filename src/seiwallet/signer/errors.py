@@ -32,6 +32,13 @@ class MasterKeyMismatch(SignerError):
     code = "signer.master_key_mismatch"
 
 
+class AuditUpgradeRefused(SignerError):
+    """The audit log does not verify, so the store was not upgraded: the signer will not start."""
+
+    code = "signer.audit_upgrade_refused"
+    status = 503
+
+
 class UnknownWallet(SignerError):
     code = "signer.unknown_wallet"
     status = 404

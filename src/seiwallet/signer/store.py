@@ -96,8 +96,8 @@ from seiwallet.signer.audit import (
 )
 from seiwallet.signer.errors import (
     ApprovalRefused,
+    AuditUpgradeRefused,
     PolicyVersionConflict,
-    SignerError,
     SignerSchemaMismatch,
     UnknownAuthenticator,
     UnknownWallet,
@@ -165,13 +165,6 @@ _MAX_NONCE_CHARS: Final = 128
 #: 24-hour window reads at most 25 totals plus the spends of the hour it starts in, however many
 #: spends the wallet made: the cost of a limit check does not grow with the wallet's volume.
 SPEND_BUCKET_SECONDS: Final = 3600
-
-
-class AuditUpgradeRefused(SignerError):
-    """The audit log does not verify, so the store was not upgraded: the signer will not start."""
-
-    code = "signer.audit_upgrade_refused"
-    status = 503
 
 
 # --- tables -----------------------------------------------------------------------------------
