@@ -323,11 +323,88 @@ def test_a_policy_survives_its_own_document(
             "denylist": [MALLORY] if denied else [],
             "quorum": [{"min_amount": min_amount, "required": required, "of": DEVICES}],
             "intents": {"policy.update": {"required": required}},
+            "delegates": {
+                "partner": {
+                    "intents": ["router.refund"],
+                    "tokens": [
+                        {"chain_id": CHAIN_ID, "address": TOKEN.lower(), "max_amount": min_amount}
+                    ],
+                }
+            },
         }
     )
     document = policy.to_document()
     assert Policy.parse(document) == policy
     assert Policy.parse(json.dumps(document)) == policy
+
+
+# -- delegates ----------------------------------------------------------------------------------
+
+
+def delegated(cap: int = 100, kinds: tuple[str, ...] = ("router.refund",)) -> Policy:
+    return Policy.parse(
+        {
+            "delegates": {
+                "partner": {
+                    "intents": list(kinds),
+                    "tokens": [{"chain_id": CHAIN_ID, "address": TOKEN, "max_amount": cap}],
+                }
+            }
+        }
+    )
+
+
+def test_a_delegate_counts_within_its_scope() -> None:
+    policy = delegated()
+    refund = "router.refund"
+    assert decide(policy, spend(100), approvals={"partner"}, kind=refund).allowed
+    over = decide(policy, spend(101), approvals={"partner"}, kind=refund)
+    assert (over.rule, over.detail) == (
+        "delegate_scope",
+        "needs 1 of any active authenticator, has 0: partner may approve only router.refund"
+        f" of up to 100 base units of {TOKEN.lower()} on chain {CHAIN_ID}",
+    )
+    # Another kind, another token: nothing.
+    assert decide(policy, spend(1), approvals={"partner"}).rule == "delegate_scope"
+    other = spend(1, token=OTHER_TOKEN)
+    assert decide(policy, other, approvals={"partner"}, kind=refund).rule == "delegate_scope"
+    # Never for an intent without a spend (policy, authenticators, export).
+    for kind in ("policy.update", "authenticator.add", "key.export"):
+        assert decide(policy, None, approvals={"partner"}, kind=kind).rule == "delegate_scope"
+    # The owner's approval still counts, with or beside the delegate's.
+    assert decide(policy, spend(10**6), approvals={"phone", "partner"}, kind=refund).allowed
+
+
+def test_a_delegate_does_not_make_up_a_quorum_outside_its_scope() -> None:
+    policy = Policy.parse(
+        {
+            **delegated(kinds=("router.refund",)).to_document(),
+            "quorum": [{"min_amount": 50, "required": 2, "of": ["phone", "partner"]}],
+        }
+    )
+    refund = "router.refund"
+    assert decide(policy, spend(60), approvals={"phone", "partner"}, kind=refund).allowed
+    declined = decide(policy, spend(60), approvals={"phone", "partner"})
+    assert declined.rule == "delegate_scope"
+
+
+@pytest.mark.parametrize(
+    ("scope", "field"),
+    [
+        ({"intents": ["key.export"], "tokens": []}, "delegates.partner.intents[0]"),
+        ({"intents": ["router.refund"], "tokens": []}, "delegates.partner.tokens"),
+        ({"intents": ["router.refund"]}, "delegates.partner.tokens"),
+        (
+            {"intents": ["router.refund"], "tokens": [{"chain_id": CHAIN_ID, "address": TOKEN}]},
+            "delegates.partner.tokens[0].max_amount",
+        ),
+        ({"intents": ["router.refund"], "tokens": [], "limit": 1}, "delegates.partner.limit"),
+    ],
+)
+def test_a_bad_delegate_scope_names_its_field(scope: dict[str, Any], field: str) -> None:
+    with pytest.raises(PolicyInvalid) as refused:
+        Policy.parse({"delegates": {"partner": scope}})
+    assert refused.value.field == field
 
 
 # -- the lean path's question: allows_spend is evaluate(...).allowed ---------------------------
@@ -366,6 +443,27 @@ def _policies(draw: st.DrawFn) -> Policy:
     document["quorum"] = rules
     if draw(st.booleans()):
         document["intents"] = {"erc3009.transfer": {"required": 2, "of": "any"}}
+    delegates = draw(st.lists(st.sampled_from(DEVICES), unique=True, max_size=2))
+    if delegates:
+        document["delegates"] = {
+            name: {
+                "intents": draw(
+                    st.lists(
+                        st.sampled_from(["erc3009.transfer", "router.refund"]),
+                        min_size=1,
+                        unique=True,
+                    )
+                ),
+                "tokens": [
+                    {
+                        "chain_id": draw(st.sampled_from([CHAIN_ID, 1])),
+                        "address": draw(st.sampled_from([TOKEN, OTHER_TOKEN])),
+                        "max_amount": str(draw(_amounts)),
+                    }
+                ],
+            }
+            for name in delegates
+        }
     return Policy.parse(document)
 
 

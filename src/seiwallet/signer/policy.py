@@ -18,13 +18,24 @@ but ``tokens`` entries' ``chain_id``/``address`` and rules' ``required`` is opti
       "quorum": [{"min_amount": "1000000000", "chain_id": 1329, "token": "0x…",
                   "required": 2, "of": ["auth-1", "auth-2", "auth-3"]}],
       "intents": {"policy.update": {"required": 2, "of": "any"},
-                  "key.export": {"required": 2, "of": ["auth-1", "auth-2"]}}
+                  "key.export": {"required": 2, "of": ["auth-1", "auth-2"]}},
+      "delegates": {"staff-7": {"intents": ["router.refund"],
+                                "tokens": [{"chain_id": 1329, "address": "0x…",
+                                            "max_amount": "50000000"}]}}
     }
 
 Every intent needs at least the default quorum, one approval from any active authenticator; it
 cannot be configured away. A spend must also meet every ``quorum`` rule it falls under (same
 token if the rule names one, amount from ``min_amount``), and any intent its kind's rule under
 ``intents``. Tokens without an entry under ``tokens`` have no limits, only quorums.
+
+A *delegate* is an authenticator whose approval counts only within its scope: for the intent kinds
+it lists (spending kinds only) and, per token it lists, up to ``max_amount`` base units a time —
+a shop's cashier approving small refunds from the merchant's payout wallet with their own passkey.
+Outside its scope a delegate's approval counts for nothing: not for larger amounts, other tokens
+or kinds, and never for changing the policy, the authenticators or exporting the key (those are
+not spending kinds). A scope is written when the authenticator is added (the owner approves the
+two together, see the service) and can only be changed by an approved ``policy.update``.
 
 Limits are hard caps that approvals cannot lift. The daily limit is a rolling 24 hours: the
 caller passes what the wallet spent of the token in the window, read in the transaction that
@@ -36,7 +47,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from seiwallet.addresses import InvalidAddress, parse_evm_address
@@ -45,14 +56,17 @@ from seiwallet.signer.errors import IntentInvalid, PolicyDeclined, PolicyInvalid
 __all__ = [
     "DAILY_WINDOW_SECONDS",
     "DEFAULT_QUORUM",
+    "DELEGABLE_KINDS",
     "INTENT_KINDS",
     "MAX_UNITS",
     "Decision",
+    "DelegateScope",
     "Policy",
     "QuorumRule",
     "Spend",
     "TokenLimits",
     "evaluate",
+    "parse_delegate_scope",
 ]
 
 #: The rolling window of ``daily_limit``.
@@ -74,6 +88,10 @@ INTENT_KINDS: Final = frozenset(
     }
 )
 
+#: What a delegate may be allowed to approve: intents that move a token, so that every one of
+#: them has an amount its scope can bound.
+DELEGABLE_KINDS: Final = frozenset({"erc3009.transfer", "router.pay", "router.refund"})
+
 POLICY_FORMAT: Final = 1
 
 # Bounds on a document's size: a policy is evaluated for every intent and stored per wallet.
@@ -82,8 +100,10 @@ _MAX_RULES: Final = 100
 _MAX_ID_CHARS: Final = 128
 
 _TOP_LEVEL_KEYS: Final = frozenset(
-    {"format", "tokens", "allowlist", "denylist", "quorum", "intents"}
+    {"format", "tokens", "allowlist", "denylist", "quorum", "intents", "delegates"}
 )
+_DELEGATE_KEYS: Final = frozenset({"intents", "tokens"})
+_DELEGATE_TOKEN_KEYS: Final = frozenset({"chain_id", "address", "max_amount"})
 _TOKEN_KEYS: Final = frozenset({"chain_id", "address", "per_transaction_limit", "daily_limit"})
 _QUORUM_KEYS: Final = frozenset({"min_amount", "chain_id", "token", "required", "of"})
 _INTENT_RULE_KEYS: Final = frozenset({"required", "of"})
@@ -172,6 +192,34 @@ class QuorumRule:
         return f"needs {self.required} of {among}, has {has}"
 
 
+@dataclass(frozen=True, slots=True)
+class DelegateScope:
+    """What a delegate's approval counts for: ``intents`` (kinds), and per ``(chain id, token)``
+    (lowercase address) at most ``max_amount`` base units a time."""
+
+    intents: frozenset[str]
+    tokens: Mapping[tuple[int, str], int]
+
+    def covers(self, kind: str, spend: Spend | None) -> bool:
+        """Whether an approval by the delegate counts for this intent."""
+        if kind not in self.intents or spend is None:
+            return False
+        return self.covers_spend(kind, spend.chain_id, spend.token, spend.amount_units)
+
+    def covers_spend(self, kind: str, chain_id: int, token: str, amount_units: int) -> bool:
+        if kind not in self.intents:
+            return False
+        cap = self.tokens.get((chain_id, token.lower()))
+        return cap is not None and amount_units <= cap
+
+    def describe(self) -> str:
+        caps = ", ".join(
+            f"{cap} base units of {token} on chain {chain_id}"
+            for (chain_id, token), cap in sorted(self.tokens.items())
+        )
+        return f"only {', '.join(sorted(self.intents))} of up to {caps}"
+
+
 #: One approval from any active authenticator: what every intent needs, whatever the policy.
 DEFAULT_QUORUM: Final = QuorumRule(required=1)
 
@@ -211,6 +259,8 @@ class Policy:
     denylist: tuple[str, ...] = ()
     quorum: tuple[QuorumRule, ...] = ()
     intents: Mapping[str, QuorumRule] = field(default_factory=dict)
+    #: Authenticators whose approvals count only within a scope, by authenticator id.
+    delegates: Mapping[str, DelegateScope] = field(default_factory=dict)
     # Lookups built once, in lowercase so that address case never matters.
     _limits: dict[tuple[int, str], TokenLimits] = field(init=False, compare=False, repr=False)
     _allowed: frozenset[str] | None = field(init=False, compare=False, repr=False)
@@ -250,6 +300,7 @@ class Policy:
             denylist=_parse_addresses(document.get("denylist", []), "denylist"),
             quorum=_parse_quorum(document.get("quorum", [])),
             intents=_parse_intent_rules(document.get("intents", {})),
+            delegates=_parse_delegates(document.get("delegates", {})),
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -269,7 +320,30 @@ class Policy:
                 kind: _rule_document(rule, spend_rule=False)
                 for kind, rule in sorted(self.intents.items())
             }
+        if self.delegates:
+            document["delegates"] = {
+                authenticator_id: _delegate_document(scope)
+                for authenticator_id, scope in sorted(self.delegates.items())
+            }
         return document
+
+    def with_delegate(self, authenticator_id: str, scope: DelegateScope | None) -> Policy:
+        """This policy with ``authenticator_id``'s scope set (``None``: no entry)."""
+        delegates = dict(self.delegates)
+        if scope is None:
+            delegates.pop(authenticator_id, None)
+        else:
+            delegates[authenticator_id] = scope
+        return replace(self, delegates=delegates)
+
+    def counted(self, approvals: Set[str], kind: str, spend: Spend | None) -> Set[str]:
+        """The approvals that count for this intent: delegates' only within their scope."""
+        delegates = self.delegates
+        if not delegates or approvals.isdisjoint(delegates):
+            return approvals
+        return {
+            a for a in approvals if (scope := delegates.get(a)) is None or scope.covers(kind, spend)
+        }
 
     def limits_for(self, chain_id: int, token: str) -> TokenLimits | None:
         """The limits of a token, or ``None`` if the policy sets none."""
@@ -294,6 +368,14 @@ class Policy:
         ``spent_in_window`` is called, once, only if the token has a daily limit (reading the
         window costs a query). A property test holds this to :func:`evaluate`.
         """
+        delegates = self.delegates
+        if delegates and not approvals.isdisjoint(delegates):
+            approvals = {
+                a
+                for a in approvals
+                if (scope := delegates.get(a)) is None
+                or scope.covers_spend(kind, chain_id, token, amount_units)
+            }
         recipient_key = recipient.lower()
         if recipient_key in self._denied or (
             self._allowed is not None and recipient_key not in self._allowed
@@ -364,9 +446,17 @@ def evaluate(
         declined = _spend_decision(policy, spend, spent_in_window)
         if declined is not None:
             return declined
+    counted = policy.counted(approvals, kind, spend)
     for rule in policy.quorum_rules(spend, kind):
-        has = rule.count(approvals, active)
+        has = rule.count(counted, active)
         if has < rule.required:
+            if len(counted) < len(approvals):
+                # What would have met the rule is a delegate's approval outside its scope.
+                outside = sorted(set(approvals) - set(counted))
+                scopes = "; ".join(
+                    f"{a} may approve {policy.delegates[a].describe()}" for a in outside
+                )
+                return Decision(False, "delegate_scope", f"{rule.describe_need(has)}: {scopes}")
             detail = rule.describe_need(has) + _rule_scope(rule, policy, kind)
             return Decision(False, "quorum", detail)
     return ALLOWED
@@ -597,6 +687,67 @@ def _parse_intent_rules(value: Any) -> dict[str, QuorumRule]:
             )
         rules[kind] = _parse_rule(_as_object(item, path), path, spend_rule=False)
     return rules
+
+
+def _parse_delegates(value: Any) -> dict[str, DelegateScope]:
+    delegates: dict[str, DelegateScope] = {}
+    entries = _as_object(value, "delegates")
+    if len(entries) > _MAX_RULES:
+        raise PolicyInvalid("delegates", f"has {len(entries)} entries; at most {_MAX_RULES}")
+    for authenticator_id, item in entries.items():
+        path = f"delegates.{authenticator_id}"
+        if not isinstance(authenticator_id, str) or not 0 < len(authenticator_id) <= _MAX_ID_CHARS:
+            raise PolicyInvalid(path, "must be keyed by an authenticator id")
+        delegates[authenticator_id] = parse_delegate_scope(item, path)
+    return delegates
+
+
+def parse_delegate_scope(value: Any, path: str = "scope") -> DelegateScope:
+    """A delegate's scope from its JSON (``{"intents": [...], "tokens": [...]}``)."""
+    entry = _as_object(value, path)
+    _check_keys(entry, _DELEGATE_KEYS, path)
+    kinds = _as_list(entry.get("intents"), f"{path}.intents", len(DELEGABLE_KINDS))
+    if not kinds:
+        raise PolicyInvalid(f"{path}.intents", "names at least one intent kind")
+    for index, kind in enumerate(kinds):
+        if kind not in DELEGABLE_KINDS:
+            raise PolicyInvalid(
+                f"{path}.intents[{index}]",
+                f"a delegate may approve only {', '.join(sorted(DELEGABLE_KINDS))}",
+            )
+    tokens: dict[tuple[int, str], int] = {}
+    items = _as_list(entry.get("tokens"), f"{path}.tokens", _MAX_RULES)
+    if not items:
+        raise PolicyInvalid(f"{path}.tokens", "names at least one token and its max_amount")
+    for index, item in enumerate(items):
+        where = f"{path}.tokens[{index}]"
+        token = _as_object(item, where)
+        _check_keys(token, _DELEGATE_TOKEN_KEYS, where)
+        for required in ("chain_id", "address", "max_amount"):
+            if required not in token:
+                raise PolicyInvalid(f"{where}.{required}", "is required")
+        key = (
+            _parse_chain_id(token["chain_id"], f"{where}.chain_id"),
+            _parse_address(token["address"], f"{where}.address").lower(),
+        )
+        if key in tokens:
+            raise PolicyInvalid(where, "this token on this chain already has an entry")
+        tokens[key] = _parse_units(token["max_amount"], f"{where}.max_amount")
+    return DelegateScope(intents=frozenset(kinds), tokens=tokens)
+
+
+def _delegate_document(scope: DelegateScope) -> dict[str, Any]:
+    return {
+        "intents": sorted(scope.intents),
+        "tokens": [
+            {
+                "chain_id": chain_id,
+                "address": str(parse_evm_address(token)),
+                "max_amount": str(cap),
+            }
+            for (chain_id, token), cap in sorted(scope.tokens.items())
+        ],
+    }
 
 
 def _token_document(limits: TokenLimits) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from seiwallet.signer.errors import (
     ApprovalRefused,
     IntentInvalid,
     PolicyDeclined,
+    PolicyInvalid,
     UnknownWallet,
 )
 from seiwallet.signer.export import export_sealed_key
@@ -61,7 +62,13 @@ from seiwallet.signer.intents import (
     transfer_signing_hash,
 )
 from seiwallet.signer.keystore import KeyStore, SealedKey, SigningSession
-from seiwallet.signer.policy import DAILY_WINDOW_SECONDS, Policy, evaluate
+from seiwallet.signer.policy import (
+    DAILY_WINDOW_SECONDS,
+    DelegateScope,
+    Policy,
+    evaluate,
+    parse_delegate_scope,
+)
 from seiwallet.signer.store import (
     AuthenticatorRecord,
     BatchTransaction,
@@ -440,6 +447,11 @@ class SignerService:
             }
         except (KeyError, ValueError, TypeError) as exc:
             raise InvalidInput(f"bad authenticator registration: {exc}") from None
+        if spec.get("scope") is not None:
+            try:
+                fields["scope"] = parse_delegate_scope(spec["scope"], "scope")
+            except PolicyInvalid as exc:
+                raise InvalidInput(f"bad authenticator registration: {exc}") from None
         if kind is AuthenticatorKind.DEVICE and not fields["credential_id"]:
             # A device key has no WebAuthn credential id: its key's hash identifies it.
             fields["credential_id"] = hashlib.sha256(fields["public_key"]).digest()
@@ -617,6 +629,14 @@ class SignerService:
             # right now" (all revoked or still time-locked) must not open a way around the lock.
             enrol_now = decision.allowed or not registered
             active_from = now if enrol_now else now + self._timelock
+            scope: DelegateScope | None = fields.pop("scope", None)
+            if scope is not None:
+                # A delegate: its scope is written with it, in this transaction, so it never
+                # approves one moment unscoped. The approval of this add covered the scope (it
+                # is in the digest); a scope only narrows what the new authenticator may do.
+                policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
+                document = policy.with_delegate(fields["authenticator_id"], scope).to_document()
+                tx.set_policy(document, wallet.policy_version)
             tx.insert_authenticator(created_at=now, active_from=active_from, **fields)
             tx.append_audit(
                 _done(
@@ -642,6 +662,11 @@ class SignerService:
         with self._store.transaction(_check_wallet_id(wallet_id)) as tx:
             approved = self._require_quorum(tx, "authenticator.remove", digest, approvals, now)
             tx.revoke_authenticator(authenticator_id)
+            wallet = tx.wallet()
+            policy = self._policy(wallet.id, wallet.policy_version, wallet.policy)
+            if authenticator_id in policy.delegates:  # its scope goes with it
+                document = policy.with_delegate(authenticator_id, None).to_document()
+                tx.set_policy(document, wallet.policy_version)
             tx.append_audit(
                 _done(
                     "authenticator.remove",
