@@ -158,6 +158,9 @@ class Enrolment(enum.StrEnum):
     APPROVED = "approved"
     #: Account recovery without the wallet's approval: active after the time-lock.
     RECOVERY = "recovery"
+    #: The user's passkey on *another* wallet (a merchant's payout wallet), approving only
+    #: within the scope that wallet's owner approved (see ``UserAuthenticator.wallet_id``).
+    DELEGATED = "delegated"
 
 
 class UserAuthenticator(Base):
@@ -172,6 +175,9 @@ class UserAuthenticator(Base):
     #: The authenticator's id in the signer.
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    #: The wallet it approves for: ``None`` for the user's own; else another's, as a delegate
+    #: within a scope (a cashier's passkey approving refunds from the merchant's payout wallet).
+    wallet_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     kind: Mapped[AuthenticatorKindName] = mapped_column(_enum(AuthenticatorKindName, 8))
     label: Mapped[str] = mapped_column(String(100), default="")
     #: WebAuthn credential id (base64url); a device key's is the SHA-256 of its public key.

@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 #: How long a browser has to answer a challenge (the signer refuses approvals older than 5 min).
 CEREMONY_TTL: Final = timedelta(minutes=5)
 _APPROVAL_LIFETIME: Final = 240  # seconds; within the signer's 5-minute ceiling
+#: ``active_from`` of a delegated passkey its wallet's owner has not added yet.
+_NOT_YET: Final = datetime(9999, 12, 31, tzinfo=UTC)
 _ALGORITHMS: Final = [
     COSEAlgorithmIdentifier.ECDSA_SHA_256,
     COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256,
@@ -154,7 +156,7 @@ class PasskeyService:
         with self._sessions() as db:
             rows = db.scalars(
                 select(UserAuthenticator)
-                .where(UserAuthenticator.user_id == user_id)
+                .where(UserAuthenticator.user_id == user_id, UserAuthenticator.wallet_id.is_(None))
                 .order_by(UserAuthenticator.created_at)
             ).all()
             return [
@@ -170,12 +172,18 @@ class PasskeyService:
                 for r in rows
             ]
 
-    def _descriptors(self, db: Session, user_id: str) -> list[PublicKeyCredentialDescriptor]:
+    def _descriptors(
+        self, db: Session, user_id: str, wallet_id: str | None = None
+    ) -> list[PublicKeyCredentialDescriptor]:
+        """The user's passkeys for their own wallet, or (``wallet_id``) as a delegate on it."""
         rows = db.scalars(
             select(UserAuthenticator).where(
                 UserAuthenticator.user_id == user_id,
                 UserAuthenticator.kind == AuthenticatorKindName.PASSKEY,
                 UserAuthenticator.revoked_at.is_(None),
+                UserAuthenticator.wallet_id.is_(None)
+                if wallet_id is None
+                else UserAuthenticator.wallet_id == wallet_id,
             )
         ).all()
         descriptors = []
@@ -237,7 +245,10 @@ class PasskeyService:
         """How a passkey registered now would join the wallet; refuses if it may not."""
         with self._sessions() as db:
             registered = db.scalars(
-                select(UserAuthenticator.id).where(UserAuthenticator.user_id == session.user_id)
+                select(UserAuthenticator.id).where(
+                    UserAuthenticator.user_id == session.user_id,
+                    UserAuthenticator.wallet_id.is_(None),
+                )
             ).first()
         if registered is None:
             return Enrolment.FIRST
@@ -284,6 +295,122 @@ class PasskeyService:
         await asyncio.to_thread(self._activate, authenticator_id, active_from)
         return Enrolled(authenticator_id, enrolment, active_from)
 
+    # -- delegated passkeys: the user's passkey on another's wallet, within a scope ----------------
+    def delegate_registration_options(
+        self, session: SessionInfo, wallet_id: str, *, label: str
+    ) -> dict[str, Any]:
+        """Options to make a passkey for approving on ``wallet_id`` (not the user's own).
+
+        A credential of its own, under a user handle of its own: a discoverable passkey for the
+        same relying party and handle would replace the user's wallet passkey on their phone.
+        """
+        handle = hashlib.sha256(
+            b"seiwallet.delegate\x00" + wallet_id.encode() + b"\x00" + session.user_id.encode()
+        ).digest()
+        who = session.email or session.phone or session.wallet_address
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            options = webauthn.generate_registration_options(
+                rp_id=self.rp_id,
+                rp_name=self._rp_name,
+                user_id=handle,
+                user_name=f"{who} · {label}"[:64],
+                user_display_name=f"{session.display_name or who} · {label}"[:64],
+                authenticator_selection=AuthenticatorSelectionCriteria(
+                    resident_key=ResidentKeyRequirement.DISCOURAGED,
+                    user_verification=UserVerificationRequirement.REQUIRED,
+                ),
+                exclude_credentials=self._descriptors(db, session.user_id, wallet_id),
+                supported_pub_key_algs=_ALGORITHMS,
+                timeout=int(CEREMONY_TTL.total_seconds() * 1000),
+            )
+            self._new_ceremony(
+                db,
+                session,
+                purpose=CeremonyPurpose.REGISTER,
+                challenge=options.challenge,
+                action="delegate",
+                document=json.dumps({"wallet_id": wallet_id}),
+            )
+        return options_to_json_dict(options)
+
+    def register_delegate(
+        self, session: SessionInfo, wallet_id: str, credential: Mapping[str, Any], *, label: str
+    ) -> dict[str, Any]:
+        """Verify a delegated passkey's registration and keep its row (not yet able to approve:
+        the wallet's owner adds it to the signer with its scope). Returns the signer's
+        registration fields for it (public: key, credential id, counter, label)."""
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            ceremony = self._take(db, session, CeremonyPurpose.REGISTER, None)
+            if ceremony.action != "delegate" or json.loads(ceremony.document or "{}") != {
+                "wallet_id": wallet_id
+            }:
+                raise CeremonyInvalid("was for another passkey")
+            challenge = ceremony.challenge
+        try:
+            verified = webauthn.verify_registration_response(
+                credential=dict(credential),
+                expected_challenge=challenge,
+                expected_rp_id=self.rp_id,
+                expected_origin=self._origins,
+                require_user_verification=True,
+                supported_pub_key_algs=_ALGORITHMS,
+            )
+        except (InvalidRegistrationResponse, InvalidJSONStructure, ValueError, KeyError) as exc:
+            log.info("delegated passkey refused for user %s: %s", session.user_id, exc)
+            raise PasskeyRegistrationRefused(str(exc) or type(exc).__name__) from None
+        transports = credential.get("response", {}).get("transports") or []
+        authenticator_id = "dk_" + uuid.uuid4().hex
+        credential_id = bytes_to_base64url(verified.credential_id)
+        label = label.strip()[:100] or "Delegated passkey"
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            if db.scalars(
+                select(UserAuthenticator.id).where(UserAuthenticator.credential_id == credential_id)
+            ).first():
+                raise PasskeyRegistrationRefused("this passkey is already registered")
+            db.add(
+                UserAuthenticator(
+                    id=authenticator_id,
+                    user_id=session.user_id,
+                    wallet_id=wallet_id,
+                    kind=AuthenticatorKindName.PASSKEY,
+                    label=label,
+                    credential_id=credential_id,
+                    transports=",".join(str(t) for t in transports if isinstance(t, str))[:200],
+                    enrolment=Enrolment.DELEGATED,
+                    created_at=self._now(),
+                    # Not before the owner approves it (then set to that moment).
+                    active_from=_NOT_YET,
+                )
+            )
+        return {
+            "kind": "passkey",
+            "id": authenticator_id,
+            "public_key": verified.credential_public_key.hex(),
+            "credential_id": verified.credential_id.hex(),
+            "sign_count": verified.sign_count,
+            "label": label,
+        }
+
+    def delegate_added(self, authenticator_id: str, *, at: datetime) -> None:
+        """The wallet's owner added the delegated passkey to the signer: it approves from now."""
+        self._activate(authenticator_id, at)
+
+    def delegate_removed(self, authenticator_id: str) -> None:
+        """The delegated passkey no longer approves (removed in the signer, or never added)."""
+        with self._sessions.begin() as db:
+            db.execute(
+                update(UserAuthenticator)
+                .where(
+                    UserAuthenticator.id == authenticator_id,
+                    UserAuthenticator.revoked_at.is_(None),
+                )
+                .values(revoked_at=self._now())
+                .execution_options(synchronize_session=False)
+            )
+
     def _record(
         self, session: SessionInfo, credential: Mapping[str, Any], label: str
     ) -> tuple[Enrolment, dict[str, Any]]:
@@ -292,6 +419,8 @@ class PasskeyService:
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
             ceremony = self._take(db, session, CeremonyPurpose.REGISTER, None)
+            if ceremony.action is not None:
+                raise CeremonyInvalid("was for a passkey on another wallet")
             challenge = ceremony.challenge
         try:
             verified = webauthn.verify_registration_response(
@@ -359,9 +488,20 @@ class PasskeyService:
 
     # -- approvals -------------------------------------------------------------------------------
     def approval_options(
-        self, session: SessionInfo, action: str, document: Mapping[str, Any]
+        self,
+        session: SessionInfo,
+        action: str,
+        document: Mapping[str, Any],
+        *,
+        wallet_id: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """A challenge for approving ``action`` with a passkey: ``(approval id, options JSON)``."""
+        """A challenge for approving ``action`` with a passkey: ``(approval id, options JSON)``.
+
+        For the user's own wallet, or (``wallet_id``) for another wallet on which the user
+        holds a delegated passkey: then only that passkey is offered and the challenge binds
+        that wallet (the signer still decides whether the delegate's scope covers the intent).
+        """
+        wallet = session.wallet_id if wallet_id is None else wallet_id
         fields = APPROVABLE.get(action)
         if fields is None or set(document) != set(fields):
             raise CeremonyInvalid(f"cannot approve {action!r} with these fields")
@@ -377,10 +517,10 @@ class PasskeyService:
                 raise CeremonyInvalid("names a malformed intent digest")
         else:
             digest = action_digest(action, canonical)
-        challenge = challenge_bytes(approval_subject(session.wallet_id, digest), nonce, expires_at)
+        challenge = challenge_bytes(approval_subject(wallet, digest), nonce, expires_at)
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
-            allow = self._descriptors(db, session.user_id)
+            allow = self._descriptors(db, session.user_id, wallet_id)
             if not allow:
                 raise AuthenticatorUnknown
             ceremony = self._new_ceremony(

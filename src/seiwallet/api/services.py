@@ -161,6 +161,7 @@ class Services:
             allow_http_webhooks=self.settings.network.is_local,
             # Outside wallets pay to a per-invoice deposit address where the contract exists.
             deposit_contract=contracts.invoice_deposits if self.settings.deposits.enabled else None,
+            passkeys=self.passkeys,
             clock=self.clock,
         )
         return self._payments

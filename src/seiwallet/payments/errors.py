@@ -7,7 +7,9 @@ PaymentError
 │   ├── StoreNotFound / TerminalNotFound / StaffNotFound / ApiKeyNotFound
 │   ├── StaffUserUnknown             no active user with this e-mail / id to add as staff
 │   ├── UnsupportedSettlementToken   not a token this platform settles in
-│   └── PayoutWalletNotHeld          refunds need the payout wallet to be one of ours
+│   ├── PayoutWalletNotHeld          refunds need the payout wallet to be one of ours
+│   ├── ApproverNotFound / ApproverNotAwaitingOwner
+│   └── RefundApprovalNotSetUp       a staff member approving without a refund passkey
 ├── AccessError
 │   ├── ApiKeyInvalid                unknown, revoked or malformed ``swk_`` key (401)
 │   ├── ScopeMissing                 the API key lacks the scope (403)
@@ -141,6 +143,35 @@ class PayoutWalletNotHeld(MerchantError):
         super().__init__(
             "the payout address is not a seiwallet wallet, so the platform cannot sign a refund "
             "from it: refund from that wallet directly, or set your own wallet as payout address"
+        )
+
+
+class ApproverNotFound(MerchantError):
+    code = "payment.approver_not_found"
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("no such refund approver in this merchant account")
+
+
+class ApproverNotAwaitingOwner(MerchantError):
+    code = "payment.approver_not_awaiting_owner"
+    status = 409
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"this refund approver is {status.replace('_', ' ')}, not awaiting you")
+
+
+class RefundApprovalNotSetUp(MerchantError):
+    """A staff member asked to approve a refund without an active refund passkey."""
+
+    code = "payment.refund_approval_not_set_up"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__(
+            "you have no active refund passkey for this merchant: set one up under Business, "
+            "and ask the owner to approve it, or ask the owner to approve this refund"
         )
 
 

@@ -132,6 +132,41 @@ class StaffMember(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class ApproverStatus(enum.StrEnum):
+    """A refund approver's passkey: made by the staff member, then added by the owner."""
+
+    #: Registered on the staff member's phone; the owner has not approved it yet.
+    AWAITING_OWNER = "awaiting_owner"
+    #: On the payout wallet in the signer, with its scope: it approves refunds up to its cap.
+    ACTIVE = "active"
+    #: Removed (by the owner, or replaced by a newer one before approval).
+    REVOKED = "revoked"
+
+
+class RefundApprover(Base):
+    """A staff member's passkey on the merchant's payout wallet: a *delegate* in the signer,
+    whose approval counts for ``router.refund`` intents up to ``max_amount_units`` and for
+    nothing else (see ``seiwallet.signer.policy``)."""
+
+    __tablename__ = "merchant_refund_approvers"
+    __table_args__ = (Index("ix_merchant_refund_approvers_merchant", "merchant_id", "status"),)
+
+    #: The authenticator's id in the signer (and in ``user_authenticators``).
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    staff_id: Mapped[str] = mapped_column(ForeignKey("merchant_staff.id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[ApproverStatus] = mapped_column(_enum(ApproverStatus, 16))
+    #: What the signer is asked to add (public key, credential id, counter, label) as JSON.
+    registration: Mapped[str] = mapped_column(Text)
+    #: The cap the owner approved (base units of ``symbol``); ``None`` until then.
+    max_amount_units: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    symbol: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class ApiKey(Base):
     """A store's API key: shown once as ``swk_…``, kept as its SHA-256 only."""
 

@@ -46,6 +46,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from seiwallet.accounts.passkeys import PasskeyService
 from seiwallet.addresses import parse_evm_address
 from seiwallet.chain.router import Payment, refund_nonce
 from seiwallet.chain.router import Refund as RouterRefundTerms
@@ -56,6 +57,7 @@ from seiwallet.db import SQLITE_BEGIN, as_utc
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
 from seiwallet.payments.apikeys import ApiKeyService, RateLimiter
+from seiwallet.payments.approvers import RefundApproverService
 from seiwallet.payments.deposit_models import DepositReceipt, InvoiceDeposit
 from seiwallet.payments.deposits import DepositPayer, deposit_payers
 from seiwallet.payments.errors import (
@@ -1415,6 +1417,8 @@ class Payments:
     webhooks: WebhookService
     reports: ReportService
     rate_limiter: RateLimiter
+    #: Staff members' refund passkeys (needs the passkey ceremonies: the API process has them).
+    approvers: RefundApproverService | None = None
 
 
 def build_payments(
@@ -1430,18 +1434,25 @@ def build_payments(
     rates: RateSource,
     allow_http_webhooks: bool,
     deposit_contract: str | None = None,
+    passkeys: PasskeyService | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Payments:
     """Every payments service on one database, chain, router and token set (and the chain's
     ``InvoiceDeposits`` contract, which gives every new invoice a deposit address)."""
+    merchants = MerchantService(
+        sessions,
+        settlement_tokens={symbol: info.decimals for symbol, info in tokens.items()},
+        fee_bps=settings.fee_bps,
+        manager_refund_limit=settings.manager_refund_limit,
+        cashier_refund_limit=settings.cashier_refund_limit,
+        clock=clock,
+    )
     return Payments(
-        merchants=MerchantService(
-            sessions,
-            settlement_tokens={symbol: info.decimals for symbol, info in tokens.items()},
-            fee_bps=settings.fee_bps,
-            manager_refund_limit=settings.manager_refund_limit,
-            cashier_refund_limit=settings.cashier_refund_limit,
-            clock=clock,
+        merchants=merchants,
+        approvers=(
+            None
+            if passkeys is None
+            else RefundApproverService(sessions, signer, passkeys, merchants, tokens, clock=clock)
         ),
         api_keys=ApiKeyService(sessions, clock=clock),
         invoices=InvoiceService(
