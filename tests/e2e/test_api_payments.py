@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from tests.e2e.live import Person, _unb64
 from tests.e2e.web_helpers import settings_for, start_signer
-from tests.fixtures.authenticators import b64url
+from tests.fixtures.authenticators import SoftPasskey, b64url
 from tests.fixtures.browser import serve_app, serve_app_at
 from tests.fixtures.chain import ChainKit
 from tests.unit.test_payments_webhooks import documented_verifier
@@ -424,6 +424,99 @@ def test_a_payment_at_the_counter_end_to_end(
             403,
             "payment.scope_missing",
         )
+        # -- a cashier refunds with their own passkey, within the cap the owner approved --------
+        cashier = Person(base, people, name="Kit Wong", email="kit@shop.example")
+        added = merchant.post(
+            f"/v1/merchants/{merchant_id}/staff", {"email": "kit@shop.example", "role": "cashier"}
+        )
+        assert added.status_code == 201, added.text
+        small = cashier.post(
+            f"/v1/invoices/{invoice['id']}/refunds", {"amount": "3", "reason": "wrong size"}
+        )
+        assert small.status_code == 201, small.text
+        small_id = small.json()["id"]
+        # No refund passkey yet: the cashier cannot approve it.
+        problem(
+            cashier.post(f"/v1/refunds/{small_id}/approval-options", {}),
+            403,
+            "payment.refund_approval_not_set_up",
+        )
+        # The cashier makes a passkey for the payout wallet (a second one on their phone)...
+        delegate = SoftPasskey(rp_id="localhost", origin=base)
+        options = cashier.post(
+            f"/v1/merchants/{merchant_id}/refund-passkey/registration-options", {}
+        )
+        assert options.status_code == 200, options.text
+        assert options.json()["user"]["id"] != b64url(cashier.passkey.user_handle)
+        made = cashier.post(
+            f"/v1/merchants/{merchant_id}/refund-passkey",
+            {"credential": delegate.registration_response(_unb64(options.json()["challenge"]))},
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["status"] == "awaiting_owner"
+        approver_id = made.json()["id"]
+        # ... which approves nothing until the owner adds it to the wallet with its cap.
+        problem(
+            cashier.post(f"/v1/refunds/{small_id}/approval-options", {}),
+            403,
+            "payment.refund_approval_not_set_up",
+        )
+        problem(
+            cashier.post(
+                f"/v1/merchants/{merchant_id}/refund-approvers/{approver_id}/approval-options", {}
+            ),
+            403,
+            "payment.not_permitted",
+        )
+        listed = merchant.http.get(f"/v1/merchants/{merchant_id}/refund-approvers").json()
+        assert [a["id"] for a in listed["refund_approvers"]] == [approver_id]
+        owner_ok = approve(
+            merchant,
+            f"/v1/merchants/{merchant_id}/refund-approvers/{approver_id}/approval-options",
+            f"/v1/merchants/{merchant_id}/refund-approvers/{approver_id}/approve",
+        )
+        assert owner_ok.status_code == 200, owner_ok.text
+        assert (owner_ok.json()["status"], owner_ok.json()["max_amount"]) == ("active", "20.00")
+        # Now the cashier's own passkey approves the refund; the signer checked its scope.
+        options = cashier.post(f"/v1/refunds/{small_id}/approval-options", {})
+        assert options.status_code == 200, options.text
+        allowed = options.json()["options"]["allowCredentials"]
+        assert [c["id"] for c in allowed] == [b64url(delegate.credential_id)]
+        signed = delegate.get_assertion(_unb64(options.json()["options"]["challenge"]))
+        by_cashier = cashier.post(
+            f"/v1/refunds/{small_id}/approve",
+            {
+                "approval_id": options.json()["approval_id"],
+                "credential": {
+                    "id": b64url(delegate.credential_id),
+                    "rawId": b64url(delegate.credential_id),
+                    "type": "public-key",
+                    "response": {
+                        "clientDataJSON": b64url(signed.client_data_json),
+                        "authenticatorData": b64url(signed.authenticator_data),
+                        "signature": b64url(signed.signature),
+                    },
+                },
+            },
+        )
+        assert by_cashier.status_code == 200, by_cashier.text
+        assert by_cashier.json()["status"] == "signed"
+        # The owner removes the refund passkey (approved by theirs): it approves nothing more.
+        removed = approve(
+            merchant,
+            f"/v1/merchants/{merchant_id}/refund-approvers/{approver_id}/removal-options",
+            f"/v1/merchants/{merchant_id}/refund-approvers/{approver_id}/revoke",
+        )
+        assert removed.status_code == 204, removed.text
+        again = cashier.post(
+            f"/v1/invoices/{invoice['id']}/refunds", {"amount": "1", "reason": "again"}
+        )
+        problem(
+            cashier.post(f"/v1/refunds/{again.json()['id']}/approval-options", {}),
+            403,
+            "payment.refund_approval_not_set_up",
+        )
+
         listener.join(timeout=5)
         # The server notices a closed stream within a second; let it, before it stops.
         time.sleep(1.5)

@@ -33,11 +33,13 @@ from seiwallet.api.services import Services
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
 from seiwallet.payments.apikeys import KEY_PREFIX, ApiKeyView
+from seiwallet.payments.approvers import ApproverView, RefundApproverService
 from seiwallet.payments.bus import Topic
 from seiwallet.payments.errors import (
     ApiKeyNotFound,
     InvoiceNotFound,
     NotPermitted,
+    RefundApprovalNotSetUp,
     RefundNotFound,
     ScopeMissing,
     StoreNotFound,
@@ -697,6 +699,166 @@ async def remove_staff(merchant_id: str, staff_id: str, svc: Svc, who: Who) -> R
     return Response(status_code=204)
 
 
+# -- refund approvers: staff members' own passkeys on the payout wallet ----------------------------
+
+
+class CredentialBody(_Strict):
+    credential: dict[str, Any]
+
+
+def _approvers_of(payments: Payments) -> RefundApproverService:
+    if payments.approvers is None:  # pragma: no cover - the API process always builds them
+        raise InvalidInput("refund approvers are not available in this process")
+    return payments.approvers
+
+
+def _approver_json(view: ApproverView) -> dict[str, Any]:
+    body = asdict(view)
+    body["created_at"] = _iso(view.created_at)
+    body["approved_at"] = _iso(view.approved_at)
+    units = view.max_amount_units
+    body["max_amount_units"] = str(units) if units is not None else None
+    body["max_amount"] = (
+        TokenAmount.from_units(units, view.decimals, view.symbol).format(min_fraction_digits=2)
+        if units is not None
+        else None
+    )
+    return body
+
+
+async def _staff_principal(who: Caller, payments: Payments, merchant_id: str) -> Principal:
+    if who.key is not None:
+        raise NotPermitted("API key", "hold a refund passkey")
+    return await for_merchant(who, payments, merchant_id)
+
+
+@router.post(
+    "/merchants/{merchant_id}/refund-passkey/registration-options",
+    responses=_problems(401, 403, 404, 409),
+)
+async def refund_passkey_options(merchant_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    """Options to make your refund passkey (a manager's or cashier's own, on this phone): once
+    the owner approves it, it approves refunds up to your refund limit, and nothing else."""
+    payments = await payments_of(svc)
+    principal = await _staff_principal(who, payments, merchant_id)
+    return await run_in_threadpool(_approvers_of(payments).begin, principal, who.user)
+
+
+@router.post(
+    "/merchants/{merchant_id}/refund-passkey",
+    status_code=201,
+    responses=_problems(401, 403, 404, 409, 422),
+)
+async def refund_passkey_register(
+    merchant_id: str, body: CredentialBody, svc: Svc, who: Who
+) -> dict[str, Any]:
+    """Keep your new refund passkey; it waits for the owner's approval."""
+    payments = await payments_of(svc)
+    principal = await _staff_principal(who, payments, merchant_id)
+    view = await run_in_threadpool(
+        _approvers_of(payments).finish, principal, who.user, body.credential
+    )
+    return _approver_json(view)
+
+
+@router.get("/merchants/{merchant_id}/refund-passkey", responses=_problems(401, 403, 404))
+async def refund_passkey_mine(merchant_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    """Your refund passkey for this merchant (``null`` if you have none)."""
+    payments = await payments_of(svc)
+    principal = await _staff_principal(who, payments, merchant_id)
+    view = await run_in_threadpool(_approvers_of(payments).mine, principal)
+    return {"refund_passkey": _approver_json(view) if view is not None else None}
+
+
+@router.get("/merchants/{merchant_id}/refund-approvers", responses=_problems(401, 403, 404))
+async def list_refund_approvers(merchant_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    """The team's refund passkeys: active, and awaiting your approval."""
+    payments = await payments_of(svc)
+    principal = await for_merchant(who, payments, merchant_id)
+    views = await run_in_threadpool(_approvers_of(payments).approvers, principal)
+    return {"refund_approvers": [_approver_json(v) for v in views]}
+
+
+@router.post(
+    "/merchants/{merchant_id}/refund-approvers/{approver_id}/approval-options",
+    responses=_problems(401, 403, 404, 409),
+)
+async def refund_approver_approval_options(
+    merchant_id: str, approver_id: str, svc: Svc, who: Who
+) -> dict[str, Any]:
+    """A passkey challenge for adding the staff member's refund passkey to your payout wallet,
+    with its cap (their refund limit now): the owner's passkey answers it."""
+    payments = await payments_of(svc)
+    principal = await _staff_principal(who, payments, merchant_id)
+    proposal = await run_in_threadpool(_approvers_of(payments).proposal, principal, approver_id)
+    approval_id, options = await run_in_threadpool(
+        svc.passkeys.approval_options, who.user, "intent", {"digest": proposal.digest}
+    )
+    return {
+        "approval_id": approval_id,
+        "options": options,
+        "max_amount_units": str(proposal.max_amount_units),
+    }
+
+
+@router.post(
+    "/merchants/{merchant_id}/refund-approvers/{approver_id}/approve",
+    responses=_problems(401, 403, 404, 409, 422),
+)
+async def approve_refund_approver(
+    merchant_id: str, approver_id: str, body: ApproveBody, svc: Svc, who: Who
+) -> dict[str, Any]:
+    """Add the refund passkey to the payout wallet, approved by your passkey."""
+    payments = await payments_of(svc)
+    principal = await _staff_principal(who, payments, merchant_id)
+    approvers = _approvers_of(payments)
+    proposal = await run_in_threadpool(approvers.pending_proposal, principal, approver_id)
+    approvals = await _approvals(svc, who.session, body, proposal.digest)
+    return _approver_json(await approvers.approve(principal, approver_id, approvals))
+
+
+@router.post(
+    "/merchants/{merchant_id}/refund-approvers/{approver_id}/removal-options",
+    responses=_problems(401, 403, 404),
+)
+async def refund_approver_removal_options(
+    merchant_id: str, approver_id: str, svc: Svc, who: Who
+) -> dict[str, Any]:
+    """A passkey challenge for removing an active refund passkey (``approval_needed: false``
+    for one still awaiting you: nothing to remove from the wallet)."""
+    payments = await payments_of(svc)
+    principal = await _staff_principal(who, payments, merchant_id)
+    removal = await run_in_threadpool(
+        _approvers_of(payments).removal_digest, principal, approver_id
+    )
+    if removal is None:
+        return {"approval_needed": False}
+    approval_id, options = await run_in_threadpool(
+        svc.passkeys.approval_options, who.user, "intent", {"digest": removal[1]}
+    )
+    return {"approval_needed": True, "approval_id": approval_id, "options": options}
+
+
+@router.post(
+    "/merchants/{merchant_id}/refund-approvers/{approver_id}/revoke",
+    status_code=204,
+    responses=_problems(401, 403, 404, 422),
+)
+async def revoke_refund_approver(
+    merchant_id: str, approver_id: str, body: ApproveBody, svc: Svc, who: Who
+) -> Response:
+    """Remove a refund passkey (from the payout wallet too, approved by your passkey)."""
+    payments = await payments_of(svc)
+    principal = await _staff_principal(who, payments, merchant_id)
+    approvers = _approvers_of(payments)
+    removal = await run_in_threadpool(approvers.removal_digest, principal, approver_id)
+    approvals: list[dict[str, Any]] = []
+    if removal is not None:
+        approvals = await _approvals(svc, who.session, body, removal[1])
+    await approvers.revoke(principal, approver_id, approvals)
+    return Response(status_code=204)
+
+
 @router.post(
     "/stores/{store_id}/api-keys", status_code=201, responses=_problems(401, 403, 404, 422)
 )
@@ -1031,12 +1193,17 @@ async def refund_approval_options(refund_id: str, svc: Svc, who: Who) -> dict[st
         payments.refunds.payout_wallet, principal, refund_id
     )
     me = who.user
+    delegated: str | None = None
     if me.wallet_id != wallet_id:
-        raise NotPermitted(
-            str(principal.role or "staff member"), "approve it with a passkey: the owner must"
+        # A manager or cashier approves with their refund passkey on the payout wallet (the
+        # signer counts it only for refunds up to the cap the owner approved).
+        delegated = await run_in_threadpool(
+            _approvers_of(payments).approver_for, principal.merchant_id, me.user_id
         )
+        if delegated != wallet_id:  # pragma: no cover - one payout wallet per merchant
+            raise RefundApprovalNotSetUp
     approval_id, options = await run_in_threadpool(
-        svc.passkeys.approval_options, me, "intent", {"digest": digest}
+        lambda: svc.passkeys.approval_options(me, "intent", {"digest": digest}, wallet_id=delegated)
     )
     return {"approval_id": approval_id, "options": options}
 

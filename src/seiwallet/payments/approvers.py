@@ -280,7 +280,7 @@ class RefundApproverService:
         self, principal: Principal, approver_id: str, approvals: Sequence[Mapping[str, Any]]
     ) -> ApproverView:
         """Add the passkey to the payout wallet with its scope, on the owner's approval."""
-        proposal = await asyncio.to_thread(self._pending_proposal, principal, approver_id)
+        proposal = await asyncio.to_thread(self.pending_proposal, principal, approver_id)
         try:
             added = await self._signer.add_authenticator(
                 proposal.wallet_id, proposal.registration, list(approvals)
@@ -295,7 +295,8 @@ class RefundApproverService:
         await asyncio.to_thread(self._activate, principal.merchant_id, approver_id)
         return await asyncio.to_thread(self._view, principal.merchant_id, approver_id)
 
-    def _pending_proposal(self, principal: Principal, approver_id: str) -> Proposal:
+    def pending_proposal(self, principal: Principal, approver_id: str) -> Proposal:
+        """The proposal :meth:`proposal` fixed, as the owner's approval must cover it."""
         with self._sessions() as db:
             merchant = self._owner_merchant(db, principal)
             row = self._row(db, principal.merchant_id, approver_id)
