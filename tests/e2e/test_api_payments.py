@@ -447,10 +447,14 @@ def test_a_payment_at_the_counter_end_to_end(
             f"/v1/merchants/{merchant_id}/refund-passkey/registration-options", {}
         )
         assert options.status_code == 200, options.text
-        assert options.json()["user"]["id"] != b64url(cashier.passkey.user_handle)
+        assert options.json()["options"]["user"]["id"] != b64url(cashier.passkey.user_handle)
         made = cashier.post(
             f"/v1/merchants/{merchant_id}/refund-passkey",
-            {"credential": delegate.registration_response(_unb64(options.json()["challenge"]))},
+            {
+                "credential": delegate.registration_response(
+                    _unb64(options.json()["options"]["challenge"])
+                )
+            },
         )
         assert made.status_code == 201, made.text
         assert made.json()["status"] == "awaiting_owner"

@@ -54,6 +54,7 @@ from seiwallet.api.services import Services
 from seiwallet.db import as_utc
 from seiwallet.errors import InvalidInput, SeiwalletError
 from seiwallet.money import TokenAmount
+from seiwallet.payments.approvers import ApproverView
 from seiwallet.payments.bus import Topic
 from seiwallet.payments.errors import (
     AccessError,
@@ -564,6 +565,8 @@ class Desk:
     merchant: MerchantView
     principal: Principal
     stores: list[StoreView]
+    #: A manager's or cashier's own refund passkey on the payout wallet, if they made one.
+    refund_passkey: ApproverView | None = None
 
     @property
     def role(self) -> str:
@@ -574,8 +577,27 @@ class Desk:
 
     @property
     def approves_refunds(self) -> bool:
-        """Refunds are signed by the payout wallet: its owner's passkey approves them here."""
-        return self.role == "owner" and self.merchant.payout_is_own_wallet
+        """Refunds are signed by the payout wallet: its owner's passkey approves them here, or a
+        staff member's refund passkey the owner added to it (up to its cap, router refunds)."""
+        if not self.merchant.payout_is_own_wallet:
+            return False
+        return self.role == "owner" or self.delegated_refunds
+
+    @property
+    def delegated_refunds(self) -> bool:
+        """Whether this person approves refunds with an active refund passkey of their own."""
+        return self.refund_passkey is not None and self.refund_passkey.status == "active"
+
+    @property
+    def offers_refund_passkey(self) -> bool:
+        """Whether to offer making a refund passkey: staff who make refunds, on a payout wallet
+        of this platform, who have none yet."""
+        return (
+            self.role != "owner"
+            and self.merchant.payout_is_own_wallet
+            and self.may(Permission.REFUNDS_CREATE)
+            and self.refund_passkey is None
+        )
 
     def nav(self) -> dict[str, bool]:
         return {
@@ -584,7 +606,8 @@ class Desk:
             "new_store": self.may(Permission.STORES_MANAGE),
             "terminals": self.may(Permission.TERMINALS_MANAGE),
             "reports": self.may(Permission.REPORTS_READ),
-            "refunds": self.role in ("owner", "manager") and self.may(Permission.REFUNDS_CREATE),
+            "refunds": (self.role in ("owner", "manager") or self.delegated_refunds)
+            and self.may(Permission.REFUNDS_CREATE),
         }
 
 
@@ -601,7 +624,10 @@ async def _desk(svc: Services, session: SessionInfo, merchant_id: str | None = N
         payments.merchants.principal_for_user, session.user_id, chosen.id
     )
     stores = await run_in_threadpool(payments.merchants.stores, principal)
-    return Desk(session, payments, chosen, principal, stores)
+    refund_passkey = None
+    if chosen.role != "owner" and chosen.payout_is_own_wallet and payments.approvers is not None:
+        refund_passkey = await run_in_threadpool(payments.approvers.mine, principal)
+    return Desk(session, payments, chosen, principal, stores, refund_passkey)
 
 
 async def _desk_for_store(
@@ -1148,6 +1174,7 @@ def _refund_rows(refunds: list[dict[str, Any]], locale: str, svc: Services) -> l
             "tx_hash": r["tx_hash"],
             "explorer_url": explorer(svc, r["tx_hash"]),
             "failure": r["failure_reason"],
+            "method": r["method"],
         }
         for r in refunds
     ]
@@ -1196,7 +1223,32 @@ async def invoice_detail(request: Request, invoice_id: str) -> Response:
         else None,
         refund_url=f"/merchant/invoices/{row['id']}/refund",
         approves_refunds=desk.approves_refunds,
+        # A refund passkey approves router refunds only (see payments.approvers).
+        delegated_refunds=desk.role != "owner",
     )
+
+
+def _refund_passkey_context(desk: Desk, locale: str) -> dict[str, Any] | None:
+    """A staff member's refund passkey as the refund page shows it (offer, waiting, active)."""
+    view = desk.refund_passkey
+    merchant_id = desk.merchant.id
+    if view is None:
+        if not desk.offers_refund_passkey:
+            return None
+        return {
+            "status": "none",
+            "options_url": f"/v1/merchants/{merchant_id}/refund-passkey/registration-options",
+            "finish_url": f"/v1/merchants/{merchant_id}/refund-passkey",
+        }
+    cap = (
+        format_token(
+            TokenAmount.from_units(view.max_amount_units, view.decimals, view.symbol),
+            locale=locale,
+        )
+        if view.max_amount_units is not None
+        else None
+    )
+    return {"status": view.status, "max_amount": cap, "label": view.label}
 
 
 @router.get("/merchant/invoices/{invoice_id}/refund")
@@ -1252,6 +1304,7 @@ async def refund_form(request: Request, invoice_id: str) -> Response:
             ),
         )
     amount = TokenAmount.from_units(refundable, decimals, row["symbol"])
+    via_deposit = any(r.method is RefundMethod.TRANSFER for r in recipients)
     return render(
         request,
         "merchant/refund.html",
@@ -1261,8 +1314,10 @@ async def refund_form(request: Request, invoice_id: str) -> Response:
         refundable=format_token(amount, locale=locale),
         refundable_plain=amount.format(min_fraction_digits=2),
         payers=payers,
-        via_deposit=any(r.method is RefundMethod.TRANSFER for r in recipients),
-        approves_refunds=desk.approves_refunds,
+        via_deposit=via_deposit,
+        # A refund passkey approves router refunds only: one to a deposit payer is the owner's.
+        approves_refunds=desk.approves_refunds and not (desk.role != "owner" and via_deposit),
+        refund_passkey=_refund_passkey_context(desk, locale),
         create_url=f"/v1/invoices/{row['id']}/refunds",
         done_url=row["url"],
     )
@@ -1556,6 +1611,7 @@ async def _team_page(
 ) -> Response:
     staff = await run_in_threadpool(desk.payments.merchants.staff, desk.principal)
     names = {s.id: s.name for s in desk.stores}
+    approvers = await run_in_threadpool(_approver_rows, desk, locale_of(request))
     return render(
         request,
         "merchant/team.html",
@@ -1576,7 +1632,45 @@ async def _team_page(
         ],
         values={"email": "", "role": "cashier", "store_id": "", **(values or {})},
         error=error,
+        approvers=approvers,
+        owner_approves=desk.role == "owner" and desk.merchant.payout_is_own_wallet,
     )
+
+
+def _approver_rows(desk: Desk, locale: str) -> list[dict[str, Any]]:
+    """The team's refund passkeys for the Team page, each with the cap it has (or would get:
+    the staff member's refund limit now)."""
+    approvers = desk.payments.approvers
+    if approvers is None or not desk.merchant.payout_is_own_wallet:
+        return []
+    rows = []
+    for view in approvers.approvers(desk.principal):
+        units = view.max_amount_units
+        if view.status == "awaiting_owner":
+            units = desk.payments.merchants.principal_for_user(
+                view.user_id, desk.merchant.id
+            ).refund_limit_units
+        base = f"/v1/merchants/{desk.merchant.id}/refund-approvers/{view.id}"
+        rows.append(
+            {
+                "id": view.id,
+                "name": view.name or view.email,
+                "email": view.email,
+                "role": view.role,
+                "status": view.status,
+                "label": view.label,
+                "max_amount": format_token(
+                    TokenAmount.from_units(units, view.decimals, view.symbol), locale=locale
+                )
+                if units is not None
+                else None,
+                "approve_options_url": f"{base}/approval-options",
+                "approve_url": f"{base}/approve",
+                "removal_options_url": f"{base}/removal-options",
+                "revoke_url": f"{base}/revoke",
+            }
+        )
+    return rows
 
 
 async def _desk_allowed(request: Request, permission: Permission, *, csrf: bool) -> Desk | Response:

@@ -704,6 +704,8 @@ async def remove_staff(merchant_id: str, staff_id: str, svc: Svc, who: Who) -> R
 
 class CredentialBody(_Strict):
     credential: dict[str, Any]
+    #: The phone's name ("iPhone"), shown to the owner beside the merchant's name.
+    label: str | None = Field(default=None, max_length=100)
 
 
 def _approvers_of(payments: Payments) -> RefundApproverService:
@@ -741,7 +743,8 @@ async def refund_passkey_options(merchant_id: str, svc: Svc, who: Who) -> dict[s
     the owner approves it, it approves refunds up to your refund limit, and nothing else."""
     payments = await payments_of(svc)
     principal = await _staff_principal(who, payments, merchant_id)
-    return await run_in_threadpool(_approvers_of(payments).begin, principal, who.user)
+    options = await run_in_threadpool(_approvers_of(payments).begin, principal, who.user)
+    return {"options": options}
 
 
 @router.post(
@@ -756,7 +759,9 @@ async def refund_passkey_register(
     payments = await payments_of(svc)
     principal = await _staff_principal(who, payments, merchant_id)
     view = await run_in_threadpool(
-        _approvers_of(payments).finish, principal, who.user, body.credential
+        lambda: _approvers_of(payments).finish(
+            principal, who.user, body.credential, device=body.label
+        )
     )
     return _approver_json(view)
 

@@ -152,14 +152,24 @@ class RefundApproverService:
         return self._passkeys.delegate_registration_options(session, wallet_id, label=label)
 
     def finish(
-        self, principal: Principal, session: SessionInfo, credential: Mapping[str, Any]
+        self,
+        principal: Principal,
+        session: SessionInfo,
+        credential: Mapping[str, Any],
+        *,
+        device: str | None = None,
     ) -> ApproverView:
-        """Keep the new refund passkey, awaiting the owner (an older one awaiting is replaced)."""
+        """Keep the new refund passkey, awaiting the owner (an older one awaiting is replaced).
+
+        ``device`` names the phone it was made on ("iPhone"), so the owner knows which it is.
+        """
         self._check_staff(principal)
         with self._sessions() as db:
             merchant = self._payout_wallet(db, principal)
             wallet_id, label = str(merchant.payout_wallet_id), _label(merchant)
             symbol = merchant.settlement_symbol
+        if device and device.strip():
+            label = f"{label} · {device.strip()[:30]}"
         registration = self._passkeys.register_delegate(session, wallet_id, credential, label=label)
         now = self._now()
         replaced: list[str] = []
