@@ -1646,7 +1646,7 @@ def _approver_rows(desk: Desk, locale: str) -> list[dict[str, Any]]:
     rows = []
     for view in approvers.approvers(desk.principal):
         units = view.max_amount_units
-        if view.status == "awaiting_owner":
+        if view.status == "awaiting_owner" and view.staff_active:
             units = desk.payments.merchants.principal_for_user(
                 view.user_id, desk.merchant.id
             ).refund_limit_units
@@ -1659,6 +1659,7 @@ def _approver_rows(desk: Desk, locale: str) -> list[dict[str, Any]]:
                 "role": view.role,
                 "status": view.status,
                 "label": view.label,
+                "staff_active": view.staff_active,
                 "max_amount": format_token(
                     TokenAmount.from_units(units, view.decimals, view.symbol), locale=locale
                 )

@@ -90,6 +90,9 @@ class ApproverView:
     label: str
     created_at: datetime
     approved_at: datetime | None
+    #: ``False`` once the person left the team: an active passkey of theirs approves nothing
+    #: through the API any more, and the owner is shown it to remove from the wallet.
+    staff_active: bool = True
 
 
 @dataclass(frozen=True)
@@ -407,8 +410,12 @@ class RefundApproverService:
         if user_id is not None:
             query = query.where(RefundApprover.user_id == user_id)
         if not include_revoked:
+            # A passkey still on the wallet stays listed after its holder left the team, so
+            # the owner can remove it; one that never reached the wallet goes with them.
             query = query.where(
-                RefundApprover.status != ApproverStatus.REVOKED, StaffMember.revoked_at.is_(None)
+                RefundApprover.status != ApproverStatus.REVOKED,
+                (StaffMember.revoked_at.is_(None))
+                | (RefundApprover.status == ApproverStatus.ACTIVE),
             )
         with self._sessions() as db:
             rows = db.execute(query).all()
@@ -430,6 +437,7 @@ class RefundApproverService:
                     label=str(json.loads(row.registration).get("label", "")),
                     created_at=as_utc(row.created_at),
                     approved_at=as_utc(row.approved_at) if row.approved_at else None,
+                    staff_active=staff.revoked_at is None,
                 )
             )
         return views

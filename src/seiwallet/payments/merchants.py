@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Final
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,8 +38,10 @@ from seiwallet.payments.errors import (
     UnsupportedSettlementToken,
 )
 from seiwallet.payments.models import (
+    ApproverStatus,
     Merchant,
     MerchantStatus,
+    RefundApprover,
     StaffMember,
     StaffRole,
     Store,
@@ -487,6 +489,17 @@ class MerchantService:
             if row.role is StaffRole.OWNER:
                 raise InvalidInput("the owner cannot be removed")
             row.revoked_at = self._now()
+            # A refund passkey the owner has not added yet goes with them (one on the wallet
+            # stays listed for the owner to remove: that needs the owner's approval).
+            db.execute(
+                update(RefundApprover)
+                .where(
+                    RefundApprover.staff_id == row.id,
+                    RefundApprover.status == ApproverStatus.AWAITING_OWNER,
+                )
+                .values(status=ApproverStatus.REVOKED, revoked_at=row.revoked_at)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def settlement_decimals(tokens: Iterable[tuple[str, int]]) -> dict[str, int]:
