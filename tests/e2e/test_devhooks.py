@@ -47,6 +47,7 @@ from seiwallet.cli.demo_data import (
     CUSTOMER,
     EU_CUSTOMER,
     EU_CUSTOMER_PHONE,
+    SHOP_MANAGER,
     SHOP_OWNER,
     WEBHOOK_EVENTS,
     eu_customer_lines,
@@ -353,8 +354,10 @@ async def test_the_demo_shop_is_seeded_once_and_its_owner_signs_in_as_that_user(
         assert set(first.created) == {
             "owner",
             "customer",
+            "manager",
             "EU customer",
             "merchant",
+            "manager on the team",
             "store",
             "counter",
             "webhook endpoint",
@@ -368,7 +371,7 @@ async def test_the_demo_shop_is_seeded_once_and_its_owner_signs_in_as_that_user(
         assert again.minted == ()
         assert again == dataclasses.replace(first, created=(), minted=())
         for model, expected in (
-            (User, 3),
+            (User, 4),
             (Merchant, 1),
             (Store, 1),
             (Terminal, 1),
@@ -378,6 +381,9 @@ async def test_the_demo_shop_is_seeded_once_and_its_owner_signs_in_as_that_user(
 
         # What the start-up report names.
         assert (first.owner.name, first.owner.email) == SHOP_OWNER
+        assert (first.manager.name, first.manager.email) == SHOP_MANAGER
+        [staff] = [s for s in services_staff(services, first) if s.email == SHOP_MANAGER[1]]
+        assert staff.role == "manager"
         assert (first.customer.name, first.customer.email) == CUSTOMER
         assert first.pos_url == f"{ORIGIN}/pos/{first.terminal_id}"
         assert first.receiver_url == f"{ORIGIN}/dev-webhooks/demo-coffee"
@@ -447,7 +453,14 @@ async def test_the_demo_shop_is_seeded_once_and_its_owner_signs_in_as_that_user(
             assert me["tiers"]["2"]["per_transfer"] == "10000"
         finally:
             await browser.aclose()
-        assert count(services.db, User) == 3
+        assert count(services.db, User) == 4
+
+
+def services_staff(services: Any, shop: Any) -> list[Any]:
+    """The demo shop's team, as its owner sees it."""
+    merchants = MerchantService(services.db, settlement_tokens={"USDC": 6}, fee_bps=0)
+    owner = merchants.principal_for_user(shop.owner.user_id, shop.merchant_id)
+    return merchants.staff(owner)
 
 
 # -- in Chromium ----------------------------------------------------------------------------------

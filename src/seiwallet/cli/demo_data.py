@@ -164,6 +164,9 @@ SETTLEMENT_TOKEN = "USDC"  # noqa: S105 - a token symbol, not a secret
 #: (name, e-mail) of the shop's owner and of the customer, as the sign-in page lists them.
 SHOP_OWNER = ("Mei Wong", "mei@demo-coffee.example")
 CUSTOMER = ("Alex Chan", "alex@customer.example")
+#: The shop's manager: refunds within the manager's limit with a refund passkey of their own,
+#: once the owner approved it (``payments.approvers``).
+SHOP_MANAGER = ("Sam Lee", "sam@demo-coffee.example")
 RECEIVER_NAME = "demo-coffee"
 #: invoice.* and refund.*: every event a counter's sale and its refund produce.
 WEBHOOK_EVENTS = tuple(sorted(t for t in SUBSCRIBABLE if t.startswith(("invoice.", "refund."))))
@@ -198,6 +201,7 @@ class DemoShop:
 
     owner: DemoPerson
     customer: DemoPerson
+    manager: DemoPerson
     #: The person in the EU and the rules her phone number places her under.
     eu_customer: DemoPerson
     eu_rules: JurisdictionRules
@@ -231,6 +235,7 @@ async def seed_shop(
     sign_in = SignInService(sessions, signer)
     owner_user = await _person(idp, sign_in, *SHOP_OWNER, created=created, role="owner")
     customer_user = await _person(idp, sign_in, *CUSTOMER, created=created, role="customer")
+    manager_user = await _person(idp, sign_in, *SHOP_MANAGER, created=created, role="manager")
     eu_rules = _rules_for_phone(config, EU_CUSTOMER_PHONE)
     eu_user = await _person(
         idp, sign_in, *EU_CUSTOMER, created=created, role="EU customer", phone=EU_CUSTOMER_PHONE
@@ -248,6 +253,7 @@ async def seed_shop(
         cashier_refund_limit=config.payments.cashier_refund_limit,
     )
     merchant = await _merchant(merchants, owner_user, created)
+    await asyncio.to_thread(_manager, merchants, owner_user.id, merchant.id, created)
     receiver_url = f"{public}/dev-webhooks/{RECEIVER_NAME}"
     store, terminal, endpoint = await asyncio.to_thread(
         _counter,
@@ -276,6 +282,7 @@ async def seed_shop(
     return DemoShop(
         owner=_demo_person(owner_user, *SHOP_OWNER),
         customer=_demo_person(customer_user, *CUSTOMER),
+        manager=_demo_person(manager_user, *SHOP_MANAGER),
         eu_customer=_demo_person(eu_user, *EU_CUSTOMER),
         eu_rules=eu_rules,
         merchant_id=merchant.id,
@@ -378,6 +385,17 @@ async def _merchant(
     )
     created.append("merchant")
     return made
+
+
+def _manager(
+    merchants: MerchantService, owner_id: str, merchant_id: str, created: list[str]
+) -> None:
+    """The manager on the shop's team (all stores), added once."""
+    owner = merchants.principal_for_user(owner_id, merchant_id)
+    if any(s.email == SHOP_MANAGER[1] for s in merchants.staff(owner)):
+        return
+    merchants.add_staff(owner, email=SHOP_MANAGER[1], role="manager")
+    created.append("manager on the team")
 
 
 async def _top_up(

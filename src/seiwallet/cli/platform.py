@@ -467,7 +467,7 @@ async def _seed_shop(config: Settings) -> DemoShop:
 
 
 def _print_shop(shop: DemoShop) -> None:
-    """How to take a payment at the demo counter, in five steps (URLs unbroken, to click); then
+    """How to take a payment at the demo counter, in six steps (URLs unbroken, to click); then
     who to sign in as to see the EU's rules."""
     owner, customer = shop.owner, shop.customer
     lines = (
@@ -481,6 +481,9 @@ def _print_shop(shop: DemoShop) -> None:
         f"  4. Refund it from the payment's page on the dashboard, {shop.dashboard_url} "
         "(the report is there too).",
         f"  5. The shop's webhooks, signatures checked: {shop.receiver_url}",
+        f"  6. A manager's refund: sign in as [bold]{shop.manager.name}[/] ({shop.manager.email}) "
+        "in another private window, open a payment, Refund → Set up a refund passkey; the owner "
+        "approves it under Business → Team, then the manager refunds with it.",
         *eu_customer_lines(shop),
     )
     for line in lines:
