@@ -48,6 +48,7 @@ from webauthn.helpers.structs import (
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
+from webauthn.registration.verify_registration_response import VerifiedRegistration
 
 from seiwallet.accounts.errors import (
     AuthenticatorUnknown,
@@ -348,18 +349,7 @@ class PasskeyService:
             }:
                 raise CeremonyInvalid("was for another passkey")
             challenge = ceremony.challenge
-        try:
-            verified = webauthn.verify_registration_response(
-                credential=dict(credential),
-                expected_challenge=challenge,
-                expected_rp_id=self.rp_id,
-                expected_origin=self._origins,
-                require_user_verification=True,
-                supported_pub_key_algs=_ALGORITHMS,
-            )
-        except (InvalidRegistrationResponse, InvalidJSONStructure, ValueError, KeyError) as exc:
-            log.info("delegated passkey refused for user %s: %s", session.user_id, exc)
-            raise PasskeyRegistrationRefused(str(exc) or type(exc).__name__) from None
+        verified = self._verify_registration(session, credential, challenge, "delegated passkey")
         transports = credential.get("response", {}).get("transports") or []
         authenticator_id = "dk_" + uuid.uuid4().hex
         credential_id = bytes_to_base64url(verified.credential_id)
@@ -411,6 +401,28 @@ class PasskeyService:
                 .execution_options(synchronize_session=False)
             )
 
+    def _verify_registration(
+        self,
+        session: SessionInfo,
+        credential: Mapping[str, Any],
+        challenge: bytes,
+        what: str,
+    ) -> VerifiedRegistration:
+        """The browser's registration answer checked against our challenge, RP id and origins
+        (user verification required); :class:`PasskeyRegistrationRefused` otherwise."""
+        try:
+            return webauthn.verify_registration_response(
+                credential=dict(credential),
+                expected_challenge=challenge,
+                expected_rp_id=self.rp_id,
+                expected_origin=self._origins,
+                require_user_verification=True,
+                supported_pub_key_algs=_ALGORITHMS,
+            )
+        except (InvalidRegistrationResponse, InvalidJSONStructure, ValueError, KeyError) as exc:
+            log.info("%s registration refused for user %s: %s", what, session.user_id, exc)
+            raise PasskeyRegistrationRefused(str(exc) or type(exc).__name__) from None
+
     def _record(
         self, session: SessionInfo, credential: Mapping[str, Any], label: str
     ) -> tuple[Enrolment, dict[str, Any]]:
@@ -422,18 +434,7 @@ class PasskeyService:
             if ceremony.action is not None:
                 raise CeremonyInvalid("was for a passkey on another wallet")
             challenge = ceremony.challenge
-        try:
-            verified = webauthn.verify_registration_response(
-                credential=dict(credential),
-                expected_challenge=challenge,
-                expected_rp_id=self.rp_id,
-                expected_origin=self._origins,
-                require_user_verification=True,
-                supported_pub_key_algs=_ALGORITHMS,
-            )
-        except (InvalidRegistrationResponse, InvalidJSONStructure, ValueError, KeyError) as exc:
-            log.info("passkey registration refused for user %s: %s", session.user_id, exc)
-            raise PasskeyRegistrationRefused(str(exc) or type(exc).__name__) from None
+        verified = self._verify_registration(session, credential, challenge, "passkey")
         transports = credential.get("response", {}).get("transports") or []
         authenticator_id = "pk_" + uuid.uuid4().hex
         label = (label or "Passkey").strip()[:100]
