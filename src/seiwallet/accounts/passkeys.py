@@ -350,31 +350,24 @@ class PasskeyService:
                 raise CeremonyInvalid("was for another passkey")
             challenge = ceremony.challenge
         verified = self._verify_registration(session, credential, challenge, "delegated passkey")
-        transports = credential.get("response", {}).get("transports") or []
         authenticator_id = "dk_" + uuid.uuid4().hex
         credential_id = bytes_to_base64url(verified.credential_id)
         label = label.strip()[:100] or "Delegated passkey"
-        with self._sessions.begin() as db:
-            db.connection(execution_options=_WRITE)
-            if db.scalars(
-                select(UserAuthenticator.id).where(UserAuthenticator.credential_id == credential_id)
-            ).first():
-                raise PasskeyRegistrationRefused("this passkey is already registered")
-            db.add(
-                UserAuthenticator(
-                    id=authenticator_id,
-                    user_id=session.user_id,
-                    wallet_id=wallet_id,
-                    kind=AuthenticatorKindName.PASSKEY,
-                    label=label,
-                    credential_id=credential_id,
-                    transports=",".join(str(t) for t in transports if isinstance(t, str))[:200],
-                    enrolment=Enrolment.DELEGATED,
-                    created_at=self._now(),
-                    # Not before the owner approves it (then set to that moment).
-                    active_from=_NOT_YET,
-                )
+        # Not before the owner approves it (then set to that moment).
+        self._keep_passkey(
+            UserAuthenticator(
+                id=authenticator_id,
+                user_id=session.user_id,
+                wallet_id=wallet_id,
+                kind=AuthenticatorKindName.PASSKEY,
+                label=label,
+                credential_id=credential_id,
+                transports=_transports(credential),
+                enrolment=Enrolment.DELEGATED,
+                created_at=self._now(),
+                active_from=_NOT_YET,
             )
+        )
         return {
             "kind": "passkey",
             "id": authenticator_id,
@@ -400,6 +393,18 @@ class PasskeyService:
                 .values(revoked_at=self._now())
                 .execution_options(synchronize_session=False)
             )
+
+    def _keep_passkey(self, row: UserAuthenticator) -> None:
+        """Keep a newly registered passkey's row; refused if its credential is known already."""
+        with self._sessions.begin() as db:
+            db.connection(execution_options=_WRITE)
+            if db.scalars(
+                select(UserAuthenticator.id).where(
+                    UserAuthenticator.credential_id == row.credential_id
+                )
+            ).first():
+                raise PasskeyRegistrationRefused("this passkey is already registered")
+            db.add(row)
 
     def _verify_registration(
         self,
@@ -435,32 +440,25 @@ class PasskeyService:
                 raise CeremonyInvalid("was for a passkey on another wallet")
             challenge = ceremony.challenge
         verified = self._verify_registration(session, credential, challenge, "passkey")
-        transports = credential.get("response", {}).get("transports") or []
         authenticator_id = "pk_" + uuid.uuid4().hex
         label = (label or "Passkey").strip()[:100]
         credential_id = bytes_to_base64url(verified.credential_id)
         now = self._now()
         # The app's row first, pessimistically time-locked: should we crash after the signer
         # answered, the device is still listed (and can be cancelled) rather than invisible.
-        with self._sessions.begin() as db:
-            db.connection(execution_options=_WRITE)
-            if db.scalars(
-                select(UserAuthenticator.id).where(UserAuthenticator.credential_id == credential_id)
-            ).first():
-                raise PasskeyRegistrationRefused("this passkey is already registered")
-            db.add(
-                UserAuthenticator(
-                    id=authenticator_id,
-                    user_id=session.user_id,
-                    kind=AuthenticatorKindName.PASSKEY,
-                    label=label,
-                    credential_id=credential_id,
-                    transports=",".join(str(t) for t in transports if isinstance(t, str))[:200],
-                    enrolment=enrolment,
-                    created_at=now,
-                    active_from=now + self.recovery_timelock,
-                )
+        self._keep_passkey(
+            UserAuthenticator(
+                id=authenticator_id,
+                user_id=session.user_id,
+                kind=AuthenticatorKindName.PASSKEY,
+                label=label,
+                credential_id=credential_id,
+                transports=_transports(credential),
+                enrolment=enrolment,
+                created_at=now,
+                active_from=now + self.recovery_timelock,
             )
+        )
         return enrolment, {
             "kind": "passkey",
             "id": authenticator_id,
@@ -628,3 +626,9 @@ class PasskeyService:
                     active_from=active_from,
                 )
             )
+
+
+def _transports(credential: Mapping[str, Any]) -> str:
+    """How the browser says the authenticator is reached ("internal,hybrid"), as kept."""
+    transports = credential.get("response", {}).get("transports") or []
+    return ",".join(str(t) for t in transports if isinstance(t, str))[:200]

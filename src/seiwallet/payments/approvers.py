@@ -304,7 +304,10 @@ class RefundApproverService:
             added = {"active_from": int(self._clock())}
         if int(added["active_from"]) > int(self._clock()) + 60:
             # Not approved after all (time-locked): do not show it as approving.
-            raise InvalidInput("the owner's approval did not count: approve it again")
+            raise InvalidInput(
+                "your approval did not count for adding this refund passkey (it waits out the "
+                "recovery time-lock instead): remove it and approve it again with your passkey"
+            )
         await asyncio.to_thread(self._activate, principal.merchant_id, approver_id)
         return await asyncio.to_thread(self._view, principal.merchant_id, approver_id)
 
@@ -316,7 +319,9 @@ class RefundApproverService:
             if row.status is not ApproverStatus.AWAITING_OWNER:
                 raise ApproverNotAwaitingOwner(str(row.status))
             if row.max_amount_units is None:
-                raise InvalidInput("ask for the approval first (it fixes the refund limit)")
+                raise InvalidInput(
+                    "ask for the approval challenge first (approval-options): it fixes the limit"
+                )
             return self._proposal(merchant, row)
 
     def _activate(self, merchant_id: str, approver_id: str) -> None:
@@ -392,13 +397,18 @@ class RefundApproverService:
         return row
 
     def _view(self, merchant_id: str, approver_id: str) -> ApproverView:
-        for view in self._views(merchant_id, include_revoked=True):
-            if view.id == approver_id:
-                return view
-        raise ApproverNotFound  # pragma: no cover
+        found = self._views(merchant_id, approver_id=approver_id, include_revoked=True)
+        if not found:  # pragma: no cover - it was just written
+            raise ApproverNotFound
+        return found[0]
 
     def _views(
-        self, merchant_id: str, *, user_id: str | None = None, include_revoked: bool = False
+        self,
+        merchant_id: str,
+        *,
+        user_id: str | None = None,
+        approver_id: str | None = None,
+        include_revoked: bool = False,
     ) -> list[ApproverView]:
         query = (
             select(RefundApprover, StaffMember, User)
@@ -409,6 +419,8 @@ class RefundApproverService:
         )
         if user_id is not None:
             query = query.where(RefundApprover.user_id == user_id)
+        if approver_id is not None:
+            query = query.where(RefundApprover.id == approver_id)
         if not include_revoked:
             # A passkey still on the wallet stays listed after its holder left the team, so
             # the owner can remove it; one that never reached the wallet goes with them.

@@ -170,8 +170,8 @@ class RefundApprovalNotSetUp(MerchantError):
 
     def __init__(self) -> None:
         super().__init__(
-            "you have no active refund passkey for this merchant: set one up under Business, "
-            "and ask the owner to approve it, or ask the owner to approve this refund"
+            "you have no active refund passkey for this merchant: set one up from a payment's "
+            "Refund page and ask the owner to approve it, or ask the owner to approve this refund"
         )
 
 
