@@ -8,6 +8,7 @@ the session (HMAC with the app's secret), so it needs no storage and dies with t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from seiwallet.accounts.errors import NotSignedIn, SessionUnknown
 from seiwallet.accounts.models import SessionKind, User, UserSession, UserStatus
 from seiwallet.accounts.oidc import Clock
-from seiwallet.db import as_utc
+from seiwallet.db import as_utc, offload
 
 #: Prefix of every session secret: recognisable in a leaked log, so it can be revoked.
 TOKEN_PREFIX: Final = "sws_"  # noqa: S105 - a prefix, not a secret
@@ -129,6 +130,25 @@ class SessionService:
 
     def authenticate(self, token: str | None, kind: SessionKind | None = None) -> SessionInfo:
         """The live session ``token`` opens; :class:`NotSignedIn` otherwise (never says why)."""
+        info = self._live(token, kind)
+        self._seen(info)
+        return info
+
+    async def authenticate_on_loop(
+        self, token: str | None, kind: SessionKind | None = None
+    ) -> SessionInfo:
+        """:meth:`authenticate` from the event loop: the read where ``db.offload`` runs reads
+        (in place on a SQLite file), the once-a-minute write in a thread."""
+        info = await offload.read(self._sessions, self._live, token, kind)
+        if self._stale(info):
+            await asyncio.to_thread(self._seen, info)
+        return info
+
+    def _stale(self, info: SessionInfo) -> bool:
+        return self._now() - info.last_seen_at >= _SEEN_GRANULARITY
+
+    def _live(self, token: str | None, kind: SessionKind | None) -> SessionInfo:
+        """The session's check: reads only."""
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 100:
             raise NotSignedIn
         now = self._now()
@@ -165,7 +185,11 @@ class SessionService:
                 expires_at=as_utc(row.expires_at),
                 recovery_until=as_utc(row.recovery_until) if row.recovery_until else None,
             )
-        # A read-only check most of the time; a write at most once a minute per session.
+        return info
+
+    def _seen(self, info: SessionInfo) -> None:
+        """Record that the session was used: a write at most once a minute per session."""
+        now = self._now()
         if now - info.last_seen_at >= _SEEN_GRANULARITY:
             with self._sessions.begin() as db:
                 db.execute(
@@ -174,7 +198,6 @@ class SessionService:
                     .values(last_seen_at=now)
                     .execution_options(synchronize_session=False)
                 )
-        return info
 
     def list(self, user_id: str) -> list[SessionListing]:
         """The user's live sessions, most recently used first."""

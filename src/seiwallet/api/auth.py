@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -60,11 +59,11 @@ async def current_session(request: Request, *, csrf: bool = True) -> SessionInfo
         svc = services(request)
         bearer = _bearer(request)
         if bearer is not None:
-            cached = await run_in_threadpool(svc.sessions.authenticate, bearer, SessionKind.API)
+            cached = await svc.sessions.authenticate_on_loop(bearer, SessionKind.API)
             request.state.via_cookie = False
         else:
             token = request.cookies.get(SESSION_COOKIE)
-            cached = await run_in_threadpool(svc.sessions.authenticate, token, SessionKind.WEB)
+            cached = await svc.sessions.authenticate_on_loop(token, SessionKind.WEB)
             request.state.via_cookie = True
         request.state.session = cached
     if csrf and request.state.via_cookie and request.method not in _SAFE_METHODS:

@@ -49,7 +49,7 @@ from seiwallet.addresses import InvalidAddress, parse_evm_address
 from seiwallet.chain.tokens import TokenDomain
 from seiwallet.compliance.gate import ComplianceGate, Decision, Movement, Screening
 from seiwallet.compliance.models import UsageStatus
-from seiwallet.db import SQLITE_BEGIN, as_utc, insert_now
+from seiwallet.db import SQLITE_BEGIN, as_utc, insert_now, offload
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
 from seiwallet.signer.client import SignerClient
@@ -458,7 +458,7 @@ class TransferService:
     async def available(self, owner: Owner, token: TokenInfo) -> int:
         """What can be sent now: the chain balance less this wallet's transfers in flight."""
         on_chain = await self._balances.balance(token.address, owner.address)
-        return max(0, on_chain - await asyncio.to_thread(self._in_flight, owner, token))
+        return max(0, on_chain - await offload.read(self._sessions, self._in_flight, owner, token))
 
     def _in_flight(self, owner: Owner, token: TokenInfo) -> int:
         with self._sessions() as db:
@@ -471,11 +471,11 @@ class TransferService:
         """A new transfer awaiting approval, or the one this key already made (``False``)."""
         key = _check_key(idempotency_key)
         fingerprint = request.fingerprint()
-        earlier = await asyncio.to_thread(self._by_key, owner.user_id, key)
+        earlier = await offload.read(self._sessions, self._by_key, owner.user_id, key)
         if earlier is not None:
             if earlier.request_hash != fingerprint:
                 raise IdempotencyConflict
-            return await asyncio.to_thread(self._view, earlier), False
+            return await offload.read(self._sessions, self._view, earlier), False
         token = self.token(request.symbol)
         amount = TokenAmount.parse(request.amount, token.decimals, token.symbol)
         if amount.units <= 0:
@@ -484,7 +484,7 @@ class TransferService:
             raise InvalidInput("a note is at most 140 characters")
         self._lookups.check(owner.user_id)
         try:
-            found = await asyncio.to_thread(self.resolver.resolve, request.recipient)
+            found = await offload.read(self._sessions, self.resolver.resolve, request.recipient)
             if isinstance(found, Invitee) and self.invitations is None:
                 raise RecipientUnknown(
                     f"no seiwallet user can receive at {found.alias} yet: "
@@ -626,12 +626,12 @@ class TransferService:
             )
         except IntegrityError:
             # The same key raced in from a second request: the first one's transfer stands.
-            earlier = await asyncio.to_thread(self._by_key, owner.user_id, key)
+            earlier = await offload.read(self._sessions, self._by_key, owner.user_id, key)
             if earlier is None:  # pragma: no cover - the unique key is what failed
                 raise
             if earlier.request_hash != fingerprint:
                 raise IdempotencyConflict from None
-            return await asyncio.to_thread(self._view, earlier), False
+            return await offload.read(self._sessions, self._view, earlier), False
         decision.raise_if_denied()
         assert view is not None
         log.info(
@@ -711,7 +711,7 @@ class TransferService:
 
         Approving an already signed transfer returns it unchanged (a retried request).
         """
-        row, invitation = await asyncio.to_thread(self._get, owner.user_id, transfer_id)
+        row, invitation = await offload.read(self._sessions, self._get, owner.user_id, transfer_id)
         if row.status is not TransferStatus.AWAITING_APPROVAL:
             if row.status in (
                 TransferStatus.SIGNED,

@@ -1,0 +1,60 @@
+"""Where a database read asked from the event loop runs: on the loop itself, or in a thread.
+
+A request handler on the event loop cannot wait for the database on the loop in general: a
+PostgreSQL round trip, or a SQLite *writer* waiting for the file's write lock, would stall every
+other request. So calls go to a thread (``asyncio.to_thread``). But that hand-over is not free:
+a thread woken, the GIL passed to it and back, the loop woken through its self-pipe to take the
+result. Measured on the reference machine (2 shared cores, ``bench/transfers.py``'s load of 16–64
+requests in flight), a one-statement read cost ~170 µs of CPU run in place and ~450–580 µs
+through ``asyncio.to_thread``: the hand-over cost twice the read. A transfer made ~8 of them.
+
+A **read of a SQLite file** never waits for a lock: in WAL mode (which every seiwallet SQLite
+connection is in, ``db.engine``) readers see the last committed state without blocking writers
+or being blocked by them, and the read is the same CPU work wherever it runs. So :func:`read`
+runs such a read on the loop, in place, and sends anything else (PostgreSQL, an in-memory
+database) to a thread as before.
+
+The rule for callers: only a function that *reads this database and does nothing else* goes
+through :func:`read` — no write (a write waits for SQLite's writer lock), no network (a chain
+read, an HTTP call), no sleeping. Everything else stays with ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from typing import Final, ParamSpec, TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from seiwallet.db.engine import sqlite_path
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: Each engine's answer, worked out once.
+_IN_PLACE: Final[weakref.WeakKeyDictionary[Engine, bool]] = weakref.WeakKeyDictionary()
+
+
+def reads_in_place(sessions: sessionmaker[Session]) -> bool:
+    """Whether reads of ``sessions``' database run on the event loop: a SQLite file's do."""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, Engine):
+        return False
+    inline = _IN_PLACE.get(bind)
+    if inline is None:
+        inline = bind.dialect.name == "sqlite" and sqlite_path(bind.url) is not None
+        _IN_PLACE[bind] = inline
+    return inline
+
+
+async def read(
+    sessions: sessionmaker[Session], fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """``fn(*args, **kwargs)``, a read of ``sessions``' database and nothing else: in place on
+    a SQLite file, in a thread otherwise (see the module's note)."""
+    if reads_in_place(sessions):
+        return fn(*args, **kwargs)
+    return await asyncio.to_thread(fn, *args, **kwargs)

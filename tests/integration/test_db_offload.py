@@ -1,0 +1,109 @@
+"""Reads asked from the event loop: in place on a SQLite file, in a thread elsewhere; and the
+session check that uses it (``SessionService.authenticate_on_loop``), on both databases."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from seiwallet.accounts.errors import NotSignedIn
+from seiwallet.accounts.models import SessionKind, User, UserSession, UserStatus
+from seiwallet.accounts.sessions import SessionService
+from seiwallet.db import as_utc, create_engine_for, offload, session_factory
+
+
+def _reader(sessions: sessionmaker[Session]) -> tuple[int, int]:
+    with sessions() as db:
+        return threading.get_ident(), int(db.execute(text("SELECT 1")).scalar_one())
+
+
+async def test_a_sqlite_file_is_read_in_place_and_other_databases_from_a_thread(
+    engine: Engine,
+) -> None:
+    sessions = session_factory(engine)
+    thread, one = await offload.read(sessions, _reader, sessions)
+    assert one == 1
+    on_loop = thread == threading.get_ident()
+    assert on_loop is (engine.dialect.name == "sqlite")
+    assert offload.reads_in_place(sessions) is on_loop
+
+
+async def test_an_in_memory_sqlite_database_is_read_from_a_thread(tmp_path: Path) -> None:
+    engine = create_engine_for("sqlite://")
+    try:
+        sessions = session_factory(engine)
+        assert not offload.reads_in_place(sessions)
+        thread, _ = await offload.read(sessions, _reader, sessions)
+        assert thread != threading.get_ident()
+    finally:
+        engine.dispose()
+
+
+async def test_a_failing_read_raises_to_the_caller(engine: Engine) -> None:
+    sessions = session_factory(engine)
+
+    def broken() -> None:
+        with sessions() as db:
+            db.execute(text("SELECT * FROM no_such_table"))
+
+    with pytest.raises(Exception, match="no_such_table"):
+        await offload.read(sessions, broken)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_session_is_checked_from_the_loop_and_marked_seen_once_a_minute(
+    engine: Engine,
+) -> None:
+    sessions = session_factory(engine)
+    user_id = uuid.uuid4().hex
+    with sessions.begin() as db:
+        db.add(
+            User(
+                id=user_id,
+                email="ada@example.com",
+                email_verified=True,
+                wallet_id=user_id,
+                wallet_address="0x" + "ab" * 20,
+                status=UserStatus.ACTIVE,
+            )
+        )
+    clock = Clock()
+    service = SessionService(sessions, b"k" * 32, clock=clock)
+    session_id, token = service.open(user_id, SessionKind.API, label="cli")
+
+    def seen() -> datetime:
+        with sessions() as db:
+            found = db.scalar(select(UserSession.last_seen_at).where(UserSession.id == session_id))
+            assert found is not None
+            return as_utc(found)
+
+    opened = seen()
+    clock.now += 30
+    info = await service.authenticate_on_loop(token, SessionKind.API)
+    assert (info.id, info.user_id, info.wallet_address) == (session_id, user_id, "0x" + "ab" * 20)
+    assert seen() == opened  # within the minute: a read, no write
+
+    clock.now += 31
+    await service.authenticate_on_loop(token, SessionKind.API)
+    assert seen() == opened + timedelta(seconds=61)
+
+    with pytest.raises(NotSignedIn):
+        await service.authenticate_on_loop(token, SessionKind.WEB)  # another kind
+    with pytest.raises(NotSignedIn):
+        await service.authenticate_on_loop(token[:-2] + "xx", SessionKind.API)
+    service.revoke(user_id, session_id)
+    with pytest.raises(NotSignedIn):
+        await service.authenticate_on_loop(token, SessionKind.API)
