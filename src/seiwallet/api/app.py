@@ -195,7 +195,9 @@ def create_app(
     async def problem_type(code: str) -> JSONResponse:
         return JSONResponse({"type": problems.TYPE_BASE + code, "code": code})
 
-    for api in (api_router, transfers_router, payments_router):
+    # The money routes first: a request is matched against the routes in order, and these are
+    # the busiest (the routers' paths do not overlap, so the order changes nothing else).
+    for api in (transfers_router, payments_router, api_router):
         app.include_router(api)
     for pages_router in (
         pages.router,

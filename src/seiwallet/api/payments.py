@@ -30,6 +30,7 @@ from seiwallet.accounts.errors import CeremonyInvalid
 from seiwallet.accounts.sessions import SessionInfo
 from seiwallet.api.auth import current_session, services_dependency
 from seiwallet.api.services import Services
+from seiwallet.db import offload
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
 from seiwallet.payments.apikeys import KEY_PREFIX, ApiKeyView
@@ -500,7 +501,7 @@ async def caller(request: Request, svc: Svc) -> Caller:
     token = _bearer(request)
     if token is not None and token.startswith(KEY_PREFIX):
         payments = await payments_of(svc)
-        principal = await run_in_threadpool(payments.api_keys.authenticate, token)
+        principal = await payments.api_keys.authenticate_on_loop(token)
         assert principal.api_key_id is not None
         payments.rate_limiter.take(principal.api_key_id)
         return Caller(principal, None)
@@ -515,8 +516,8 @@ async def for_store(who: Caller, payments: Payments, store_id: str) -> Principal
         if not who.key.can_see(store_id):
             raise StoreNotFound
         return who.key
-    return await run_in_threadpool(
-        payments.merchants.principal_for_store, who.user.user_id, store_id
+    return await offload.read(
+        payments.sessions, payments.merchants.principal_for_store, who.user.user_id, store_id
     )
 
 
@@ -531,7 +532,7 @@ async def for_merchant(who: Caller, payments: Payments, merchant_id: str) -> Pri
 
 
 async def for_invoice(who: Caller, payments: Payments, invoice_id: str) -> Principal:
-    row = await run_in_threadpool(payments.invoices.row, invoice_id)
+    row = await offload.read(payments.sessions, payments.invoices.row, invoice_id)
     try:
         return await for_store(who, payments, row.store_id)
     except StoreNotFound:
@@ -1047,7 +1048,7 @@ async def invoice_events(invoice_id: str, request: Request, svc: Svc, who: Who) 
     """The invoice's events as they happen (``text/event-stream``); resume with Last-Event-ID."""
     payments = await payments_of(svc)
     principal = await for_invoice(who, payments, invoice_id)
-    row = await run_in_threadpool(payments.invoices.row, invoice_id)
+    row = await offload.read(payments.sessions, payments.invoices.row, invoice_id)
     principal.require(Permission.INVOICES_READ, row.store_id)
     return _event_stream(svc, request, Topic(invoice_id=row.id), _last_event_id(request))
 
@@ -1124,7 +1125,7 @@ async def approve_payment(
 ) -> dict[str, Any]:
     """Approve the payment (passkey or device keys): signed, it goes to the relayer."""
     payments = await payments_of(svc)
-    view = await run_in_threadpool(payments.payments.attempt, me.user_id, attempt_id)
+    view = await offload.read(payments.sessions, payments.payments.attempt, me.user_id, attempt_id)
     approvals = await _approvals(svc, me, body, view.intent_digest)
     signed = await payments.payments.approve(_payer(me), attempt_id, approvals, view=view)
     return signed.as_json()

@@ -11,6 +11,7 @@ behind a balancer a key gets N buckets, which bounds abuse all the same.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import secrets
@@ -25,7 +26,7 @@ from typing import Final
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from seiwallet.db import as_utc
+from seiwallet.db import as_utc, offload
 from seiwallet.errors import InvalidInput
 from seiwallet.payments.errors import ApiKeyInvalid, ApiKeyNotFound, RateLimited, StoreNotFound
 from seiwallet.payments.models import ApiKey, Store
@@ -130,6 +131,21 @@ class ApiKeyService:
 
     def authenticate(self, secret: str) -> Principal:
         """The principal of a presented key; ApiKeyInvalid if unknown, revoked or malformed."""
+        principal, stale = self._live(secret)
+        if stale:
+            self._used(principal)
+        return principal
+
+    async def authenticate_on_loop(self, secret: str) -> Principal:
+        """:meth:`authenticate` from the event loop: the read where ``db.offload`` runs reads
+        (in place on a SQLite file), the once-a-minute write in a thread."""
+        principal, stale = await offload.read(self._sessions, self._live, secret)
+        if stale:
+            await asyncio.to_thread(self._used, principal)
+        return principal
+
+    def _live(self, secret: str) -> tuple[Principal, bool]:
+        """The key's principal, and whether its last use is to be recorded: reads only."""
         if not secret.startswith(KEY_PREFIX) or len(secret) > 100:
             raise ApiKeyInvalid
         now = self._now()
@@ -145,15 +161,18 @@ class ApiKeyService:
                 api_key_id=row.id,
             )
             stale = row.last_used_at is None or as_utc(row.last_used_at) < now - _USED_GRANULARITY
-        if stale:
-            with self._sessions.begin() as db:
-                db.execute(
-                    update(ApiKey)
-                    .where(ApiKey.id == principal.api_key_id)
-                    .values(last_used_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-        return principal
+        return principal, stale
+
+    def _used(self, principal: Principal) -> None:
+        """Record the key's use (at most once a minute, the caller checked)."""
+        now = self._now()
+        with self._sessions.begin() as db:
+            db.execute(
+                update(ApiKey)
+                .where(ApiKey.id == principal.api_key_id)
+                .values(last_used_at=now)
+                .execution_options(synchronize_session=False)
+            )
 
 
 class RateLimiter:

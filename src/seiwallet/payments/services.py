@@ -53,7 +53,7 @@ from seiwallet.chain.router import Refund as RouterRefundTerms
 from seiwallet.compliance.gate import ComplianceGate, Decision, Movement, Screening
 from seiwallet.compliance.models import UsageStatus
 from seiwallet.config import PaymentSettings
-from seiwallet.db import SQLITE_BEGIN, as_utc
+from seiwallet.db import SQLITE_BEGIN, as_utc, offload
 from seiwallet.errors import InvalidInput
 from seiwallet.money import TokenAmount
 from seiwallet.payments.apikeys import ApiKeyService, RateLimiter
@@ -316,7 +316,7 @@ class PaymentService:
     async def available(self, payer: Payer, token: TokenInfo) -> int:
         """What the payer can spend now: the balance less transfers and payments in flight."""
         on_chain = await self._balances.balance(token.address, payer.address)
-        return max(0, on_chain - await asyncio.to_thread(self._in_flight, payer, token))
+        return max(0, on_chain - await offload.read(self._sessions, self._in_flight, payer, token))
 
     def _in_flight(self, payer: Payer, token: TokenInfo) -> int:
         with self._sessions() as db:
@@ -325,7 +325,9 @@ class PaymentService:
     # -- prepare -------------------------------------------------------------------------------
     async def prepare(self, invoice_id: str, payer: Payer) -> AttemptView:
         """The ``router.pay`` intent for ``payer`` to approve, stored as an attempt."""
-        invoice, store, merchant_name, deposit = await asyncio.to_thread(self._invoice, invoice_id)
+        invoice, store, merchant_name, deposit = await offload.read(
+            self._sessions, self._invoice, invoice_id
+        )
         now = self._now()
         token = self._token_of(invoice)
         self._payable(invoice, now)
@@ -333,7 +335,9 @@ class PaymentService:
             raise SelfPayment
         # The payer's fresh attempt is answered again: it was checked (and its value reserved
         # against the payer's limits) when it was made.
-        earlier = await asyncio.to_thread(self._open_attempt, invoice.id, payer.user_id, now)
+        earlier = await offload.read(
+            self._sessions, self._open_attempt, invoice.id, payer.user_id, now
+        )
         if earlier is not None:
             return self._view(earlier, invoice, store, merchant_name, deposit)
         attempt_id = uuid.uuid4().hex
@@ -501,7 +505,7 @@ class PaymentService:
         the attempt as the caller just read it (``attempt``), to spare reading it again.
         """
         if view is None or view.id != attempt_id:
-            view = await asyncio.to_thread(self.attempt, payer.user_id, attempt_id)
+            view = await offload.read(self._sessions, self.attempt, payer.user_id, attempt_id)
         if view.status in (AttemptStatus.SIGNED, AttemptStatus.SUBMITTED, AttemptStatus.SETTLED):
             return view
         if view.status is not AttemptStatus.AWAITING_APPROVAL:
@@ -1417,6 +1421,8 @@ class Payments:
     webhooks: WebhookService
     reports: ReportService
     rate_limiter: RateLimiter
+    #: The database they share (for reads the API runs itself: ``db.offload``).
+    sessions: sessionmaker[Session]
     #: Staff members' refund passkeys (needs the passkey ceremonies: the API process has them).
     approvers: RefundApproverService | None = None
 
@@ -1448,6 +1454,7 @@ def build_payments(
         clock=clock,
     )
     return Payments(
+        sessions=sessions,
         merchants=merchants,
         approvers=(
             None
