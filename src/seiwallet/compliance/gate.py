@@ -336,12 +336,13 @@ class ComplianceGate:
         assert self.screen_lists is not None
         book = self.rules.book
         with self._sessions() as db:
-            sender = self.directory.person(movement.user_id, db)
-            recipient = (
-                self.directory.person(movement.recipient_user_id, db)
-                if movement.recipient_user_id
-                else self.directory.person_by_address(movement.to_address, db)
-            )
+            if movement.recipient_user_id:
+                parties = self.directory.persons((movement.user_id, movement.recipient_user_id), db)
+                sender = parties.get(movement.user_id)
+                recipient = parties.get(movement.recipient_user_id)
+            else:
+                sender = self.directory.person(movement.user_id, db)
+                recipient = self.directory.person_by_address(movement.to_address, db)
             hits = self.screen_lists.hits([movement.from_address, movement.to_address], db)
         placed = place(sender, movement.user_id, book, self.default_country)
         if country is not None:

@@ -10,6 +10,7 @@ accounts' aliases); 2 — identity verified by the KYC provider (``kyc.py``).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -104,6 +105,7 @@ _PEOPLE = select(User, ComplianceProfile).outerjoin(
     ComplianceProfile, ComplianceProfile.user_id == User.id
 )
 _PERSON_BY_ID = _PEOPLE.where(User.id == bindparam("user_id"))
+_PEOPLE_BY_ID = _PEOPLE.where(User.id.in_(bindparam("user_ids", expanding=True)))
 _PERSON_BY_ADDRESS = _PEOPLE.where(User.wallet_address.in_(bindparam("spellings", expanding=True)))
 
 
@@ -122,6 +124,11 @@ class Directory:
             return None
         user, profile = row
         return _person(user, profile)
+
+    def persons(self, user_ids: Collection[str], db: Session) -> dict[str, Person]:
+        """The people among ``user_ids`` (one query: a movement's two parties)."""
+        rows = db.execute(_PEOPLE_BY_ID, {"user_ids": sorted(set(user_ids))}).all()
+        return {user.id: _person(user, profile) for user, profile in rows}
 
     def person_by_address(self, address: str, db: Session | None = None) -> Person | None:
         """The user whose wallet is ``address`` (0x, any case), if one of ours."""

@@ -508,6 +508,7 @@ class TransferService:
             symbol=token.symbol,
             decimals=token.decimals,
             amount_units=amount.units,
+            recipient_user_id=None if invitee is not None else self._recipient(found).user_id,
             reference=reference("transfer", transfer_id),
         )
         # The gate's limits, reservation and decision are written in the transfer's own
