@@ -3,6 +3,7 @@ session check that uses it (``SessionService.authenticate_on_loop``), on both da
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from seiwallet.accounts.errors import NotSignedIn
 from seiwallet.accounts.models import SessionKind, User, UserSession, UserStatus
 from seiwallet.accounts.sessions import SessionService
-from seiwallet.db import as_utc, create_engine_for, offload, session_factory
+from seiwallet.db import SQLITE_BEGIN, as_utc, create_engine_for, offload, session_factory
 
 
 def _reader(sessions: sessionmaker[Session]) -> tuple[int, int]:
@@ -107,3 +108,65 @@ async def test_a_session_is_checked_from_the_loop_and_marked_seen_once_a_minute(
     service.revoke(user_id, session_id)
     with pytest.raises(NotSignedIn):
         await service.authenticate_on_loop(token, SessionKind.API)
+
+
+def _counter_table(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER)"))
+        connection.execute(text("INSERT INTO counter VALUES (1, 0)"))
+
+
+async def test_a_write_runs_in_place_when_the_sqlite_writer_lock_is_free(engine: Engine) -> None:
+    _counter_table(engine)
+    sessions = session_factory(engine)
+    threads: list[int] = []
+
+    def bump() -> int:
+        threads.append(threading.get_ident())
+        with sessions.begin() as db:
+            db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+            db.execute(text("UPDATE counter SET n = n + 1 WHERE id = 1"))
+            return int(db.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one())
+
+    assert await offload.write(sessions, bump) == 1
+    assert await offload.write(sessions, bump) == 2
+    on_loop = [thread == threading.get_ident() for thread in threads]
+    assert on_loop == [engine.dialect.name == "sqlite"] * 2
+
+
+async def test_a_write_that_finds_the_lock_taken_runs_again_in_a_thread_and_once(
+    engine: Engine,
+) -> None:
+    """Another writer holds the file: the attempt on the loop stops at BEGIN (nothing done, the
+    loop not blocked) and the write runs in a thread, after the holder commits."""
+    _counter_table(engine)
+    sessions = session_factory(engine)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with sessions.begin() as db:
+            db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+            db.execute(text("UPDATE counter SET n = n + 10 WHERE id = 1"))
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    attempts: list[bool] = []
+
+    def bump() -> int:
+        attempts.append(threading.get_ident() == loop_thread)
+        with sessions.begin() as db:
+            db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+            db.execute(text("UPDATE counter SET n = n + 1 WHERE id = 1"))
+            return int(db.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one())
+
+    loop_thread = threading.get_ident()
+    pending = asyncio.ensure_future(offload.write(sessions, bump))
+    await asyncio.sleep(0.2)  # the loop runs meanwhile: nothing waits on it
+    assert not pending.done()
+    release.set()
+    assert await asyncio.wait_for(pending, 10) == 11  # after the holder's +10, once
+    holder.join()
+    assert attempts == ([True, False] if engine.dialect.name == "sqlite" else [False])

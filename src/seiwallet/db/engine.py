@@ -12,6 +12,7 @@ that says what to fix, never naming the password.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -19,7 +20,9 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, cast
@@ -271,6 +274,28 @@ def _driver_error(statement: str, error: sqlite3.Error, connection: Connection) 
     return DBAPIError.instance(statement, (), error, sqlite3.Error, dialect=connection.dialect)
 
 
+class WriterBusy(Exception):
+    """A writer that asked not to wait (:func:`writes_without_waiting`) found the SQLite file's
+    write lock taken, by this process or another, or another process queued for it first.
+    Nothing was begun: the caller runs the write again where it may wait."""
+
+
+#: Set while a write must not wait for the writer lock (see :func:`writes_without_waiting`).
+_NO_WAIT: Final[ContextVar[bool]] = ContextVar("seiwallet_sqlite_writer_no_wait", default=False)
+
+
+@contextmanager
+def writes_without_waiting() -> Iterator[None]:
+    """Within this block a SQLite write transaction that cannot have the writer lock at once
+    raises :class:`WriterBusy` at its ``BEGIN`` instead of queueing (``db.offload.write``: a
+    write tried on the event loop, which must never sleep)."""
+    token = _NO_WAIT.set(True)
+    try:
+        yield
+    finally:
+        _NO_WAIT.reset(token)
+
+
 # One queue per database file in a process: record locks belong to the process (see below).
 _QUEUES: Final[weakref.WeakValueDictionary[str, _WriterQueue]] = weakref.WeakValueDictionary()
 _QUEUES_LOCK: Final = threading.Lock()
@@ -403,19 +428,26 @@ class _WriterQueue:
             self._release(driver)
 
     def _acquire(self, driver: sqlite3.Connection) -> None:
-        if not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-            raise DatabaseError("the database is busy: another writer held it for too long")
+        waits = not _NO_WAIT.get()
+        if waits:
+            if not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+                raise DatabaseError("the database is busy: another writer held it for too long")
+        elif not self._lock.acquire(blocking=False):
+            raise WriterBusy
+        mode = fcntl.LOCK_EX if waits else fcntl.LOCK_EX | fcntl.LOCK_NB
         try:
             descriptor = self._lock_file()
             if descriptor is not None:
                 self._holds_file = True  # first: an interrupted wait then leaves nothing held
                 try:
-                    fcntl.lockf(descriptor, fcntl.LOCK_EX, 1, _TURNSTILE_BYTE)
+                    fcntl.lockf(descriptor, mode, 1, _TURNSTILE_BYTE)
                     try:
-                        fcntl.lockf(descriptor, fcntl.LOCK_EX, 1, _WRITER_BYTE)
+                        fcntl.lockf(descriptor, mode, 1, _WRITER_BYTE)
                     finally:
                         fcntl.lockf(descriptor, fcntl.LOCK_UN, 1, _TURNSTILE_BYTE)
                 except OSError as exc:
+                    if not waits and exc.errno in (errno.EACCES, errno.EAGAIN):
+                        raise WriterBusy from None  # held, or another process queued first
                     self._give_up_file("lock", exc)
         except BaseException:
             try:

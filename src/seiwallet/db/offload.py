@@ -14,9 +14,20 @@ or being blocked by them, and the read is the same CPU work wherever it runs. So
 runs such a read on the loop, in place, and sends anything else (PostgreSQL, an in-memory
 database) to a thread as before.
 
-The rule for callers: only a function that *reads this database and does nothing else* goes
+A **write to a SQLite file** is tried on the loop too, but must not wait there: :func:`write`
+runs it under ``engine.writes_without_waiting``, so if the writer lock is taken (a thread of
+this process, the worker process, or another process queued first) its ``BEGIN`` raises
+``WriterBusy`` before anything is done, and the write runs again in a thread, where it queues as
+every writer does. Most of the time the lock is free: the API's own writers all run on the loop,
+one at a time, and the worker holds the file a small part of the time.
+
+The rules for callers: only a function that *reads this database and does nothing else* goes
 through :func:`read` — no write (a write waits for SQLite's writer lock), no network (a chain
-read, an HTTP call), no sleeping. Everything else stays with ``asyncio.to_thread``.
+read, an HTTP call), no sleeping. A function given to :func:`write` may read, but its first
+database write must open its one write transaction (``BEGIN IMMEDIATE``, the ``SQLITE_BEGIN``
+option) before it changes anything anywhere — so that a ``WriterBusy`` leaves nothing to undo
+and running it again is safe — and it must not catch ``WriterBusy``. Everything else stays with
+``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from typing import Final, ParamSpec, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from seiwallet.db.engine import sqlite_path
+from seiwallet.db.engine import WriterBusy, sqlite_path, writes_without_waiting
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -48,6 +59,21 @@ def reads_in_place(sessions: sessionmaker[Session]) -> bool:
         inline = bind.dialect.name == "sqlite" and sqlite_path(bind.url) is not None
         _IN_PLACE[bind] = inline
     return inline
+
+
+async def write(
+    sessions: sessionmaker[Session], fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """``fn(*args, **kwargs)``, a function whose one write transaction comes first: tried in
+    place on a SQLite file when the writer lock is free at once, in a thread otherwise (see the
+    module's note)."""
+    if reads_in_place(sessions):
+        try:
+            with writes_without_waiting():
+                return fn(*args, **kwargs)
+        except WriterBusy:
+            pass
+    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 async def read(

@@ -417,7 +417,9 @@ class PaymentService:
             created_at=now,
             updated_at=now,
         )
-        decision = await asyncio.to_thread(self._insert, row, screening, Balance(token, on_chain))
+        decision = await offload.write(
+            self._sessions, self._insert, row, screening, Balance(token, on_chain)
+        )
         decision.raise_if_denied()
         return row
 
@@ -516,7 +518,7 @@ class PaymentService:
             # Too late: the payer prepares again (and is checked again).
             await asyncio.to_thread(abandon_attempts, self._sessions, [attempt_id], now=self._now())
             raise AttemptNotAwaitingApproval(str(AttemptStatus.ABANDONED))
-        await asyncio.to_thread(self._claim, attempt_id, view.invoice_id)
+        await offload.write(self._sessions, self._claim, attempt_id, view.invoice_id)
         try:
             result = await self._signer.sign(payer.wallet_id, view.intent, list(approvals))
         except BaseException:
@@ -528,7 +530,9 @@ class PaymentService:
         try:
             # Signed: its reservation committed; abandoned (the invoice moved on): released —
             # in the same transaction either way.
-            await asyncio.to_thread(self._store_signed, attempt_id, view.invoice_id, signature)
+            await offload.write(
+                self._sessions, self._store_signed, attempt_id, view.invoice_id, signature
+            )
         except BaseException:
             await asyncio.to_thread(self._settle_reservation, attempt_id)
             raise

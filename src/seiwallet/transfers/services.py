@@ -622,8 +622,8 @@ class TransferService:
             created_at=self._now(),
         )
         try:
-            decision, view = await asyncio.to_thread(
-                self._insert, row, invitation, screening, Balance(token, on_chain)
+            decision, view = await offload.write(
+                self._sessions, self._insert, row, invitation, screening, Balance(token, on_chain)
             )
         except IntegrityError:
             # The same key raced in from a second request: the first one's transfer stands.
@@ -725,7 +725,9 @@ class TransferService:
             await asyncio.to_thread(self._expire, row.id)
             raise TransferNotAwaitingApproval(TransferStatus.EXPIRED)
         result = await self._signer.sign(owner.wallet_id, json.loads(row.intent), list(approvals))
-        return await asyncio.to_thread(self._signed, row, invitation, str(result["signature"]))
+        return await offload.write(
+            self._sessions, self._signed, row, invitation, str(result["signature"])
+        )
 
     def _signed(
         self, row: Transfer, invitation: TransferInvitation | None, signature: str
