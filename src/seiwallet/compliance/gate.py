@@ -131,6 +131,9 @@ class Movement:
     #: The caller's own id for the movement (an idempotency key, a transfer id): lets a
     #: reservation be released by it.
     reference: str | None = None
+    #: The caller looked the recipient up already (``recipient_user_id`` ``None``: not one of
+    #: ours), so the gate need not look for them by address again.
+    recipient_resolved: bool = False
 
     @property
     def amount(self) -> Decimal:
@@ -342,7 +345,11 @@ class ComplianceGate:
                 recipient = parties.get(movement.recipient_user_id)
             else:
                 sender = self.directory.person(movement.user_id, db)
-                recipient = self.directory.person_by_address(movement.to_address, db)
+                recipient = (
+                    None
+                    if movement.recipient_resolved
+                    else self.directory.person_by_address(movement.to_address, db)
+                )
             hits = self.screen_lists.hits([movement.from_address, movement.to_address], db)
         placed = place(sender, movement.user_id, book, self.default_country)
         if country is not None:

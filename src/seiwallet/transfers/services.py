@@ -509,6 +509,9 @@ class TransferService:
             decimals=token.decimals,
             amount_units=amount.units,
             recipient_user_id=None if invitee is not None else self._recipient(found).user_id,
+            # A recipient by address was looked up by their wallet address just now; an
+            # invitation's escrow is nobody's wallet.
+            recipient_resolved=True,
             reference=reference("transfer", transfer_id),
         )
         # The gate's limits, reservation and decision are written in the transfer's own
