@@ -1005,7 +1005,7 @@ async def run_baseline(chain: LocalChain, transfers: int) -> Baseline:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="120 payments, 15 at the counter (about a minute)"
+        "--quick", action="store_true", help="400 payments, 15 at the counter (under a minute)"
     )
     parser.add_argument("--payments", type=int, default=None, help="throughput phase (1000)")
     parser.add_argument(
@@ -1022,7 +1022,7 @@ def main() -> int:
         help="the platform's database: a SQLite file (default) or a throwaway PostgreSQL cluster",
     )
     args = parser.parse_args()
-    payments = args.payments or (120 if args.quick else 1000)
+    payments = args.payments or (400 if args.quick else 1000)
     latency_payments = args.latency_payments or (15 if args.quick else 100)
     if min(payments, latency_payments, args.payers, args.terminals, args.concurrency) < 1:
         parser.error("counts must be positive")

@@ -30,6 +30,7 @@ import psycopg
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from seiwallet.db import offload
 from seiwallet.payments.events import NOTIFY_CHANNEL, EventView
 from seiwallet.payments.models import PaymentEvent
 
@@ -111,7 +112,7 @@ class EventBus:
         if self._started:
             return
         self._started = True
-        self._last_id = await asyncio.to_thread(self._max_id)
+        self._last_id = await offload.read(self._sessions, self._max_id)
         self._task = asyncio.create_task(self._run(), name="payment-event-bus")
         if self._listen is not None:
             self._listener = asyncio.create_task(self._listen_loop(), name="payment-event-listen")
@@ -155,7 +156,7 @@ class EventBus:
             # behind gets every one of them (live ones wait in the subscription meanwhile).
             cursor = after
             while True:
-                page = await asyncio.to_thread(self._replay, topic, cursor)
+                page = await offload.read(self._sessions, self._replay, topic, cursor)
                 for event in page:
                     sent.add(event.id)
                     yield event
@@ -227,11 +228,11 @@ class EventBus:
                 # Nobody listens: skip reads, but keep the position current when one arrives.
                 self._wake.clear()
                 await self._wake.wait()
-                self._last_id = max(self._last_id, await asyncio.to_thread(self._max_id))
+                self._last_id = max(self._last_id, await offload.read(self._sessions, self._max_id))
                 continue
             try:
-                events = await asyncio.to_thread(
-                    self._read_new, self._last_id, frozenset(self._gaps)
+                events = await offload.read(
+                    self._sessions, self._read_new, self._last_id, frozenset(self._gaps)
                 )
             except Exception:  # a database hiccup must not end the bus
                 log.exception("payment event bus: reading events failed; retrying")
