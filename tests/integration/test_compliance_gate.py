@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import bech32
+import httpx
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -29,6 +30,7 @@ from seiwallet.compliance.errors import (
 from seiwallet.compliance.gate import ComplianceGate, Movement
 from seiwallet.compliance.jurisdictions import RULES_DIR
 from seiwallet.compliance.models import Alert, DecisionRecord, KycStatus, Usage
+from seiwallet.compliance.onchain import RpcTokenReader
 from seiwallet.compliance.services import ComplianceService, build_compliance
 from seiwallet.compliance.travelrule import Beneficiary
 from seiwallet.db import session_factory
@@ -481,3 +483,48 @@ def test_the_first_version_still_works_without_a_database() -> None:
     assert gate.check(dead).rule == "sanctions.recipient"
     big = Movement("transfer", "u", OUTSIDE, OUTSIDE, "USDC", 6, 11 * 10**6)
     assert gate.check(big).rule == "limits.per_transfer"
+
+
+def test_a_screening_runs_in_place_only_from_the_readers_cache(
+    sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    """On the event loop the gate must not wait for the node: it screens in place when the
+    parties' flags are cached (and its reads run in place: a SQLite file), and says "not
+    here" (``None``) without asking the node otherwise; the caller then screens in a thread."""
+    asked: list[str] = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        asked.append(json.loads(request.content)["params"][0]["data"])
+        return httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "result": "0x" + "00" * 32})
+
+    reader = RpcTokenReader(
+        "http://node.invalid",
+        lambda: {"USDC": ("0x" + "11" * 20, 6)},
+        transport=httpx.MockTransport(node),
+    )
+    gate = build_compliance(
+        sessions,
+        per_transfer_cap={},
+        valuer=OFFLINE_RATES.value_of_token,
+        tokens=reader,
+        clock=clock,
+    ).gate
+    sender = person(sessions, phone=HK_PHONE)
+    movement = Movement("transfer", sender[0], sender[1], OUTSIDE, "USDC", 6, 5 * 10**6)
+    in_place = sessions.kw["bind"].dialect.name == "sqlite"
+
+    assert gate.screen_in_place(movement) is None  # nothing cached yet
+    assert asked == []  # and the node was not asked from here
+    screening = gate.screen(movement)  # the thread's way: asks the node
+    assert len(asked) == 2
+    assert not screening.refused
+    again = gate.screen_in_place(movement)
+    assert len(asked) == 2  # cached now: no new request
+    if in_place:
+        assert again is not None
+        assert not again.refused
+        assert again.context is not None
+        assert again.context.placed.country == "HK"
+    else:
+        assert again is None  # PostgreSQL: the reads go to a thread
+    reader.close()

@@ -59,9 +59,10 @@ from seiwallet.compliance.models import (
     Usage,
     UsageStatus,
 )
+from seiwallet.compliance.onchain import NotCached, RpcTokenReader, from_cache_only
 from seiwallet.compliance.placement import Directory, Person, Placement, place
 from seiwallet.compliance.sanctions import Hit, SanctionsScreen, address_key, parse_text_list
-from seiwallet.db import SQLITE_BEGIN, as_utc, insert_now
+from seiwallet.db import SQLITE_BEGIN, as_utc, insert_now, offload
 
 log = logging.getLogger(__name__)
 alerts_log = logging.getLogger("seiwallet.alerts")
@@ -321,6 +322,21 @@ class ComplianceGate:
             parties = (movement.from_address, movement.to_address)
             await reader.prefetch(movement.symbol, parties)
 
+    def screen_in_place(self, movement: Movement) -> Screening | None:
+        """:meth:`screen` run where it is called (the event loop), when it can finish without
+        waiting: its database reads run in place there (``db.offload``, a SQLite file) and
+        what it asks of the chain is in the token reader's cache (:meth:`prefetch` put the
+        parties' flags there). ``None`` when it cannot: run :meth:`screen` in a thread."""
+        if self._sessions is None or not offload.reads_in_place(self._sessions):
+            return None
+        if self.tokens is not None and not isinstance(self.tokens, RpcTokenReader):
+            return None  # a reader that cannot promise not to wait
+        try:
+            with from_cache_only():
+                return self.screen(movement)
+        except NotCached:
+            return None
+
     def screen(
         self, movement: Movement, *, country: str | None = None, tier: int | None = None
     ) -> Screening:
@@ -559,6 +575,8 @@ class ComplianceGate:
         ):
             try:
                 listed = self.tokens.is_blacklisted(movement.symbol.upper(), address)
+            except NotCached:
+                raise  # screen_in_place: the screening goes to a thread
             except Exception:  # a read that fails must not stop the gate: the chain will refuse
                 log.warning("compliance: the issuer blacklist could not be read", exc_info=True)
                 listed = None

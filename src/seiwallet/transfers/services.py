@@ -302,12 +302,15 @@ async def screen_with_balance(
 
     The chain reads go together (with other requests' of this turn of the loop, in one
     JSON-RPC batch): the balance and what the gate will ask (its blacklist flags). The
-    screening runs off the event loop and takes no lock: it reads the people and the lists.
+    screening takes no lock: it reads the people and the lists, on the event loop when it can
+    finish without waiting (``ComplianceGate.screen_in_place``), in a thread otherwise.
     """
     on_chain, _ = await asyncio.gather(
         balances.balance(token, movement.from_address), gate.prefetch(movement)
     )
-    screening = await asyncio.to_thread(gate.screen, movement)
+    screening = gate.screen_in_place(movement)
+    if screening is None:
+        screening = await asyncio.to_thread(gate.screen, movement)
     if screening.refused:
         (await asyncio.to_thread(gate.conclude, screening)).raise_if_denied()
     return screening, on_chain
