@@ -1,4 +1,4 @@
-"""Where a database read asked from the event loop runs: on the loop itself, or in a thread.
+"""Where a database call made from the event loop runs: on the loop itself, or in a thread.
 
 A request handler on the event loop cannot wait for the database on the loop in general: a
 PostgreSQL round trip, or a SQLite *writer* waiting for the file's write lock, would stall every
@@ -19,7 +19,9 @@ runs it under ``engine.writes_without_waiting``, so if the writer lock is taken 
 this process, the worker process, or another process queued first) its ``BEGIN`` raises
 ``WriterBusy`` before anything is done, and the write runs again in a thread, where it queues as
 every writer does. Most of the time the lock is free: the API's own writers all run on the loop,
-one at a time, and the worker holds the file a small part of the time.
+one at a time, and the worker holds the file a small part of the time. (A process outside
+seiwallet's queue holding the file, the ``sqlite3`` shell, still meets SQLite's busy handler,
+which would then hold the loop up to its timeout: an operator's doing, not the platform's.)
 
 The rules for callers: only a function that *reads this database and does nothing else* goes
 through :func:`read` — no write (a write waits for SQLite's writer lock), no network (a chain
