@@ -54,7 +54,7 @@ from seiwallet.payments.models import (
 from seiwallet.payments.permissions import Principal
 from seiwallet.payments.services import Payer, Payments, build_payments
 from seiwallet.signer.errors import PolicyDeclined
-from seiwallet.transfers.models import Transfer, TransferStatus
+from seiwallet.transfers.models import Transfer, TransferRouterCall, TransferStatus
 from seiwallet.transfers.rates import OfflineRates
 from seiwallet.transfers.services import TokenInfo
 
@@ -743,6 +743,71 @@ async def test_approval_after_expiry_is_refused_and_abandoned(world: World) -> N
     assert world.signer.calls == []
     with world.sessions() as db:
         assert db.get(PaymentAttempt, attempt.id).status is AttemptStatus.ABANDONED  # type: ignore[union-attr]
+
+
+async def test_a_signature_that_comes_back_after_the_invoice_expired_is_never_used(
+    world: World,
+) -> None:
+    """The invoice moved on while the signer signed (here: it expired): the signed attempt is
+    abandoned, nothing joins the relayer's outbox, and the payer is told why."""
+    a = world.payers[0]
+    invoice_id = await world.invoice(expires_in_seconds=60)
+    attempt = await world.payments.payments.prepare(invoice_id, a)
+
+    async def sign_while_it_expires(*_: Any) -> dict[str, Any]:
+        with world.sessions.begin() as db:
+            db.execute(
+                update(Invoice)
+                .where(Invoice.id == invoice_id)
+                .values(status=InvoiceStatus.EXPIRED, claim_attempt_id=None)
+            )
+        return {"signature": "0x" + "11" * 65}
+
+    world.signer.sign = sign_while_it_expires  # type: ignore[method-assign]
+    with pytest.raises(errors.InvoiceExpired):
+        await world.payments.payments.approve(a, attempt.id, [])
+    with world.sessions() as db:
+        row = db.get(PaymentAttempt, attempt.id)
+        assert row is not None
+        assert row.status is AttemptStatus.ABANDONED
+        assert row.transfer_id is None
+        assert db.scalar(select(func.count()).select_from(TransferRouterCall)) == 0
+    assert world.events(invoice_id) == ["invoice.created"]
+
+
+async def test_a_signed_payment_joins_the_outbox_with_its_terms(world: World) -> None:
+    a = world.payers[0]
+    invoice_id = await world.invoice("12.50")
+    attempt = await world.payments.payments.prepare(invoice_id, a)
+    signed = await world.payments.payments.approve(a, attempt.id, [])
+    assert signed.status is AttemptStatus.SIGNED
+    assert signed.invoice["status"] == "processing"
+    invoice = world.row(invoice_id)
+    with world.sessions() as db:
+        row = db.get(PaymentAttempt, attempt.id)
+        assert row is not None
+        assert row.status is AttemptStatus.SIGNED
+        assert row.signature == "0x" + "11" * 65
+        assert row.transfer_id is not None
+        outbox = db.get(Transfer, row.transfer_id)
+        call = db.get(TransferRouterCall, row.transfer_id)
+        assert outbox is not None
+        assert call is not None
+        event = db.scalars(
+            select(PaymentEvent).where(
+                PaymentEvent.invoice_id == invoice_id, PaymentEvent.type == "invoice.processing"
+            )
+        ).one()
+    assert outbox.status is TransferStatus.SIGNED
+    assert outbox.signature == row.signature
+    assert outbox.from_address == a.address
+    assert outbox.amount_units == invoice.amount_units
+    assert outbox.recipient_input == "Lantau Tea House"  # the store's name
+    assert call.invoice_id == invoice_id
+    assert call.payment_amount_units == invoice.amount_units
+    assert call.fee_units == invoice.fee_units
+    assert event.data["invoice"]["status"] == "processing"
+    assert event.data["invoice"]["id"] == invoice_id
 
 
 # -- the follower's handler ---------------------------------------------------------------------

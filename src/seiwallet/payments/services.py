@@ -613,13 +613,23 @@ class PaymentService:
             )
 
     def _store_signed(self, attempt_id: str, invoice_id: str, signature: str) -> None:
-        """Attempt ``signed`` + invoice ``processing`` + event, in one transaction (or none)."""
+        """Attempt ``signed`` + invoice ``processing`` + event, in one transaction (or none).
+
+        What the outbox row and the event are made of is read first, outside the write
+        transaction: the attempt's terms, the invoice's and the store's name do not change once
+        made, and whether this attempt still owns the invoice is the conditional UPDATE's to
+        say. The writer lock (one per SQLite file, the pipeline's scarce thing) is then held
+        for the writes alone.
+        """
         now = self._now()
+        with self._sessions() as db:
+            attempt = db.get(PaymentAttempt, attempt_id)
+            invoice = db.get(Invoice, invoice_id)
+            if attempt is None or invoice is None:  # pragma: no cover - never deleted
+                raise AttemptNotFound
+            store = db.get(Store, invoice.store_id)
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
-            attempt = db.get(PaymentAttempt, attempt_id)
-            if attempt is None:  # pragma: no cover - attempts are never deleted
-                raise AttemptNotFound
             moved = _update(
                 db,
                 Invoice,
@@ -639,27 +649,45 @@ class PaymentService:
             )
             if moved != 1:
                 # The claim lapsed and the invoice moved on: this signature is never used.
-                attempt.status = AttemptStatus.ABANDONED
-                attempt.updated_at = now
-                invoice = db.get(Invoice, invoice_id, populate_existing=True)
-                expired = invoice is not None and invoice.status is InvoiceStatus.EXPIRED
+                _update(
+                    db,
+                    PaymentAttempt,
+                    [PaymentAttempt.id == attempt_id],
+                    status=AttemptStatus.ABANDONED,
+                    updated_at=now,
+                )
+                status = db.scalar(select(Invoice.status).where(Invoice.id == invoice_id))
                 failure: InvoiceAlreadyPaid | InvoiceExpired = (
-                    InvoiceExpired() if expired else InvoiceAlreadyPaid()
+                    InvoiceExpired() if status is InvoiceStatus.EXPIRED else InvoiceAlreadyPaid()
                 )
                 settle_reservations(
                     db, [reference("payment", attempt_id)], UsageStatus.RELEASED, now=now
                 )
             else:
-                attempt.status = AttemptStatus.SIGNED
-                attempt.signature = signature
-                attempt.signed_at = now
-                attempt.updated_at = now
-                invoice = db.get(Invoice, invoice_id, populate_existing=True)
-                if invoice is None:  # pragma: no cover
-                    raise InvoiceNotFound
+                # The invoice as the UPDATE left it (this copy is read-only here: detached).
+                invoice.status = InvoiceStatus.PROCESSING
+                invoice.attempt_id = attempt_id
+                invoice.payer_user_id = attempt.payer_user_id
+                invoice.payer_address = attempt.payer_address
+                invoice.processing_at = now
+                invoice.claim_attempt_id = None
+                invoice.claim_expires_at = None
+                invoice.updated_at = now
                 # The relayer's work, in the same transaction: signed and queued, or neither.
-                attempt.transfer_id = enqueue_router_call(
-                    db, _payment_call(db, invoice, attempt, signature), now=now
+                transfer_id = enqueue_router_call(
+                    db,
+                    _payment_call(invoice, attempt, signature, store.name if store else None),
+                    now=now,
+                )
+                _update(
+                    db,
+                    PaymentAttempt,
+                    [PaymentAttempt.id == attempt_id],
+                    status=AttemptStatus.SIGNED,
+                    signature=signature,
+                    signed_at=now,
+                    updated_at=now,
+                    transfer_id=transfer_id,
                 )
                 append_event(
                     db,
@@ -714,10 +742,9 @@ def _payment_terms(invoice: Invoice) -> Payment:
 
 
 def _payment_call(
-    db: Session, invoice: Invoice, attempt: PaymentAttempt, signature: str
+    invoice: Invoice, attempt: PaymentAttempt, signature: str, store_name: str | None
 ) -> SignedRouterCall:
     """The payer's signed ``router.pay`` as the relayer's outbox row."""
-    store = db.get(Store, invoice.store_id)
     return SignedRouterCall(
         user_id=attempt.payer_user_id,
         reference=f"payment:{attempt.id}",
@@ -733,7 +760,7 @@ def _payment_call(
         intent=attempt.intent,
         intent_digest=attempt.intent_digest,
         signature=signature,
-        label=store.name if store is not None else "PaymentRouter",
+        label=store_name or "PaymentRouter",
         note=invoice.order_id or "",
     )
 
