@@ -134,11 +134,12 @@ async def test_a_write_runs_in_place_when_the_sqlite_writer_lock_is_free(engine:
     assert on_loop == [engine.dialect.name == "sqlite"] * 2
 
 
-async def test_a_write_that_finds_the_lock_taken_runs_again_in_a_thread_and_once(
+async def test_a_write_that_finds_the_lock_taken_waits_for_its_turn_and_runs_once(
     engine: Engine,
 ) -> None:
     """Another writer holds the file: the attempt on the loop stops at BEGIN (nothing done, the
-    loop not blocked) and the write runs in a thread, after the holder commits."""
+    loop not blocked); a thread waits for the process's turn and the write runs again on the
+    loop in it, after the holder commits (PostgreSQL: in a thread, after the row lock)."""
     _counter_table(engine)
     sessions = session_factory(engine)
     holding, release = threading.Event(), threading.Event()
@@ -169,4 +170,54 @@ async def test_a_write_that_finds_the_lock_taken_runs_again_in_a_thread_and_once
     release.set()
     assert await asyncio.wait_for(pending, 10) == 11  # after the holder's +10, once
     holder.join()
-    assert attempts == ([True, False] if engine.dialect.name == "sqlite" else [False])
+    assert attempts == ([True, True] if engine.dialect.name == "sqlite" else [False])
+
+
+async def test_writes_waiting_for_a_turn_run_in_order_and_alone_in_failure(
+    tmp_path: Path,
+) -> None:
+    """Several writes wait while another thread holds the file: they run in one turn, in the
+    order they came; one that fails fails alone; one whose caller gave up is not run."""
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'turns.sqlite3'}")
+    try:
+        _counter_table(engine)
+        sessions = session_factory(engine)
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with sessions.begin() as db:
+                db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+                holding.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert holding.wait(10)
+        ran: list[str] = []
+
+        def add(name: str, fail: bool = False) -> int:
+            with sessions.begin() as db:
+                db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+                ran.append(name)
+                db.execute(text("UPDATE counter SET n = n + 1 WHERE id = 1"))
+                if fail:
+                    raise ValueError(f"{name} refused")
+                return int(db.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one())
+
+        first = asyncio.ensure_future(offload.write(sessions, add, "first"))
+        failing = asyncio.ensure_future(offload.write(sessions, add, "failing", fail=True))
+        dropped = asyncio.ensure_future(offload.write(sessions, add, "dropped"))
+        last = asyncio.ensure_future(offload.write(sessions, add, "last"))
+        await asyncio.sleep(0.1)
+        dropped.cancel()
+        release.set()
+        assert await asyncio.wait_for(first, 10) == 1
+        with pytest.raises(ValueError, match="failing refused"):
+            await failing
+        assert await asyncio.wait_for(last, 10) == 2  # the failed one's +1 was rolled back
+        holder.join()
+        assert ran == ["first", "failing", "last"]
+        # The turn was given back: a write from a thread gets the lock at once.
+        await asyncio.wait_for(asyncio.to_thread(add, "after"), 5)
+    finally:
+        engine.dispose()

@@ -134,6 +134,7 @@ def create_engine_for(url: str | URL, **engine_options: Any) -> Engine:
             event.listen(engine, "do_connect", _directory_creator(path.parent))
         event.listen(engine, "connect", _sqlite_on_connect)
         writers = _writer_queue(path)
+        _ENGINE_QUEUES[engine] = writers
         event.listen(engine, "begin", writers.on_begin)
         event.listen(engine, "commit", writers.on_commit)
         event.listen(engine, "rollback", writers.on_rollback)
@@ -296,6 +297,32 @@ def writes_without_waiting() -> Iterator[None]:
         _NO_WAIT.reset(token)
 
 
+#: The writer turn the running code writes in (see :func:`writing_in_turn`).
+_IN_TURN: Final[ContextVar[_WriterQueue | None]] = ContextVar(
+    "seiwallet_sqlite_writer_turn", default=None
+)
+
+
+@contextmanager
+def writing_in_turn(queue: _WriterQueue) -> Iterator[None]:
+    """Within this block write transactions on ``queue``'s file use the turn the process holds
+    (:meth:`_WriterQueue.take_turn`) instead of taking the locks each: one after another, with
+    no hand-over between them."""
+    token = _IN_TURN.set(queue)
+    try:
+        yield
+    finally:
+        _IN_TURN.reset(token)
+
+
+def writer_queue(engine: Engine) -> _WriterQueue | None:
+    """The writer queue of ``engine``'s SQLite file (``None``: not a SQLite engine of ours)."""
+    return _ENGINE_QUEUES.get(engine)
+
+
+#: Each SQLite engine's writer queue.
+_ENGINE_QUEUES: Final[weakref.WeakKeyDictionary[Engine, _WriterQueue]] = weakref.WeakKeyDictionary()
+
 # One queue per database file in a process: record locks belong to the process (see below).
 _QUEUES: Final[weakref.WeakValueDictionary[str, _WriterQueue]] = weakref.WeakValueDictionary()
 _QUEUES_LOCK: Final = threading.Lock()
@@ -355,6 +382,9 @@ class _WriterQueue:
         # The driver connection whose transaction holds the lock, and whether it holds byte 0.
         self._holder: sqlite3.Connection | None = None
         self._holds_file = False
+        #: Whether the process holds the locks for a turn (``take_turn``) rather than for one
+        #: transaction.
+        self._turn = False
 
     def on_begin(self, connection: Connection) -> None:
         """Emit BEGIN ourselves, in the mode the connection's :data:`SQLITE_BEGIN` asks for."""
@@ -427,8 +457,32 @@ class _WriterQueue:
         finally:
             self._release(driver)
 
+    def take_turn(self) -> None:
+        """Wait until this process may write, and keep the right — the locks a writer's BEGIN
+        takes — for a run of write transactions made under :func:`writing_in_turn`, until
+        :meth:`give_back_turn`. Blocks: call it from a thread (``db.offload``)."""
+        self._take_locks(waits=True)
+        self._turn = True
+
+    def give_back_turn(self) -> None:
+        if not self._turn:
+            return
+        self._turn = False
+        try:
+            self._unlock_file()
+        finally:
+            self._lock.release()
+
     def _acquire(self, driver: sqlite3.Connection) -> None:
-        waits = not _NO_WAIT.get()
+        if self._turn and _IN_TURN.get() is self:
+            if self._holder is not None:
+                raise DatabaseError("a writer turn runs one write transaction at a time")
+            self._holder = driver
+            return
+        self._take_locks(waits=not _NO_WAIT.get())
+        self._holder = driver
+
+    def _take_locks(self, *, waits: bool) -> None:
         if waits:
             if not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
                 raise DatabaseError("the database is busy: another writer held it for too long")
@@ -455,12 +509,13 @@ class _WriterQueue:
             finally:
                 self._lock.release()
             raise
-        self._holder = driver
 
     def _release(self, driver: sqlite3.Connection) -> None:
         if driver is not self._holder:
             return
         self._holder = None
+        if self._turn and _IN_TURN.get() is self:
+            return  # the turn keeps the locks for its next transaction
         try:
             self._unlock_file()
         finally:
