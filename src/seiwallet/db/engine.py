@@ -12,6 +12,7 @@ that says what to fix, never naming the password.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -468,6 +469,10 @@ class _WriterQueue:
         if not self._turn:
             return
         self._turn = False
+        holder, self._holder = self._holder, None
+        if holder is not None:  # a transaction of the turn left open: it cannot outlive it
+            with contextlib.suppress(sqlite3.Error):
+                holder.rollback()
         try:
             self._unlock_file()
         finally:
