@@ -17,9 +17,10 @@ database) to a thread as before.
 A **write to a SQLite file** is tried on the loop too, but must not wait there: :func:`write`
 runs it under ``engine.writes_without_waiting``, so if the writer lock is taken (a thread of
 this process, the worker process, or another process queued first) its ``BEGIN`` raises
-``WriterBusy`` before anything is done, and the write runs again in a thread, where it queues as
-every writer does. Most of the time the lock is free: the API's own writers all run on the loop,
-one at a time, and the worker holds the file a small part of the time. (A process outside
+``WriterBusy`` before anything is done. The write then waits, on the loop, for the process's
+turn (:class:`_WriterTurns`): one thread queues for the lock as every writer does, and the loop
+runs the waiting writes in that turn, one after another. No write holds the lock from a thread,
+where it would compete for the GIL with the busy loop. (A process outside
 seiwallet's queue holding the file, the ``sqlite3`` shell, still meets SQLite's busy handler,
 which would then hold the loop up to its timeout: an operator's doing, not the platform's.)
 
@@ -79,9 +80,9 @@ def reads_in_place(sessions: sessionmaker[Session]) -> bool:
 async def write(
     sessions: sessionmaker[Session], fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
 ) -> T:
-    """``fn(*args, **kwargs)``, a function whose one write transaction comes first: tried in
-    place on a SQLite file when the writer lock is free at once, in a thread otherwise (see the
-    module's note)."""
+    """``fn(*args, **kwargs)``, a function whose one write transaction comes first. On a SQLite
+    file: in place when the writer lock is free at once, else on the loop in the process's next
+    turn; elsewhere (PostgreSQL, in memory) in a thread (see the module's note)."""
     if reads_in_place(sessions):
         try:
             with writes_without_waiting():
