@@ -116,6 +116,33 @@ def _counter_table(engine: Engine) -> None:
         connection.execute(text("INSERT INTO counter VALUES (1, 0)"))
 
 
+def _bump(sessions: sessionmaker[Session], by: int = 1) -> int:
+    """Add ``by`` to the counter in a write transaction (``BEGIN IMMEDIATE``); the new value."""
+    with sessions.begin() as db:
+        db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+        db.execute(text("UPDATE counter SET n = n + :by WHERE id = 1"), {"by": by})
+        return int(db.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one())
+
+
+def _hold_the_writer(
+    sessions: sessionmaker[Session], by: int = 0
+) -> tuple[threading.Thread, threading.Event]:
+    """A thread in a write transaction (adding ``by``) until the returned event is set."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with sessions.begin() as db:
+            db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+            db.execute(text("UPDATE counter SET n = n + :by WHERE id = 1"), {"by": by})
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    return holder, release
+
+
 async def test_a_write_runs_in_place_when_the_sqlite_writer_lock_is_free(engine: Engine) -> None:
     _counter_table(engine)
     sessions = session_factory(engine)
@@ -123,10 +150,7 @@ async def test_a_write_runs_in_place_when_the_sqlite_writer_lock_is_free(engine:
 
     def bump() -> int:
         threads.append(threading.get_ident())
-        with sessions.begin() as db:
-            db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
-            db.execute(text("UPDATE counter SET n = n + 1 WHERE id = 1"))
-            return int(db.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one())
+        return _bump(sessions)
 
     assert await offload.write(sessions, bump) == 1
     assert await offload.write(sessions, bump) == 2
@@ -142,26 +166,12 @@ async def test_a_write_that_finds_the_lock_taken_waits_for_its_turn_and_runs_onc
     loop in it, after the holder commits (PostgreSQL: in a thread, after the row lock)."""
     _counter_table(engine)
     sessions = session_factory(engine)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with sessions.begin() as db:
-            db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
-            db.execute(text("UPDATE counter SET n = n + 10 WHERE id = 1"))
-            holding.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holding.wait(10)
+    holder, release = _hold_the_writer(sessions, by=10)
     attempts: list[bool] = []
 
     def bump() -> int:
         attempts.append(threading.get_ident() == loop_thread)
-        with sessions.begin() as db:
-            db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
-            db.execute(text("UPDATE counter SET n = n + 1 WHERE id = 1"))
-            return int(db.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one())
+        return _bump(sessions)
 
     loop_thread = threading.get_ident()
     pending = asyncio.ensure_future(offload.write(sessions, bump))
@@ -182,17 +192,7 @@ async def test_writes_waiting_for_a_turn_run_in_order_and_alone_in_failure(
     try:
         _counter_table(engine)
         sessions = session_factory(engine)
-        holding, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with sessions.begin() as db:
-                db.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
-                holding.set()
-                release.wait(10)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        assert holding.wait(10)
+        holder, release = _hold_the_writer(sessions)
         ran: list[str] = []
 
         def add(name: str, fail: bool = False) -> int:
