@@ -259,6 +259,10 @@ class _Loaded:
     )
     #: ``refundId`` of a ``PaymentRefunded`` → our router refund (locked), if it is ours.
     router_refunds: dict[str, Refund | None] = field(default_factory=dict)
+    #: The attempts settlements and failures read, held here: the session's identity map
+    #: keeps only weak references, so rows loaded and dropped are gone (and read again, one
+    #: query per event) by the time the events are applied.
+    attempts: list[PaymentAttempt] = field(default_factory=list)
 
 
 _LOADED = "payments.handlers"
@@ -320,7 +324,9 @@ def _load(session: Session, events: Sequence[ChainEvent], *, reverting: bool) ->
         settling = [loaded.invoices.get((chain_id, str(e.key).lower())) for e in router]
         attempt_ids = [i.attempt_id for i in settling if i is not None and i.attempt_id is not None]
         for chunk in chunked(attempt_ids):
-            session.scalars(select(PaymentAttempt).where(PaymentAttempt.id.in_(chunk))).all()
+            loaded.attempts.extend(
+                session.scalars(select(PaymentAttempt).where(PaymentAttempt.id.in_(chunk)))
+            )
     return loaded
 
 

@@ -219,6 +219,9 @@ class _Invitations:
     rows: dict[tuple[int, str], TransferInvitation | None] = field(default_factory=dict)
     #: Ids of the invitations' transfers locked for the range (in the identity map from then on).
     locked: set[str] = field(default_factory=set)
+    #: Those transfers and the ones read for creations, held here: the session's identity map
+    #: keeps only weak references, so rows loaded and dropped would be read again per event.
+    transfers: list[Transfer] = field(default_factory=list)
     #: Addresses paid by claims, as the events spell them → their active user, if any.
     users: dict[str, str | None] = field(default_factory=dict)
 
@@ -271,13 +274,15 @@ class InvitationEventHandler:
         settling = [row.transfer_id for event, row in ours if event.name != INVITATION_CREATED]
         for chunk in chunked(settling):
             query = select(Transfer).where(Transfer.id.in_(chunk)).order_by(Transfer.id)
-            loaded.locked.update(t.id for t in session.scalars(query.with_for_update()))
+            rows = list(session.scalars(query.with_for_update()))
+            loaded.transfers.extend(rows)
+            loaded.locked.update(t.id for t in rows)
         if reverting:
             return loaded
         # Read (into the identity map, unlocked as _same_terms reads them) for the creations.
         created = [row.transfer_id for event, row in ours if event.name == INVITATION_CREATED]
         for chunk in chunked(t for t in created if t not in loaded.locked):
-            session.scalars(select(Transfer).where(Transfer.id.in_(chunk))).all()
+            loaded.transfers.extend(session.scalars(select(Transfer).where(Transfer.id.in_(chunk))))
         paid = [
             str(event.args.get("to", "")) for event, _ in ours if event.name == INVITATION_CLAIMED
         ]
