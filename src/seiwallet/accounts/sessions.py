@@ -69,10 +69,9 @@ class SessionListing:
     expires_at: datetime
 
 
-#: Every request's look-up, built once: making a statement (its WHERE clause, its cache key) on
-#: each call cost about as much as running it.
-#: The columns it needs, run on the session's connection: loading two whole ORM objects (an
-#: identity map, instance state, every column) cost about as much again as the query.
+#: Every request's look-up, built once (making a statement, its WHERE clause and cache key, on
+#: each call cost about as much as running it), of the columns it needs, run on the session's
+#: connection (loading two whole ORM objects cost about as much again as the query).
 _BY_TOKEN = (
     select(
         UserSession.id,
@@ -153,7 +152,8 @@ class SessionService:
     def authenticate(self, token: str | None, kind: SessionKind | None = None) -> SessionInfo:
         """The live session ``token`` opens; :class:`NotSignedIn` otherwise (never says why)."""
         info = self._live(token, kind)
-        self._seen(info)
+        if self._stale(info):
+            self._seen(info)
         return info
 
     async def authenticate_on_loop(
@@ -167,6 +167,7 @@ class SessionService:
         return info
 
     def _stale(self, info: SessionInfo) -> bool:
+        """Whether the session's use is to be recorded: at most once a minute."""
         return self._now() - info.last_seen_at >= _SEEN_GRANULARITY
 
     def _live(self, token: str | None, kind: SessionKind | None) -> SessionInfo:
@@ -209,16 +210,14 @@ class SessionService:
         )
 
     def _seen(self, info: SessionInfo) -> None:
-        """Record that the session was used: a write at most once a minute per session."""
-        now = self._now()
-        if now - info.last_seen_at >= _SEEN_GRANULARITY:
-            with self._sessions.begin() as db:
-                db.execute(
-                    update(UserSession)
-                    .where(UserSession.id == info.id)
-                    .values(last_seen_at=now)
-                    .execution_options(synchronize_session=False)
-                )
+        """Record that the session was used (the caller checked :meth:`_stale`)."""
+        with self._sessions.begin() as db:
+            db.execute(
+                update(UserSession)
+                .where(UserSession.id == info.id)
+                .values(last_seen_at=self._now())
+                .execution_options(synchronize_session=False)
+            )
 
     def list(self, user_id: str) -> list[SessionListing]:
         """The user's live sessions, most recently used first."""

@@ -49,6 +49,7 @@ from seiwallet.payments.errors import (
 )
 from seiwallet.payments.invoices import InvoiceFilter, InvoiceRequest
 from seiwallet.payments.merchants import MerchantOwner, MerchantView, StaffView, StoreView
+from seiwallet.payments.models import Invoice as InvoiceRow
 from seiwallet.payments.models import InvoiceStatus
 from seiwallet.payments.permissions import Permission, Principal
 from seiwallet.payments.reports import report_csv
@@ -532,9 +533,16 @@ async def for_merchant(who: Caller, payments: Payments, merchant_id: str) -> Pri
 
 
 async def for_invoice(who: Caller, payments: Payments, invoice_id: str) -> Principal:
+    return (await _invoice_for(who, payments, invoice_id))[1]
+
+
+async def _invoice_for(
+    who: Caller, payments: Payments, invoice_id: str
+) -> tuple[InvoiceRow, Principal]:
+    """The invoice and who acts on it; InvoiceNotFound for a caller outside its store."""
     row = await offload.read(payments.sessions, payments.invoices.row, invoice_id)
     try:
-        return await for_store(who, payments, row.store_id)
+        return row, await for_store(who, payments, row.store_id)
     except StoreNotFound:
         raise InvoiceNotFound from None
 
@@ -1047,8 +1055,7 @@ _SSE: Final[dict[int | str, dict[str, Any]]] = {
 async def invoice_events(invoice_id: str, request: Request, svc: Svc, who: Who) -> Response:
     """The invoice's events as they happen (``text/event-stream``); resume with Last-Event-ID."""
     payments = await payments_of(svc)
-    principal = await for_invoice(who, payments, invoice_id)
-    row = await offload.read(payments.sessions, payments.invoices.row, invoice_id)
+    row, principal = await _invoice_for(who, payments, invoice_id)
     principal.require(Permission.INVOICES_READ, row.store_id)
     return _event_stream(svc, request, Topic(invoice_id=row.id), _last_event_id(request))
 

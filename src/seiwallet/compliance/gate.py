@@ -35,7 +35,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
@@ -59,7 +61,6 @@ from seiwallet.compliance.models import (
     Usage,
     UsageStatus,
 )
-from seiwallet.compliance.onchain import NotCached, RpcTokenReader, from_cache_only
 from seiwallet.compliance.placement import Directory, Person, Placement, place
 from seiwallet.compliance.sanctions import Hit, SanctionsScreen, address_key, parse_text_list
 from seiwallet.db import SQLITE_BEGIN, as_utc, insert_now, offload
@@ -94,8 +95,38 @@ class Valuer(Protocol):
     def __call__(self, amount: Decimal, symbol: str, currency: str) -> Decimal | None: ...
 
 
+class NotCached(Exception):
+    """A token reader's answer that would have waited for the chain, asked within
+    :func:`from_cache_only`."""
+
+
+#: Set while token reads must come from a cache (see :func:`from_cache_only`).
+_CACHE_ONLY: Final[ContextVar[bool]] = ContextVar("seiwallet_token_reads_cache_only", default=False)
+
+
+@contextmanager
+def from_cache_only() -> Iterator[None]:
+    """Within this block a :class:`TokenReader` must answer without waiting, or raise
+    :class:`NotCached`: the gate's screening on the event loop
+    (:meth:`ComplianceGate.screen_in_place`), which the caller then runs in a thread."""
+    token = _CACHE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CACHE_ONLY.reset(token)
+
+
+def cache_only() -> bool:
+    """Whether a :class:`TokenReader` is asked within :func:`from_cache_only`."""
+    return _CACHE_ONLY.get()
+
+
 class TokenReader(Protocol):
-    """On-chain facts the gate asks of a token (a cached RPC read in the API, a fake in tests)."""
+    """On-chain facts the gate asks of a token (a cached RPC read in the API, a fake in tests).
+
+    A reader whose answer may wait (a node's round trip) checks :func:`cache_only` first and
+    raises :class:`NotCached` instead of waiting.
+    """
 
     def is_blacklisted(self, symbol: str, address: str) -> bool | None:
         """FiatToken ``isBlacklisted``; ``None`` when the chain cannot be asked now."""
@@ -329,8 +360,6 @@ class ComplianceGate:
         parties' flags there). ``None`` when it cannot: run :meth:`screen` in a thread."""
         if self._sessions is None or not offload.reads_in_place(self._sessions):
             return None
-        if self.tokens is not None and not isinstance(self.tokens, RpcTokenReader):
-            return None  # a reader that cannot promise not to wait
         try:
             with from_cache_only():
                 return self.screen(movement)

@@ -23,9 +23,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,6 +31,7 @@ import httpx
 from eth_abi.abi import decode as abi_decode
 
 from seiwallet.chain.tokens import encode_call, is_blacklisted
+from seiwallet.compliance.gate import NotCached, cache_only
 
 if TYPE_CHECKING:
     from seiwallet.chain.rpc import RpcClient
@@ -43,26 +42,6 @@ DEFAULT_TTL: Final = 30.0
 _ATTEMPTS: Final = 3
 _TRANSIENT: Final = re.compile(r"BlockOutOfRange|header not found|unknown block", re.IGNORECASE)
 _TIMEOUT: Final = 2.0
-
-
-class NotCached(Exception):
-    """A read that would have asked the node, inside :func:`from_cache_only`."""
-
-
-#: Set while reads must come from the cache (see :func:`from_cache_only`).
-_CACHE_ONLY: Final[ContextVar[bool]] = ContextVar("seiwallet_token_reads_cache_only", default=False)
-
-
-@contextmanager
-def from_cache_only() -> Iterator[None]:
-    """Within this block an :class:`RpcTokenReader` answers from its cache or raises
-    :class:`NotCached`, never blocking on the node: the gate's screening run on the event loop
-    (``ComplianceGate.screen_in_place``), which the caller then runs again in a thread."""
-    token = _CACHE_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _CACHE_ONLY.reset(token)
 
 
 class RpcTokenReader:
@@ -151,7 +130,7 @@ class RpcTokenReader:
             cached = self._cache.get(key)
             if cached is not None and cached[0] > now:
                 return cached[1]
-        if _CACHE_ONLY.get():
+        if cache_only():
             raise NotCached(key[0])
         signature = "isBlacklisted(address)" if key[0] == "blacklisted" else "balanceOf(address)"
         kind = "bool" if key[0] == "blacklisted" else "uint256"

@@ -4,7 +4,7 @@ SQLite is opened in WAL mode with foreign keys enforced, a busy timeout and ``sy
 (durable across process crashes, fast enough for many writers). We, not the ``sqlite3`` module,
 emit ``BEGIN``, so SQLite transactions cover DDL and savepoints as PostgreSQL's do; the execution
 option :data:`SQLITE_BEGIN` (``"IMMEDIATE"``) takes the write lock up front where a transaction
-reads before it writes, after queueing for it in the kernel (:class:`_WriterQueue`).
+reads before it writes, after queueing for it in the kernel (:class:`WriterQueue`).
 PostgreSQL goes through psycopg 3 with pre-ping and a connect timeout. :func:`check_connection`
 turns a wrong or unreachable database into one :class:`~seiwallet.errors.DatabaseError` line
 that says what to fix, never naming the password.
@@ -46,7 +46,7 @@ DATABASE_URL_SETTING: Final = f"{ENV_PREFIX}DATABASE_URL"
 #: writer for another thread of its process.
 SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
 #: Next to the database ``wallet.sqlite3``, ``wallet.sqlite3-writer``: the file our processes
-#: queue on for its write lock (:class:`_WriterQueue`).
+#: queue on for its write lock (:class:`WriterQueue`).
 SQLITE_WRITER_LOCK_SUFFIX: Final = "-writer"
 # The lock file's bytes: held by the process that writes, and passed by one that queues for it.
 _WRITER_BYTE: Final = 0
@@ -299,15 +299,15 @@ def writes_without_waiting() -> Iterator[None]:
 
 
 #: The writer turn the running code writes in (see :func:`writing_in_turn`).
-_IN_TURN: Final[ContextVar[_WriterQueue | None]] = ContextVar(
+_IN_TURN: Final[ContextVar[WriterQueue | None]] = ContextVar(
     "seiwallet_sqlite_writer_turn", default=None
 )
 
 
 @contextmanager
-def writing_in_turn(queue: _WriterQueue) -> Iterator[None]:
+def writing_in_turn(queue: WriterQueue) -> Iterator[None]:
     """Within this block write transactions on ``queue``'s file use the turn the process holds
-    (:meth:`_WriterQueue.take_turn`) instead of taking the locks each: one after another, with
+    (:meth:`WriterQueue.take_turn`) instead of taking the locks each: one after another, with
     no hand-over between them."""
     token = _IN_TURN.set(queue)
     try:
@@ -316,33 +316,33 @@ def writing_in_turn(queue: _WriterQueue) -> Iterator[None]:
         _IN_TURN.reset(token)
 
 
-def writer_queue(engine: Engine) -> _WriterQueue | None:
+def writer_queue(engine: Engine) -> WriterQueue | None:
     """The writer queue of ``engine``'s SQLite file (``None``: not a SQLite engine of ours)."""
     return _ENGINE_QUEUES.get(engine)
 
 
 #: Each SQLite engine's writer queue.
-_ENGINE_QUEUES: Final[weakref.WeakKeyDictionary[Engine, _WriterQueue]] = weakref.WeakKeyDictionary()
+_ENGINE_QUEUES: Final[weakref.WeakKeyDictionary[Engine, WriterQueue]] = weakref.WeakKeyDictionary()
 
 # One queue per database file in a process: record locks belong to the process (see below).
-_QUEUES: Final[weakref.WeakValueDictionary[str, _WriterQueue]] = weakref.WeakValueDictionary()
+_QUEUES: Final[weakref.WeakValueDictionary[str, WriterQueue]] = weakref.WeakValueDictionary()
 _QUEUES_LOCK: Final = threading.Lock()
 
 
-def _writer_queue(database: Path | None) -> _WriterQueue:
+def _writer_queue(database: Path | None) -> WriterQueue:
     """The queue for writers of ``database``: this process's one for the file, or a new one."""
     if database is None:
-        return _WriterQueue(None)
+        return WriterQueue(None)
     key = os.path.realpath(database)
     with _QUEUES_LOCK:
         queue = _QUEUES.get(key)
         if queue is None:
-            queue = _WriterQueue(Path(key))
+            queue = WriterQueue(Path(key))
             _QUEUES[key] = queue
     return queue
 
 
-class _WriterQueue:
+class WriterQueue:
     """Writers of a SQLite file queue for it in the kernel, not in SQLite's busy handler.
 
     SQLite lets one writer in at a time; the others wait in its busy handler, which *sleeps* in
@@ -457,6 +457,11 @@ class _WriterQueue:
             pass  # SQLAlchemy rolls back right after this, and reports the failure
         finally:
             self._release(driver)
+
+    @property
+    def on_file(self) -> bool:
+        """Whether the database is a file (not in memory): its readers never wait (WAL)."""
+        return self._database is not None
 
     def take_turn(self) -> None:
         """Wait until this process may write, and keep the right — the locks a writer's BEGIN

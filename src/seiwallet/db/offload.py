@@ -51,8 +51,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from seiwallet.db.engine import (
     WriterBusy,
-    _WriterQueue,
-    sqlite_path,
+    WriterQueue,
     writer_queue,
     writes_without_waiting,
     writing_in_turn,
@@ -61,20 +60,17 @@ from seiwallet.db.engine import (
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Each engine's answer, worked out once.
-_IN_PLACE: Final[weakref.WeakKeyDictionary[Engine, bool]] = weakref.WeakKeyDictionary()
+
+def _file_queue(sessions: sessionmaker[Session]) -> WriterQueue | None:
+    """The writer queue of ``sessions``' database when it is a SQLite file, else ``None``."""
+    bind = sessions.kw.get("bind")
+    queue = writer_queue(bind) if isinstance(bind, Engine) else None
+    return queue if queue is not None and queue.on_file else None
 
 
 def reads_in_place(sessions: sessionmaker[Session]) -> bool:
     """Whether reads of ``sessions``' database run on the event loop: a SQLite file's do."""
-    bind = sessions.kw.get("bind")
-    if not isinstance(bind, Engine):
-        return False
-    inline = _IN_PLACE.get(bind)
-    if inline is None:
-        inline = bind.dialect.name == "sqlite" and sqlite_path(bind.url) is not None
-        _IN_PLACE[bind] = inline
-    return inline
+    return _file_queue(sessions) is not None
 
 
 async def write(
@@ -83,16 +79,14 @@ async def write(
     """``fn(*args, **kwargs)``, a function whose one write transaction comes first. On a SQLite
     file: in place when the writer lock is free at once, else on the loop in the process's next
     turn; elsewhere (PostgreSQL, in memory) in a thread (see the module's note)."""
-    if reads_in_place(sessions):
-        try:
-            with writes_without_waiting():
-                return fn(*args, **kwargs)
-        except WriterBusy:
-            pass
-        queue = writer_queue(sessions.kw["bind"])
-        if queue is not None:
-            return await _turns(queue).submit(fn, args, kwargs)
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    queue = _file_queue(sessions)
+    if queue is None:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    try:
+        with writes_without_waiting():
+            return fn(*args, **kwargs)
+    except WriterBusy:
+        return await _turns(queue).submit(fn, args, kwargs)
 
 
 #: How long one turn may run writes on the loop before it lets the lock go (and asks again).
@@ -109,7 +103,7 @@ class _WriterTurns:
     A write whose caller was cancelled before its turn came is not run.
     """
 
-    def __init__(self, queue: _WriterQueue, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, queue: WriterQueue, loop: asyncio.AbstractEventLoop) -> None:
         self._queue = queue
         self._loop = loop
         self._waiting: deque[_Write] = deque()
@@ -177,18 +171,18 @@ class _Write:
     context: contextvars.Context
 
 
-def _in_turn(queue: _WriterQueue, write: _Write) -> Any:
+def _in_turn(queue: WriterQueue, write: _Write) -> Any:
     with writing_in_turn(queue):
         return write.fn(*write.args, **write.kwargs)
 
 
 #: Each loop's waiting writes, per writer queue.
 _TURNS: Final[
-    weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_WriterQueue, _WriterTurns]]
+    weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[WriterQueue, _WriterTurns]]
 ] = weakref.WeakKeyDictionary()
 
 
-def _turns(queue: _WriterQueue) -> _WriterTurns:
+def _turns(queue: WriterQueue) -> _WriterTurns:
     loop = asyncio.get_running_loop()
     per_queue = _TURNS.setdefault(loop, {})
     found = per_queue.get(queue)

@@ -628,6 +628,16 @@ class PaymentService:
             if attempt is None or invoice is None:  # pragma: no cover - never deleted
                 raise AttemptNotFound
             store = db.get(Store, invoice.store_id)
+        processing = {
+            "status": InvoiceStatus.PROCESSING,
+            "attempt_id": attempt_id,
+            "payer_user_id": attempt.payer_user_id,
+            "payer_address": attempt.payer_address,
+            "processing_at": now,
+            "claim_attempt_id": None,
+            "claim_expires_at": None,
+            "updated_at": now,
+        }
         with self._sessions.begin() as db:
             db.connection(execution_options=_WRITE)
             moved = _update(
@@ -638,14 +648,7 @@ class PaymentService:
                     Invoice.status == InvoiceStatus.NEW,
                     Invoice.claim_attempt_id == attempt_id,
                 ],
-                status=InvoiceStatus.PROCESSING,
-                attempt_id=attempt_id,
-                payer_user_id=attempt.payer_user_id,
-                payer_address=attempt.payer_address,
-                processing_at=now,
-                claim_attempt_id=None,
-                claim_expires_at=None,
-                updated_at=now,
+                **processing,
             )
             if moved != 1:
                 # The claim lapsed and the invoice moved on: this signature is never used.
@@ -664,15 +667,9 @@ class PaymentService:
                     db, [reference("payment", attempt_id)], UsageStatus.RELEASED, now=now
                 )
             else:
-                # The invoice as the UPDATE left it (this copy is read-only here: detached).
-                invoice.status = InvoiceStatus.PROCESSING
-                invoice.attempt_id = attempt_id
-                invoice.payer_user_id = attempt.payer_user_id
-                invoice.payer_address = attempt.payer_address
-                invoice.processing_at = now
-                invoice.claim_attempt_id = None
-                invoice.claim_expires_at = None
-                invoice.updated_at = now
+                # The invoice as the UPDATE left it (a detached copy, read here only).
+                for column, value in processing.items():
+                    setattr(invoice, column, value)
                 # The relayer's work, in the same transaction: signed and queued, or neither.
                 transfer_id = enqueue_router_call(
                     db,
